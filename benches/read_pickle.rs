@@ -1,0 +1,79 @@
+//! Reading a full-size MovieScenes pickle: lgss's reader against Python's
+//! `pickle.load` (with torch) of the same file, on the same machine, in one run.
+//!
+//! The file is a synthetic 2,400-shot movie (~35 MB) written by Python/torch
+//! itself (`pickle.dump` of the tensors), so both readers parse what real
+//! MovieScenes files contain. Prints medians and the ratio.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use lgss::data::movie::{Movie, Schema};
+use lgss::data::synth::{self, SynthSize};
+
+const REPS: usize = 15;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
+    let dir = std::env::temp_dir().join(format!("lgss-bench-read-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let ours = dir.join("lgss-written.pkl");
+    let theirs = dir.join("tt0000001.pkl");
+    let size = SynthSize {
+        min_shots: 2400,
+        max_shots: 2400,
+        ..SynthSize::full()
+    };
+    lgss::data::pickle_write::write_movie(&ours, &synth::movie(1, 0, &size))?;
+    // Re-dump with Python so the benchmark file is Python-written.
+    let status = Command::new(&python)
+        .args(["-c", "import pickle,sys; d=pickle.load(open(sys.argv[1],'rb')); pickle.dump(d, open(sys.argv[2],'wb'))"])
+        .arg(&ours)
+        .arg(&theirs)
+        .status()?;
+    anyhow::ensure!(status.success(), "python could not re-dump the movie");
+    let bytes = std::fs::metadata(&theirs)?.len();
+
+    let mut rust = Vec::new();
+    for _ in 0..REPS {
+        let t = Instant::now();
+        let m = Movie::load(&theirs, &Schema::movie_scenes())?;
+        rust.push(t.elapsed().as_secs_f64());
+        std::hint::black_box(m);
+    }
+    let code = format!(
+        "import pickle,sys,time,torch\nts=[]\nfor _ in range({REPS}):\n    t=time.perf_counter()\n    d=pickle.load(open(sys.argv[1],'rb'))\n    ts.append(time.perf_counter()-t)\nts.sort()\nprint(torch.__version__, ts[len(ts)//2])"
+    );
+    let out = Command::new(&python).args(["-c", &code]).arg(&theirs).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (torch_version, py) = stdout
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| anyhow::anyhow!("python printed {stdout}"))?;
+    let py: f64 = py.parse()?;
+    let r = median(rust);
+    println!(
+        "read a 2,400-shot full-size movie ({:.1} MB), median of {REPS}:",
+        bytes as f64 / 1e6
+    );
+    println!("  lgss Movie::load (incl. validation)  {:8.2} ms", r * 1e3);
+    println!(
+        "  Python pickle.load (torch {torch_version})  {:8.2} ms",
+        py * 1e3
+    );
+    println!("  ratio: lgss is {:.2}x Python", py / r);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The `lgss` command line: one file per subcommand.
+
+mod doctor;
+mod eval;
+mod info;
+mod progress;
+mod synth;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// LGSS movie scene segmentation: MovieScenes data, training, ONNX export,
+/// inference and the challenge's metrics.
+#[derive(Debug, Parser)]
+#[command(name = "lgss", version, about)]
+pub struct Cli {
+    /// ONNX Runtime library to load (default: $LGSS_ORT_LIB, else the project's .venv).
+    #[arg(long, global = true, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Describe MovieScenes pickles: shapes, boundaries, scenes, frames.
+    Info(info::Args),
+    /// Score predictions exactly as the challenge's evaluate_sceneseg.py.
+    Eval(eval::Args),
+    /// Write synthetic movies in the MovieScenes format.
+    Synth(synth::Args),
+    /// Show which libtorch and ONNX Runtime this binary uses, and whether CUDA works.
+    Doctor,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Doctor => doctor::run(cli.ort_lib.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

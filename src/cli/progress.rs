@@ -1,0 +1,13 @@
+//! Progress bars on stderr; indicatif hides them when stderr is not a terminal.
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub fn bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    let style = ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_string());
+    pb
+}

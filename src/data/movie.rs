@@ -1,0 +1,373 @@
+//! One movie of MovieScenes data, validated on load.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+
+use super::pickle::{self, Value};
+use super::tensor::Tensor;
+
+/// The four shot-feature modalities of MovieScenes, in the model's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Place,
+    Cast,
+    Action,
+    Audio,
+}
+
+impl Modality {
+    pub const ALL: [Modality; 4] = [Modality::Place, Modality::Cast, Modality::Action, Modality::Audio];
+
+    /// The key in the pickled dict.
+    pub fn key(self) -> &'static str {
+        match self {
+            Modality::Place => "place",
+            Modality::Cast => "cast",
+            Modality::Action => "action",
+            Modality::Audio => "audio",
+        }
+    }
+
+    /// Feature width in the real MovieScenes data.
+    pub fn full_dim(self) -> usize {
+        match self {
+            Modality::Place => 2048,
+            _ => 512,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for Modality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl std::str::FromStr for Modality {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Modality::ALL
+            .into_iter()
+            .find(|m| m.key() == s)
+            .ok_or_else(|| format!("unknown modality '{s}' (place, cast, action, audio)"))
+    }
+}
+
+pub const KEY_GROUND_TRUTH: &str = "scene_transition_boundary_ground_truth";
+pub const KEY_PREDICTION: &str = "scene_transition_boundary_prediction";
+pub const KEY_END_FRAME: &str = "shot_end_frame";
+pub const KEY_IMDB_ID: &str = "imdb_id";
+
+/// A `[rows, dim]` row-major f32 matrix of per-shot features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    pub rows: usize,
+    pub dim: usize,
+    pub data: Vec<f32>,
+}
+
+impl Features {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// A movie: shot features, scene boundaries and shot end frames.
+///
+/// Boundary `i` lies between shots `i` and `i + 1`, so a movie of `n` shots
+/// has `n - 1` boundaries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Movie {
+    pub imdb_id: String,
+    /// Indexed by [`Modality::index`]; `None` where the file has no such key.
+    pub features: [Option<Features>; 4],
+    pub ground_truth: Option<Vec<bool>>,
+    pub shot_end_frame: Vec<i64>,
+    /// Boundary probabilities (f32 in torch files, f64 in numpy ones; kept exact).
+    pub prediction: Option<Vec<f64>>,
+}
+
+/// What a caller needs from a file; everything present is validated either way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schema {
+    /// Required modalities, each with the width it must have (`None`: any).
+    pub modalities: Vec<(Modality, Option<usize>)>,
+    pub require_ground_truth: bool,
+    pub require_prediction: bool,
+}
+
+impl Schema {
+    /// Full MovieScenes files as the paper model consumes them.
+    pub fn movie_scenes() -> Schema {
+        Schema {
+            modalities: Modality::ALL.iter().map(|&m| (m, Some(m.full_dim()))).collect(),
+            require_ground_truth: false,
+            require_prediction: false,
+        }
+    }
+
+    /// A file to score: ground truth, prediction and end frames; features optional.
+    pub fn evaluation() -> Schema {
+        Schema {
+            modalities: Vec::new(),
+            require_ground_truth: true,
+            require_prediction: true,
+        }
+    }
+
+    /// Anything well-formed.
+    pub fn any() -> Schema {
+        Schema {
+            modalities: Vec::new(),
+            require_ground_truth: false,
+            require_prediction: false,
+        }
+    }
+}
+
+/// A file that could not be loaded: which file, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl Movie {
+    pub fn n_shots(&self) -> usize {
+        self.shot_end_frame.len()
+    }
+
+    pub fn features(&self, m: Modality) -> Option<&Features> {
+        self.features[m.index()].as_ref()
+    }
+
+    /// Reads and validates a MovieScenes pickle.
+    pub fn load(path: &Path, schema: &Schema) -> Result<Movie, LoadError> {
+        let err = |problem: String| LoadError {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let file = std::fs::File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let len = file
+            .metadata()
+            .map_err(|e| err(format!("cannot read: {e}")))?
+            .len();
+        if len == 0 {
+            return Err(err("empty file".into()));
+        }
+        // Mapping the file saves a copy of tens of megabytes per movie.
+        // SAFETY: the mapping is only read. A file truncated by another
+        // process while we read it would fault; files are replaced, not
+        // rewritten in place, by lgss (write to a temp file, then rename).
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        Movie::from_pickle_bytes(&map, schema).map_err(err)
+    }
+
+    /// Parses and validates pickle bytes; the error names the problem only.
+    pub fn from_pickle_bytes(bytes: &[u8], schema: &Schema) -> Result<Movie, String> {
+        let value = pickle::load(bytes).map_err(|e| e.to_string())?;
+        let movie = Movie::from_value(value)?;
+        movie.validate(schema)?;
+        Ok(movie)
+    }
+
+    fn from_value(value: Value<'_>) -> Result<Movie, String> {
+        let Value::Dict(dict) = value else {
+            return Err(format!(
+                "top level is a {}, expected a dict of tensors",
+                value.kind()
+            ));
+        };
+        // Take the entries out so each tensor has one owner and moves into
+        // the movie without a copy.
+        let mut entries: std::collections::HashMap<String, Value<'_>> =
+            std::mem::take(&mut *dict.borrow_mut())
+                .into_iter()
+                .filter_map(|(k, v)| match k {
+                    Value::Str(s) => Some((s.to_string(), v)),
+                    _ => None,
+                })
+                .collect();
+        let get = |key: &str| -> Option<&Value<'_>> { entries.get(key) };
+        let imdb_id = match get(KEY_IMDB_ID) {
+            Some(Value::Str(s)) => s.to_string(),
+            Some(v) => return Err(format!("'{KEY_IMDB_ID}' is a {}, expected a str", v.kind())),
+            None => return Err(format!("required key '{KEY_IMDB_ID}' missing")),
+        };
+        let mut tensor = |key: &str| -> Result<Option<Rc<Tensor>>, String> {
+            match entries.remove(key) {
+                None | Some(Value::None) => Ok(None),
+                Some(Value::Tensor(t)) => Ok(Some(t)),
+                Some(v) => Err(format!("'{key}' is a {}, expected a tensor or array", v.kind())),
+            }
+        };
+        let mut features: [Option<Features>; 4] = Default::default();
+        for m in Modality::ALL {
+            if let Some(t) = tensor(m.key())? {
+                if t.shape.len() != 2 {
+                    return Err(format!("{m} has shape {:?}, expected [n_shots, dim]", t.shape));
+                }
+                let (rows, dim) = (t.shape[0], t.shape[1]);
+                let t = Rc::try_unwrap(t).unwrap_or_else(|rc| (*rc).clone());
+                let float = matches!(t.dtype(), super::tensor::DType::F32 | super::tensor::DType::F64);
+                if !float {
+                    return Err(format!("{m} has dtype {}, expected float", t.dtype()));
+                }
+                features[m.index()] = Some(Features {
+                    rows,
+                    dim,
+                    data: t.into_f32(),
+                });
+            }
+        }
+        let one_dim = |key: &str, t: &Tensor| -> Result<(), String> {
+            if t.shape.len() != 1 {
+                return Err(format!("'{key}' has shape {:?}, expected one dimension", t.shape));
+            }
+            Ok(())
+        };
+        let ground_truth = match tensor(KEY_GROUND_TRUTH)? {
+            Some(t) => {
+                one_dim(KEY_GROUND_TRUTH, &t)?;
+                Some(t.to_bool().ok_or_else(|| {
+                    format!(
+                        "'{KEY_GROUND_TRUTH}' has dtype {}, expected bool or 0/1",
+                        t.dtype()
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let prediction = match tensor(KEY_PREDICTION)? {
+            Some(t) => {
+                one_dim(KEY_PREDICTION, &t)?;
+                Some(t.to_f64())
+            }
+            None => None,
+        };
+        let shot_end_frame = match tensor(KEY_END_FRAME)? {
+            Some(t) => {
+                one_dim(KEY_END_FRAME, &t)?;
+                t.to_i64()
+                    .ok_or_else(|| format!("'{KEY_END_FRAME}' has dtype {}, expected integers", t.dtype()))?
+            }
+            None => return Err(format!("required key '{KEY_END_FRAME}' missing")),
+        };
+        Ok(Movie {
+            imdb_id,
+            features,
+            ground_truth,
+            shot_end_frame,
+            prediction,
+        })
+    }
+
+    /// Checks internal consistency, then the schema's requirements.
+    pub fn validate(&self, schema: &Schema) -> Result<(), String> {
+        let n = self.n_shots();
+        if n < 2 {
+            return Err(format!(
+                "{KEY_END_FRAME} has {n} entries: a movie needs at least 2 shots"
+            ));
+        }
+        for (m, dim) in &schema.modalities {
+            match self.features(*m) {
+                None => return Err(format!("required key '{}' missing", m.key())),
+                Some(f) => {
+                    if let Some(d) = dim {
+                        if f.dim != *d {
+                            return Err(format!("{m} has {} columns, model expects {d}", f.dim));
+                        }
+                    }
+                }
+            }
+        }
+        for m in Modality::ALL {
+            if let Some(f) = self.features(m) {
+                if f.rows != n {
+                    return Err(format!("{m} has {} rows, {KEY_END_FRAME} has {n} shots", f.rows));
+                }
+                if let Some(i) = first_non_finite(&f.data) {
+                    return Err(format!(
+                        "{m} has a non-finite value {} (shot {}, column {})",
+                        f.data[i],
+                        i / f.dim.max(1),
+                        i % f.dim.max(1)
+                    ));
+                }
+            }
+        }
+        match &self.ground_truth {
+            Some(gt) if gt.len() != n - 1 => {
+                return Err(format!(
+                    "{KEY_GROUND_TRUTH} has {} entries; ground truth must have n_shots-1 = {} entries",
+                    gt.len(),
+                    n - 1
+                ))
+            }
+            None if schema.require_ground_truth => {
+                return Err(format!("required key '{KEY_GROUND_TRUTH}' missing"))
+            }
+            _ => {}
+        }
+        match &self.prediction {
+            Some(p) if p.len() != n - 1 => {
+                return Err(format!(
+                    "{KEY_PREDICTION} has {} entries; prediction must have n_shots-1 = {} entries",
+                    p.len(),
+                    n - 1
+                ))
+            }
+            Some(p) => {
+                if let Some(i) = p.iter().position(|x| !x.is_finite()) {
+                    return Err(format!("{KEY_PREDICTION} has a non-finite value at boundary {i}"));
+                }
+            }
+            None if schema.require_prediction => {
+                return Err(format!("required key '{KEY_PREDICTION}' missing"))
+            }
+            None => {}
+        }
+        if self.shot_end_frame[0] < 0 {
+            return Err(format!("{KEY_END_FRAME} starts at a negative frame"));
+        }
+        if let Some(i) = self.shot_end_frame.windows(2).position(|w| w[1] <= w[0]) {
+            return Err(format!(
+                "{KEY_END_FRAME} not increasing: shot {} ends at frame {}, shot {} at {}",
+                i,
+                self.shot_end_frame[i],
+                i + 1,
+                self.shot_end_frame[i + 1]
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ground-truth scene count (boundaries + 1), if the movie has ground truth.
+    pub fn scene_count(&self) -> Option<usize> {
+        self.ground_truth
+            .as_ref()
+            .map(|gt| gt.iter().filter(|&&b| b).count() + 1)
+    }
+}
+
+/// Index of the first NaN or infinity. Checks blocks without early exit so
+/// the scan vectorises (it runs over every feature value of every movie).
+fn first_non_finite(data: &[f32]) -> Option<usize> {
+    const BLOCK: usize = 1024;
+    for (b, chunk) in data.chunks(BLOCK).enumerate() {
+        if !chunk.iter().fold(true, |ok, x| ok & x.is_finite()) {
+            return chunk.iter().position(|x| !x.is_finite()).map(|i| b * BLOCK + i);
+        }
+    }
+    None
+}

@@ -1,0 +1,9 @@
+//! LGSS movie scene segmentation: MovieScenes data, the model, training,
+//! ONNX export, inference runtimes and the challenge's metrics.
+
+pub mod cli;
+pub mod data;
+pub mod fsutil;
+pub mod metrics;
+pub mod rng;
+pub mod runtime;

@@ -1,0 +1,51 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+}
+
+pub fn expected() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures().join("expected.json")).expect("read expected.json");
+    serde_json::from_str(&text).expect("parse expected.json")
+}
+
+/// The venv's Python, which has the pinned torch and numpy.
+pub fn python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+}
+
+/// Runs a Python snippet with the venv's interpreter; panics with its stderr on failure.
+pub fn run_python(code: &str, args: &[&Path]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()
+        .expect("run the venv's python (did scripts/setup run?)");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn lgss() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lgss"))
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lgss-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+pub fn assert_close(what: &str, got: f64, want: f64, tol: f64) {
+    assert!(
+        (got - want).abs() <= tol,
+        "{what}: got {got:.17}, want {want:.17} (tol {tol})"
+    );
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one binary (linking tch, ort and tract once), one
+//! module per concern. Truth comes from `../shared/fixtures`, written by real
+//! Python, torch, numpy and scikit-learn.
+
+mod cli;
+mod common;
+mod metrics;
+mod pickle_read;
+mod pickle_write;
+mod synth;
