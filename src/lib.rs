@@ -5,5 +5,7 @@ pub mod cli;
 pub mod data;
 pub mod fsutil;
 pub mod metrics;
+pub mod model;
 pub mod rng;
 pub mod runtime;
+pub mod train;

@@ -6,5 +6,6 @@ pub mod pickle;
 pub mod pickle_write;
 pub mod synth;
 pub mod tensor;
+pub mod windows;
 
 pub use movie::{LoadError, Modality, Movie, Schema};

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod metrics;
+mod model_exact;
 mod pickle_read;
 mod pickle_write;
 mod synth;

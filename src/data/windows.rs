@@ -1,0 +1,58 @@
+//! From movies to model inputs: boundary windows and sequences of them.
+//!
+//! Boundary `i` (between shots `i` and `i + 1`) is seen through the window
+//! of shots `i - shot_num/2 + 1 ..= i + shot_num/2`, edge shots replicated,
+//! so every boundary of every movie gets a prediction. A sample is
+//! `seq_len` consecutive boundaries; a movie's last sequence is padded (with
+//! its last boundary) and the padding is masked out of loss and metrics.
+//! Training, evaluation and every runtime use these same functions.
+
+/// Shot indices of the window of `boundary` in a movie of `n_shots` shots.
+pub fn window_shots(boundary: usize, n_shots: usize, shot_num: usize) -> impl Iterator<Item = usize> {
+    let first = boundary as isize - shot_num as isize / 2 + 1;
+    let last = n_shots as isize - 1;
+    (0..shot_num as isize).map(move |j| (first + j).clamp(0, last) as usize)
+}
+
+/// One sample: `seq_len` consecutive boundaries of one movie starting at
+/// `start`, of which the first `valid` are real.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sequence {
+    pub movie: usize,
+    pub start: usize,
+    pub valid: usize,
+}
+
+/// Cuts a movie's boundaries into sequences of `seq_len`.
+pub fn sequences(movie: usize, n_shots: usize, seq_len: usize) -> Vec<Sequence> {
+    let n_boundaries = n_shots.saturating_sub(1);
+    (0..n_boundaries)
+        .step_by(seq_len)
+        .map(|start| Sequence {
+            movie,
+            start,
+            valid: seq_len.min(n_boundaries - start),
+        })
+        .collect()
+}
+
+/// Row indices into a bank of all movies' shots stacked (`offsets[m]` is
+/// movie `m`'s first row), as `[batch, seq_len, shot_num]` flattened; padded
+/// slots repeat the sequence's last real boundary.
+pub fn batch_rows(
+    batch: &[Sequence],
+    offsets: &[usize],
+    n_shots: &[usize],
+    seq_len: usize,
+    shot_num: usize,
+) -> Vec<i64> {
+    let mut rows = Vec::with_capacity(batch.len() * seq_len * shot_num);
+    for s in batch {
+        for t in 0..seq_len {
+            let boundary = s.start + t.min(s.valid - 1);
+            let base = offsets[s.movie];
+            rows.extend(window_shots(boundary, n_shots[s.movie], shot_num).map(|r| (base + r) as i64));
+        }
+    }
+    rows
+}

@@ -1,0 +1,135 @@
+//! Model and training configuration, read from TOML files in `models/`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::data::movie::Modality;
+
+/// Per-modality numbers, keyed by the pickle's names.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PerModality<T> {
+    pub place: T,
+    pub cast: T,
+    pub action: T,
+    pub audio: T,
+}
+
+impl<T: Copy> PerModality<T> {
+    pub fn get(&self, m: Modality) -> T {
+        match m {
+            Modality::Place => self.place,
+            Modality::Cast => self.cast,
+            Modality::Action => self.action,
+            Modality::Audio => self.audio,
+        }
+    }
+}
+
+/// The LGSS architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Shots in one boundary window (even; half on each side of the boundary).
+    pub shot_num: usize,
+    /// Consecutive boundaries the BiLSTM sees at once.
+    pub seq_len: usize,
+    /// Conv channels of the boundary net (C).
+    pub sim_channel: usize,
+    /// LSTM hidden size (H).
+    pub lstm_hidden_size: usize,
+    /// Width of fc1.
+    #[serde(default = "default_fc_hidden")]
+    pub fc_hidden: usize,
+    #[serde(default = "default_true")]
+    pub bidirectional: bool,
+    /// Modalities the model uses, in order.
+    pub modalities: Vec<Modality>,
+    pub feature_dims: PerModality<usize>,
+    /// Weight of each modality's logits in the sum.
+    pub ratio: PerModality<f64>,
+}
+
+fn default_fc_hidden() -> usize {
+    100
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The training recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub lr: f64,
+    /// L2 penalty added to the gradient (torch.optim.Adam semantics).
+    pub weight_decay: f64,
+    /// Epochs (0-based) at which the learning rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+    /// Cross-entropy weights of [no boundary, boundary].
+    pub class_weights: [f64; 2],
+    /// Sequences per batch.
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Share of the non-test sequences held out for validation.
+    pub val_fraction: f64,
+    /// Share of movies (the last by file name) held out for testing.
+    pub test_fraction: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        Config::from_toml(&text).with_context(|| format!("{}: invalid config", path.display()))
+    }
+
+    pub fn from_toml(text: &str) -> anyhow::Result<Config> {
+        let c: Config = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let m = &self.model;
+        if m.shot_num < 2 || m.shot_num % 2 != 0 {
+            bail!("model.shot_num must be even and at least 2, is {}", m.shot_num);
+        }
+        if m.seq_len == 0 || m.sim_channel == 0 || m.lstm_hidden_size == 0 || m.fc_hidden == 0 {
+            bail!("model sizes must be positive");
+        }
+        if m.modalities.is_empty() {
+            bail!("model.modalities is empty");
+        }
+        for (i, a) in m.modalities.iter().enumerate() {
+            if m.modalities[..i].contains(a) {
+                bail!("model.modalities lists {a} twice");
+            }
+            if m.feature_dims.get(*a) == 0 {
+                bail!("model.feature_dims.{a} must be positive");
+            }
+        }
+        let t = &self.train;
+        if !(t.lr > 0.0) || t.weight_decay < 0.0 || t.batch_size == 0 {
+            bail!("train.lr must be positive, weight_decay non-negative, batch_size positive");
+        }
+        if !(0.0..1.0).contains(&t.val_fraction) || !(0.0..1.0).contains(&t.test_fraction) {
+            bail!("train.val_fraction and train.test_fraction must be in [0, 1)");
+        }
+        Ok(())
+    }
+}

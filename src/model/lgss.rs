@@ -1,0 +1,213 @@
+//! LGSS in libtorch: per modality a boundary net over a window of shots, a
+//! BiLSTM over a sequence of windows and two linear layers; the model's
+//! logits are the ratio-weighted sum of the modality heads.
+//!
+//! Each step calls the same ATen operator the PyTorch reference calls
+//! (conv2d, max_pool3d, cosine_similarity, lstm, linear), so outputs and
+//! gradients match PyTorch's to rounding. Variable names are PyTorch's
+//! state_dict names (`bnet_place.bnet.conv1.weight`, …).
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::config::ModelConfig;
+use crate::data::movie::Modality;
+
+/// The variables of one modality's branch.
+#[derive(Debug)]
+struct Branch {
+    modality: Modality,
+    dim: i64,
+    conv_w: Tensor,
+    conv_b: Tensor,
+    cos_w: Tensor,
+    cos_b: Tensor,
+    /// PyTorch's flat LSTM weights: w_ih, w_hh, b_ih, b_hh (then the reverse direction).
+    lstm: Vec<Tensor>,
+    fc1_w: Tensor,
+    fc1_b: Tensor,
+    fc2_w: Tensor,
+    fc2_b: Tensor,
+}
+
+/// The model's output for a batch.
+#[derive(Debug)]
+pub struct Output {
+    /// `[batch * seq_len, 2]`, the weighted sum.
+    pub logits: Tensor,
+    /// Each modality's head, in config order.
+    pub branch_logits: Vec<Tensor>,
+}
+
+impl Output {
+    /// Probability of a boundary (softmax class 1), `[batch * seq_len]`.
+    pub fn prob(&self) -> Tensor {
+        self.logits.softmax(1, Kind::Float).select(1, 1)
+    }
+}
+
+/// LGSS with its variables in a `VarStore`.
+pub struct Lgss {
+    pub vs: nn::VarStore,
+    pub config: ModelConfig,
+    branches: Vec<Branch>,
+}
+
+impl Lgss {
+    /// A new model with PyTorch's default initialisation (uniform in
+    /// ±1/sqrt(fan_in) for convs and linears, ±1/sqrt(hidden) for the LSTM),
+    /// drawn from libtorch's generator (seed it with `tch::manual_seed`).
+    pub fn new(config: &ModelConfig, device: Device) -> Lgss {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let c = config.sim_channel as i64;
+        let k = config.shot_num as i64;
+        let h = config.lstm_hidden_size as i64;
+        let f = config.fc_hidden as i64;
+        let uniform = |fan_in: i64| {
+            let b = 1.0 / (fan_in as f64).sqrt();
+            nn::Init::Uniform { lo: -b, up: b }
+        };
+        let branches = config
+            .modalities
+            .iter()
+            .map(|&m| {
+                let d = config.feature_dims.get(m) as i64;
+                let p = root.sub(format!("bnet_{}", m.key()));
+                let bnet = p.sub("bnet");
+                let conv = bnet.sub("conv1");
+                let conv_w = conv.var("weight", &[c, 1, k, 1], uniform(k));
+                let conv_b = conv.var("bias", &[c], uniform(k));
+                let cos = bnet.sub("cos").sub("conv1");
+                let cos_w = cos.var("weight", &[c, 1, k / 2, 1], uniform(k / 2));
+                let cos_b = cos.var("bias", &[c], uniform(k / 2));
+                let lp = p.sub("lstm");
+                let input = d + c;
+                let dirs: &[&str] = if config.bidirectional {
+                    &["", "_reverse"]
+                } else {
+                    &[""]
+                };
+                let mut lstm = Vec::new();
+                for sfx in dirs {
+                    lstm.push(lp.var(&format!("weight_ih_l0{sfx}"), &[4 * h, input], uniform(h)));
+                    lstm.push(lp.var(&format!("weight_hh_l0{sfx}"), &[4 * h, h], uniform(h)));
+                    lstm.push(lp.var(&format!("bias_ih_l0{sfx}"), &[4 * h], uniform(h)));
+                    lstm.push(lp.var(&format!("bias_hh_l0{sfx}"), &[4 * h], uniform(h)));
+                }
+                let out = if config.bidirectional { 2 * h } else { h };
+                let fc1 = p.sub("fc1");
+                let fc1_w = fc1.var("weight", &[f, out], uniform(out));
+                let fc1_b = fc1.var("bias", &[f], uniform(out));
+                let fc2 = p.sub("fc2");
+                let fc2_w = fc2.var("weight", &[2, f], uniform(f));
+                let fc2_b = fc2.var("bias", &[2], uniform(f));
+                Branch {
+                    modality: m,
+                    dim: d,
+                    conv_w,
+                    conv_b,
+                    cos_w,
+                    cos_b,
+                    lstm,
+                    fc1_w,
+                    fc1_b,
+                    fc2_w,
+                    fc2_b,
+                }
+            })
+            .collect();
+        Lgss {
+            vs,
+            config: config.clone(),
+            branches,
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// Runs the model. `inputs[i]` is `[batch, seq_len, shot_num, D]` for the
+    /// i-th configured modality.
+    pub fn forward(&self, inputs: &[Tensor]) -> Output {
+        assert_eq!(inputs.len(), self.branches.len(), "one input per modality");
+        let mut branch_logits = Vec::with_capacity(self.branches.len());
+        let mut sum: Option<Tensor> = None;
+        for (b, x) in self.branches.iter().zip(inputs) {
+            let l = self.branch_forward(b, x);
+            let weighted = &l * self.config.ratio.get(b.modality);
+            sum = Some(match sum {
+                None => weighted,
+                Some(s) => s + weighted,
+            });
+            branch_logits.push(l);
+        }
+        Output {
+            logits: sum.expect("at least one modality"),
+            branch_logits,
+        }
+    }
+
+    fn branch_forward(&self, b: &Branch, x: &Tensor) -> Tensor {
+        let cfg = &self.config;
+        let (k, s) = (cfg.shot_num as i64, cfg.seq_len as i64);
+        let c = cfg.sim_channel as i64;
+        let d = b.dim;
+        let n = x.size()[0] * x.size()[1];
+        let x = x.view([n, 1, k, d]);
+        // Context: conv over the window, max over channels (MaxPool3d over C).
+        let ctx = x.conv2d(&b.conv_w, Some(&b.conv_b), [1, 1], [0, 0], [1, 1], 1);
+        let ctx = ctx
+            .max_pool3d([c, 1, 1], [c, 1, 1], [0, 0, 0], [1, 1, 1], false)
+            .view([n, d]);
+        // Similarity: the same conv on each half, cosine along the features.
+        let halves = x.split(k / 2, 2);
+        let a = halves[0]
+            .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
+            .view([n, c, d]);
+        let z = halves[1]
+            .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
+            .view([n, c, d]);
+        let sim = Tensor::cosine_similarity(&a, &z, 2, 1e-8);
+        let feat = Tensor::cat(&[ctx, sim], 1).view([-1, s, d + c]);
+        let h = cfg.lstm_hidden_size as i64;
+        let dirs = if cfg.bidirectional { 2 } else { 1 };
+        let h0 = Tensor::zeros([dirs, feat.size()[0], h], (Kind::Float, feat.device()));
+        let (out, _, _) = feat.lstm(
+            &[&h0, &h0],
+            &b.lstm.iter().collect::<Vec<_>>(),
+            true,
+            1,
+            0.0,
+            false,
+            cfg.bidirectional,
+            true,
+        );
+        let out = out.linear(&b.fc1_w, Some(&b.fc1_b)).relu();
+        out.linear(&b.fc2_w, Some(&b.fc2_b)).view([-1, 2])
+    }
+
+    /// Names and tensors of every variable, sorted by name.
+    pub fn named_variables(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Number of trainable parameters.
+    pub fn parameter_count(&self) -> i64 {
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
+    }
+}
+
+/// The weighted cross-entropy of LGSS training: mean over the class weights
+/// of the targets, positions with target -100 (padding) ignored.
+pub fn loss(logits: &Tensor, target: &Tensor, class_weights: [f64; 2]) -> Tensor {
+    let w =
+        Tensor::from_slice(&[class_weights[0] as f32, class_weights[1] as f32]).to_device(logits.device());
+    logits.cross_entropy_loss::<Tensor>(target, Some(w), tch::Reduction::Mean, -100, 0.0)
+}

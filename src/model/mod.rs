@@ -1,0 +1,8 @@
+//! The LGSS model: configuration, the network in libtorch, checkpoints.
+
+pub mod checkpoint;
+pub mod config;
+pub mod lgss;
+
+pub use config::Config;
+pub use lgss::Lgss;

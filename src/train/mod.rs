@@ -1,0 +1,3 @@
+//! Training LGSS.
+
+pub mod adam;

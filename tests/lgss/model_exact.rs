@@ -1,0 +1,140 @@
+//! LGSS in tch against PyTorch: `../shared/fixtures/lgss-small` holds
+//! PyTorch's weights, inputs, outputs, loss, gradients and the weights after
+//! one Adam step, for the config in its model.json.
+
+use lgss::data::movie::Modality;
+use lgss::model::checkpoint::{load_weights, Checkpoint};
+use lgss::model::config::{ModelConfig, PerModality};
+use lgss::model::lgss::{loss, Lgss};
+use lgss::train::adam::Adam;
+use tch::{Device, Tensor};
+
+use crate::common::fixtures;
+
+pub fn fixture_config() -> (ModelConfig, serde_json::Value) {
+    let dir = fixtures().join("lgss-small");
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    let dims = |m: &str| j["feature_dims"][m].as_u64().unwrap() as usize;
+    let ratio = |m: &str| j["ratio"][m].as_f64().unwrap();
+    let config = ModelConfig {
+        shot_num: j["shot_num"].as_u64().unwrap() as usize,
+        seq_len: j["seq_len"].as_u64().unwrap() as usize,
+        sim_channel: j["sim_channel"].as_u64().unwrap() as usize,
+        lstm_hidden_size: j["lstm_hidden_size"].as_u64().unwrap() as usize,
+        fc_hidden: j["fc_hidden"].as_u64().unwrap() as usize,
+        bidirectional: j["bidirectional"].as_bool().unwrap(),
+        modalities: Modality::ALL.to_vec(),
+        feature_dims: PerModality {
+            place: dims("place"),
+            cast: dims("cast"),
+            action: dims("action"),
+            audio: dims("audio"),
+        },
+        ratio: PerModality {
+            place: ratio("place"),
+            cast: ratio("cast"),
+            action: ratio("action"),
+            audio: ratio("audio"),
+        },
+    };
+    (config, j)
+}
+
+pub fn fixture_io() -> Checkpoint {
+    Checkpoint::from_bytes(&std::fs::read(fixtures().join("lgss-small/io.safetensors")).unwrap()).unwrap()
+}
+
+pub fn fixture_model() -> Lgss {
+    let (config, _) = fixture_config();
+    let mut model = Lgss::new(&config, Device::Cpu);
+    let w =
+        Checkpoint::from_bytes(&std::fs::read(fixtures().join("lgss-small/weights.safetensors")).unwrap())
+            .unwrap();
+    load_weights(&mut model, &w.tensors).unwrap();
+    model
+}
+
+pub fn fixture_inputs(io: &Checkpoint) -> Vec<Tensor> {
+    Modality::ALL
+        .iter()
+        .map(|m| io.tensors[&format!("input.{}", m.key())].shallow_clone())
+        .collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
+    let d = max_abs_diff(got, want);
+    assert!(d <= tol, "{what}: max |diff| {d:e} > {tol:e}");
+}
+
+#[test]
+fn forward_matches_pytorch() {
+    let model = fixture_model();
+    let io = fixture_io();
+    let out = tch::no_grad(|| model.forward(&fixture_inputs(&io)));
+    assert_close("logits", &out.logits, &io.tensors["logits"], 1e-5);
+    for (m, l) in Modality::ALL.iter().zip(&out.branch_logits) {
+        assert_close(
+            &format!("logits.{m}"),
+            l,
+            &io.tensors[&format!("logits.{}", m.key())],
+            1e-5,
+        );
+    }
+    assert_close("prob", &out.prob(), &io.tensors["prob"], 1e-5);
+}
+
+#[test]
+fn loss_gradients_and_adam_step_match_pytorch() {
+    let (_, j) = fixture_config();
+    let model = fixture_model();
+    let io = fixture_io();
+    let target = io.tensors["target"].to_kind(tch::Kind::Int64);
+    let out = model.forward(&fixture_inputs(&io));
+    let l = loss(&out.logits, &target, [0.5, 5.0]);
+    assert_close("loss", &l.view([1]), &io.tensors["loss"], 1e-5);
+    let params = model.named_variables();
+    let mut adam = Adam::new(
+        params
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect(),
+        1e-2,
+        5e-4,
+    );
+    adam.zero_grad();
+    l.backward();
+    for (name, p) in &params {
+        assert_close(
+            &format!("grad {name}"),
+            &p.grad(),
+            &io.tensors[&format!("grad.{name}")],
+            1e-5,
+        );
+    }
+    adam.step();
+    for (name, p) in &params {
+        assert_close(
+            &format!("after step {name}"),
+            p,
+            &io.tensors[&format!("after_step.{name}")],
+            1e-6,
+        );
+    }
+    let after = tch::no_grad(|| model.forward(&fixture_inputs(&io)));
+    assert_close(
+        "logits after step",
+        &after.logits,
+        &io.tensors["logits_after_step"],
+        1e-5,
+    );
+    assert!(
+        j["optimizer"].as_str().unwrap().contains("lr 1e-2"),
+        "the fixture's recipe is what this test assumes"
+    );
+}
