@@ -2,9 +2,11 @@
 
 mod doctor;
 mod eval;
+mod import_torch;
 mod info;
-mod progress;
+pub mod progress;
 mod synth;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,10 @@ enum Command {
     Eval(eval::Args),
     /// Write synthetic movies in the MovieScenes format.
     Synth(synth::Args),
+    /// Train LGSS with libtorch (CUDA or CPU), with checkpoints and resume.
+    Train(train::Args),
+    /// Turn a PyTorch LGSS state_dict (safetensors) into a checkpoint.
+    ImportTorch(import_torch::Args),
     /// Show which libtorch and ONNX Runtime this binary uses, and whether CUDA works.
     Doctor,
 }
@@ -41,6 +47,8 @@ pub fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
+        Command::ImportTorch(a) => import_torch::run(a),
         Command::Doctor => doctor::run(cli.ort_lib.as_deref()),
     };
     match result {

@@ -9,7 +9,8 @@
 //!   location's prototype plus the set-up's offset plus noise.
 //! - `cast`: the mean of the visible characters' embeddings; an all-zero row
 //!   when nobody is visible, as in the real data.
-//! - `action`: the scene's activity plus per-shot motion; sometimes all zero.
+//! - `action`: the scene's activity plus per-shot motion; sometimes all zero,
+//!   sometimes continuing from the previous scene.
 //! - `audio`: the scene's ambience plus noise; it sometimes carries over a
 //!   scene cut (music over a montage), which makes some cuts hard.
 //!
@@ -130,16 +131,25 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
             _ => pick_zipf(&mut rng, n_locations),
         };
         let n_chars = rng.range(1, 3);
-        let chars: Vec<usize> = (0..n_chars).map(|_| pick_zipf(&mut rng, n_characters)).collect();
-        let activity: Vec<f32> = (0..da).map(|_| rng.normal() as f32 * 0.8).collect();
+        let mut chars: Vec<usize> = (0..n_chars).map(|_| pick_zipf(&mut rng, n_characters)).collect();
+        // Stories continue: a character often stays on across the cut.
+        if let Some(prev) = scenes.last() {
+            if rng.bernoulli(0.5) {
+                chars[0] = prev.characters[rng.range(0, prev.characters.len() - 1)];
+            }
+        }
+        let activity: Vec<f32> = match scenes.last() {
+            Some(prev) if rng.bernoulli(0.3) => prev.activity.clone(),
+            _ => (0..da).map(|_| rng.normal() as f32 * 0.8).collect(),
+        };
         let audio = match scenes.last() {
             // Music or sound that carries over the cut.
-            Some(prev) if rng.bernoulli(0.25) => prev.audio.clone(),
+            Some(prev) if rng.bernoulli(0.35) => prev.audio.clone(),
             _ => (0..du).map(|_| rng.normal() as f32).collect(),
         };
         let n_setups = rng.range(2, 3);
         let setups = (0..n_setups)
-            .map(|_| (0..dp).map(|_| rng.normal() as f32 * 0.6).collect())
+            .map(|_| (0..dp).map(|_| rng.normal() as f32 * 0.8).collect())
             .collect();
         scenes.push(Scene {
             len,
@@ -169,7 +179,7 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
             };
             let setup = &scene.setups[setup.min(scene.setups.len() - 1)];
             for d in 0..dp {
-                let v = loc[d] + setup[d] + rng.normal() as f32 * 0.6;
+                let v = loc[d] + setup[d] + rng.normal() as f32 * 0.9;
                 place.push(if loc[d] > 0.0 || rng.bernoulli(0.05) {
                     v.max(0.0)
                 } else {
@@ -195,15 +205,15 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
                     }
                 }
                 for out in &mut cast[start..] {
-                    *out += rng.normal() as f32 * 0.15;
+                    *out += rng.normal() as f32 * 0.3;
                 }
             }
             if rng.bernoulli(0.08) {
                 action.extend(std::iter::repeat_n(0.0f32, da));
             } else {
-                action.extend(scene.activity.iter().map(|&a| a + rng.normal() as f32 * 0.9));
+                action.extend(scene.activity.iter().map(|&a| a + rng.normal() as f32 * 1.6));
             }
-            audio.extend(scene.audio.iter().map(|&a| a + rng.normal() as f32 * 0.8));
+            audio.extend(scene.audio.iter().map(|&a| a + rng.normal() as f32 * 1.5));
             let last_shot = si + 1 == scenes.len() && k + 1 == scene.len;
             if !last_shot {
                 ground_truth.push(k + 1 == scene.len);

@@ -1,3 +1,526 @@
-//! Training LGSS.
+//! Training LGSS: split, epochs, validation, checkpoints, resume, test.
+//!
+//! Everything is reproducible from the seed: weights are initialised from
+//! libtorch's generator seeded with it, and the validation split and each
+//! epoch's batch order come from [`Rng`] streams derived from it, so a
+//! resumed run (even from the middle of an epoch) continues exactly.
 
 pub mod adam;
+pub mod bank;
+pub mod plot;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use tch::Device;
+
+use crate::data::windows::Sequence;
+use crate::metrics::{evaluate, MovieBoundaries, Scores};
+use crate::model::checkpoint::{load_weights, Checkpoint};
+use crate::model::lgss::loss;
+use crate::model::{Config, Lgss};
+use crate::rng::Rng;
+use adam::Adam;
+use bank::Bank;
+
+/// Stream ids for [`Rng::derive`].
+const VAL_STREAM: u64 = 0x7661_6c;
+const EPOCH_STREAM: u64 = 0x6570_6f63_68;
+
+/// Everything `lgss train` was asked to do.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub files: Vec<PathBuf>,
+    pub config: Config,
+    pub out: PathBuf,
+    pub device: Device,
+    pub seed: u64,
+    pub val_movies: Option<usize>,
+    pub resume: Option<PathBuf>,
+    /// Stop after this many epochs in this process (tests use it to
+    /// interrupt a run); the run's total stays `config.train.epochs`.
+    pub stop_after_epochs: Option<usize>,
+    pub show_progress: bool,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    #[serde(rename = "val_AP")]
+    pub val_ap: f64,
+    #[serde(rename = "val_mAP")]
+    pub val_map: f64,
+    #[serde(rename = "val_Miou")]
+    pub val_miou: f64,
+    pub windows_per_s: f64,
+    pub seconds: f64,
+}
+
+/// What a finished (or stopped) run produced.
+#[derive(Debug)]
+pub struct TrainResult {
+    pub epochs_done: usize,
+    pub interrupted: bool,
+    pub history: Vec<EpochLog>,
+    /// Scores of the best checkpoint on the test movies (a finished run only).
+    pub test: Option<Scores>,
+    /// Scores of the files' own provided predictions on the same test movies.
+    pub test_provided: Option<Scores>,
+    pub best_checkpoint: PathBuf,
+    pub last_checkpoint: PathBuf,
+}
+
+/// Movie indices of (train+val, test): the last `test_fraction` of the
+/// movies by file name are the test set.
+pub fn split_movies(n: usize, test_fraction: f64) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    if n < 2 {
+        bail!("need at least 2 movies (one to train on, one to test on), found {n}");
+    }
+    let n_trainval = ((n as f64 * (1.0 - test_fraction)).floor() as usize).clamp(1, n - 1);
+    Ok(((0..n_trainval).collect(), (n_trainval..n).collect()))
+}
+
+/// Splits the train+val movies' sequences into (train, val).
+fn split_train_val(
+    bank: &Bank,
+    trainval: &[usize],
+    val_movies: Option<usize>,
+    val_fraction: f64,
+    seed: u64,
+) -> anyhow::Result<(Vec<Sequence>, Vec<Sequence>)> {
+    match val_movies {
+        Some(k) => {
+            if k == 0 || k >= trainval.len() {
+                bail!(
+                    "--val-movies {k}: need between 1 and {} (there are {} non-test movies)",
+                    trainval.len() - 1,
+                    trainval.len()
+                );
+            }
+            let cut = trainval.len() - k;
+            Ok((
+                bank.sequences_of(&trainval[..cut]),
+                bank.sequences_of(&trainval[cut..]),
+            ))
+        }
+        None => {
+            let mut seqs = bank.sequences_of(trainval);
+            Rng::derive(seed, VAL_STREAM).shuffle(&mut seqs);
+            let n_val = ((seqs.len() as f64) * val_fraction).round() as usize;
+            if n_val == 0 || n_val >= seqs.len() {
+                bail!(
+                    "{} sequences cannot be split {val_fraction} for validation",
+                    seqs.len()
+                );
+            }
+            let train = seqs.split_off(n_val);
+            let mut val = seqs;
+            val.sort_by_key(|s| (s.movie, s.start));
+            Ok((train, val))
+        }
+    }
+}
+
+/// Scores predictions on `seqs`. For whole movies (the test set) this is
+/// exactly the script's scoring. For a sequence split, contiguous runs of
+/// sequences ("clips") stand in for movies where contiguity matters (Miou,
+/// P/R/F1; frames counted from the clip's first shot), while AP is pooled
+/// and mAP is the mean over movies of each movie's pooled clips.
+pub fn score_sequences(bank: &Bank, probs: &[Vec<f64>], seqs: &[Sequence]) -> anyhow::Result<Scores> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_by_key(|s| (s.movie, s.start));
+    let mut clips: Vec<(usize, usize, usize)> = Vec::new(); // (movie, first boundary, end)
+    for s in sorted {
+        match clips.last_mut() {
+            Some((m, _, end)) if *m == s.movie && *end == s.start => *end = s.start + s.valid,
+            _ => clips.push((s.movie, s.start, s.start + s.valid)),
+        }
+    }
+    let whole = |m: usize, a: usize, b: usize| a == 0 && b == bank.movies[m].n_shots - 1;
+    let owned: Vec<(String, Vec<bool>, Vec<f64>, Vec<i64>)> = clips
+        .iter()
+        .map(|&(m, a, b)| {
+            let info = &bank.movies[m];
+            let base = if a == 0 { 0 } else { info.shot_end_frame[a - 1] + 1 };
+            let id = if whole(m, a, b) {
+                info.imdb_id.clone()
+            } else {
+                format!("{}@{a}", info.imdb_id)
+            };
+            (
+                id,
+                info.ground_truth[a..b].to_vec(),
+                probs[m][a..b].to_vec(),
+                info.shot_end_frame[a..=b].iter().map(|f| f - base).collect(),
+            )
+        })
+        .collect();
+    let rows: Vec<MovieBoundaries> = owned
+        .iter()
+        .map(|(id, gt, p, fr)| MovieBoundaries {
+            imdb_id: id,
+            ground_truth: gt,
+            prediction: p,
+            shot_end_frame: fr,
+        })
+        .collect();
+    let mut scores = evaluate(&rows)?;
+    if clips.iter().any(|&(m, a, b)| !whole(m, a, b)) {
+        let mut per_movie: std::collections::BTreeMap<&str, (Vec<bool>, Vec<f64>)> = Default::default();
+        for (&(m, _, _), (_, gt, p, _)) in clips.iter().zip(&owned) {
+            let e = per_movie.entry(bank.movies[m].imdb_id.as_str()).or_default();
+            e.0.extend_from_slice(gt);
+            e.1.extend_from_slice(p);
+        }
+        scores.ap_dict = per_movie
+            .iter()
+            .map(|(id, (gt, p))| (id.to_string(), crate::metrics::average_precision(gt, p)))
+            .collect();
+        scores.map = scores.ap_dict.values().sum::<f64>() / scores.ap_dict.len() as f64;
+    }
+    Ok(scores)
+}
+
+/// Mean loss over `seqs` (no gradient).
+fn eval_loss(model: &Lgss, bank: &Bank, seqs: &[Sequence], class_weights: [f64; 2], batch: usize) -> f64 {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    tch::no_grad(|| {
+        for chunk in seqs.chunks(batch) {
+            let b = bank.batch(chunk);
+            let l = loss(&model.forward(&b.inputs).logits, &b.target, class_weights);
+            sum += l.double_value(&[]) * chunk.len() as f64;
+            n += chunk.len();
+        }
+    });
+    sum / n.max(1) as f64
+}
+
+fn lr_at(config: &Config, epoch: usize) -> f64 {
+    let t = &config.train;
+    let drops = t.milestones.iter().filter(|&&m| m <= epoch).count();
+    t.lr * t.gamma.powi(drops as i32)
+}
+
+/// Where a run stands, as saved in its checkpoints.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    epoch: usize,
+    /// Batches of `epoch` already done.
+    batch: usize,
+    loss_sum: f64,
+    loss_batches: usize,
+    best_val_ap: f64,
+}
+
+fn checkpoint(
+    model: &Lgss,
+    adam: &Adam,
+    config: &Config,
+    seed: u64,
+    pos: &Position,
+    data: &str,
+) -> Checkpoint {
+    let mut c = Checkpoint::default();
+    for (name, t) in model.named_variables() {
+        c.tensors.insert(name, t.detach());
+    }
+    for (name, t) in adam.state_tensors() {
+        c.tensors.insert(name, t);
+    }
+    let m = &mut c.metadata;
+    m.insert("config".into(), config.to_toml());
+    m.insert("seed".into(), seed.to_string());
+    m.insert("epoch".into(), pos.epoch.to_string());
+    m.insert("batch".into(), pos.batch.to_string());
+    m.insert("adam_step".into(), adam.step.to_string());
+    // Bit-exact so a resumed run logs the same numbers.
+    m.insert("loss_sum_bits".into(), pos.loss_sum.to_bits().to_string());
+    m.insert("loss_batches".into(), pos.loss_batches.to_string());
+    m.insert("best_val_ap_bits".into(), pos.best_val_ap.to_bits().to_string());
+    m.insert("data".into(), data.to_string());
+    m.insert("lgss_version".into(), env!("CARGO_PKG_VERSION").into());
+    c
+}
+
+/// A one-line description of the training data, kept in checkpoints (and,
+/// later, ONNX metadata); resuming on other data is refused.
+fn data_summary(bank: &Bank) -> String {
+    let names: Vec<&str> = bank.movies.iter().map(|m| m.imdb_id.as_str()).collect();
+    format!(
+        "{} movies, {} shots: {}",
+        bank.movies.len(),
+        bank.total_shots(),
+        names.join(",")
+    )
+}
+
+/// Trains, validates every epoch, checkpoints, and finally scores the best
+/// checkpoint on the test movies.
+pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<TrainResult> {
+    let resume = match &opts.resume {
+        Some(p) => Some(Checkpoint::load(p)?),
+        None => None,
+    };
+    let config = match &resume {
+        Some(c) => c.config()?,
+        None => opts.config.clone(),
+    };
+    let seed = match &resume {
+        Some(c) => c.meta::<u64>("seed")?.context("checkpoint has no seed")?,
+        None => opts.seed,
+    };
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
+
+    let pb = crate::cli::progress::bar(opts.files.len(), "load");
+    if !opts.show_progress {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let bank = Bank::load(&opts.files, &config.model, opts.device, &|| pb.inc(1))?;
+    pb.finish_and_clear();
+    let data = data_summary(&bank);
+    if let Some(c) = &resume {
+        if c.metadata.get("data").map(String::as_str) != Some(data.as_str()) {
+            bail!(
+                "the checkpoint was trained on other data ({})",
+                c.metadata.get("data").map_or("unknown", |s| s)
+            );
+        }
+    }
+    let (trainval, test) = split_movies(bank.movies.len(), config.train.test_fraction)?;
+    let (train_seqs, val_seqs) =
+        split_train_val(&bank, &trainval, opts.val_movies, config.train.val_fraction, seed)?;
+
+    tch::manual_seed(seed as i64);
+    let mut model = Lgss::new(&config.model, opts.device);
+    let mut adam = Adam::new(
+        model.named_variables(),
+        config.train.lr,
+        config.train.weight_decay,
+    );
+    let mut pos = Position {
+        epoch: 0,
+        batch: 0,
+        loss_sum: 0.0,
+        loss_batches: 0,
+        best_val_ap: f64::NEG_INFINITY,
+    };
+    if let Some(c) = &resume {
+        load_weights(&mut model, &c.tensors)?;
+        adam.load_state(
+            &c.tensors,
+            c.meta("adam_step")?.context("checkpoint has no optimizer step")?,
+        )?;
+        let get = |k: &str| -> anyhow::Result<u64> {
+            c.meta::<u64>(k)?
+                .with_context(|| format!("checkpoint has no {k}"))
+        };
+        pos = Position {
+            epoch: get("epoch")? as usize,
+            batch: get("batch")? as usize,
+            loss_sum: f64::from_bits(get("loss_sum_bits")?),
+            loss_batches: get("loss_batches")? as usize,
+            best_val_ap: f64::from_bits(get("best_val_ap_bits")?),
+        };
+    }
+
+    let metrics_path = opts.out.join("metrics.jsonl");
+    let mut history = read_history(&metrics_path, pos.epoch)?;
+    let last_path = opts.out.join("last.safetensors");
+    let best_path = opts.out.join("best.safetensors");
+    let epochs = config.train.epochs;
+    let batch_size = config.train.batch_size;
+    let started_epoch = pos.epoch;
+    let mut interrupted = false;
+
+    while pos.epoch < epochs {
+        if opts
+            .stop_after_epochs
+            .is_some_and(|k| pos.epoch >= started_epoch + k)
+        {
+            interrupted = true;
+            break;
+        }
+        let t0 = Instant::now();
+        adam.lr = lr_at(&config, pos.epoch);
+        let mut order = train_seqs.clone();
+        Rng::derive(seed ^ EPOCH_STREAM, pos.epoch as u64).shuffle(&mut order);
+        let batches: Vec<&[Sequence]> = order.chunks(batch_size).collect();
+        let pb = crate::cli::progress::bar(batches.len(), &format!("epoch {}", pos.epoch + 1));
+        if !opts.show_progress {
+            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        pb.set_position(pos.batch as u64);
+        let mut windows = 0usize;
+        while pos.batch < batches.len() {
+            let b = bank.batch(batches[pos.batch]);
+            let out = model.forward(&b.inputs);
+            let l = loss(&out.logits, &b.target, config.train.class_weights);
+            adam.zero_grad();
+            l.backward();
+            adam.step();
+            pos.loss_sum += l.double_value(&[]);
+            pos.loss_batches += 1;
+            pos.batch += 1;
+            windows += b.windows;
+            let rate = windows as f64 / t0.elapsed().as_secs_f64();
+            pb.set_message(format!(
+                "epoch {} loss {:.4} {:.0} win/s",
+                pos.epoch + 1,
+                pos.loss_sum / pos.loss_batches as f64,
+                rate
+            ));
+            pb.inc(1);
+            if stop.load(Ordering::SeqCst) && pos.batch < batches.len() {
+                // Stop mid-epoch with a checkpoint that resumes exactly here.
+                pb.finish_and_clear();
+                checkpoint(&model, &adam, &config, seed, &pos, &data).save(&last_path)?;
+                return Ok(TrainResult {
+                    epochs_done: pos.epoch,
+                    interrupted: true,
+                    history,
+                    test: None,
+                    test_provided: None,
+                    best_checkpoint: best_path,
+                    last_checkpoint: last_path,
+                });
+            }
+        }
+        pb.finish_and_clear();
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let val_probs = bank.predict(&model, &val_seqs, 64)?;
+        let val = score_sequences(&bank, &val_probs, &val_seqs)?;
+        let log = EpochLog {
+            epoch: pos.epoch + 1,
+            lr: adam.lr,
+            train_loss: pos.loss_sum / pos.loss_batches.max(1) as f64,
+            val_loss: eval_loss(&model, &bank, &val_seqs, config.train.class_weights, 64),
+            val_ap: val.ap,
+            val_map: val.map,
+            val_miou: val.miou,
+            windows_per_s: windows as f64 / train_seconds,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        pos.epoch += 1;
+        pos.batch = 0;
+        pos.loss_sum = 0.0;
+        pos.loss_batches = 0;
+        let improved = log.val_ap > pos.best_val_ap;
+        if improved {
+            pos.best_val_ap = log.val_ap;
+        }
+        let ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data);
+        if improved {
+            ckpt.save(&best_path)?;
+        }
+        ckpt.save(&last_path)?;
+        append_line(&metrics_path, &serde_json::to_string(&log)?)?;
+        if opts.show_progress {
+            eprintln!(
+                "epoch {:>3}/{epochs}  lr {:.0e}  train loss {:.4}  val loss {:.4}  val AP {:.4}  mAP {:.4}  Miou {:.4}  {:.0} win/s{}",
+                log.epoch, log.lr, log.train_loss, log.val_loss, log.val_ap, log.val_map, log.val_miou, log.windows_per_s,
+                if improved { "  *best" } else { "" }
+            );
+        }
+        history.push(log);
+        if let Err(e) = plot::curves(&history, &opts.out.join("curves.png")) {
+            eprintln!("warning: could not draw curves.png: {e:#}");
+        }
+        if stop.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+    }
+
+    if interrupted || pos.epoch < epochs {
+        return Ok(TrainResult {
+            epochs_done: pos.epoch,
+            interrupted: true,
+            history,
+            test: None,
+            test_provided: None,
+            best_checkpoint: best_path,
+            last_checkpoint: last_path,
+        });
+    }
+
+    // Score the best checkpoint on the test movies.
+    let best = Checkpoint::load(&best_path)?;
+    load_weights(&mut model, &best.tensors)?;
+    let test_seqs = bank.sequences_of(&test);
+    let probs = bank.predict(&model, &test_seqs, 64)?;
+    let scores = score_sequences(&bank, &probs, &test_seqs)?;
+    crate::fsutil::write_atomic(
+        &opts.out.join("test_metrics.json"),
+        serde_json::to_string_pretty(&scores)?.as_bytes(),
+    )?;
+    let provided = provided_scores(&bank, &test)?;
+    Ok(TrainResult {
+        epochs_done: pos.epoch,
+        interrupted: false,
+        history,
+        test: Some(scores),
+        test_provided: provided,
+        best_checkpoint: best_path,
+        last_checkpoint: last_path,
+    })
+}
+
+/// The test movies scored with the files' own provided predictions.
+fn provided_scores(bank: &Bank, test: &[usize]) -> anyhow::Result<Option<Scores>> {
+    let mut rows = Vec::new();
+    for &m in test {
+        let info = &bank.movies[m];
+        let Some(p) = &info.provided_prediction else {
+            return Ok(None);
+        };
+        rows.push(MovieBoundaries {
+            imdb_id: &info.imdb_id,
+            ground_truth: &info.ground_truth,
+            prediction: p,
+            shot_end_frame: &info.shot_end_frame,
+        });
+    }
+    Ok(Some(evaluate(&rows)?))
+}
+
+/// Epoch logs already in `metrics.jsonl`, up to `epochs` (a resumed run drops later ones).
+fn read_history(path: &Path, epochs: usize) -> anyhow::Result<Vec<EpochLog>> {
+    if epochs == 0 {
+        if path.exists() {
+            std::fs::remove_file(path).with_context(|| format!("{}: cannot replace", path.display()))?;
+        }
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut logs: Vec<EpochLog> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    logs.retain(|l| l.epoch <= epochs);
+    let body: String = logs
+        .iter()
+        .filter_map(|l| serde_json::to_string(l).ok())
+        .map(|l| l + "\n")
+        .collect();
+    crate::fsutil::write_atomic(path, body.as_bytes())?;
+    Ok(logs)
+}
+
+fn append_line(path: &Path, line: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("{}: cannot write", path.display()))
+}

@@ -9,3 +9,4 @@ mod model_exact;
 mod pickle_read;
 mod pickle_write;
 mod synth;
+mod train;

@@ -1,0 +1,51 @@
+//! `lgss import-torch`: a PyTorch LGSS state_dict (safetensors) as a checkpoint.
+
+use std::path::PathBuf;
+
+use crate::model::checkpoint::{load_weights, Checkpoint};
+use crate::model::{Config, Lgss};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// `safetensors.torch.save_file(model.state_dict(), FILE)` output.
+    file: PathBuf,
+    /// The model's architecture (TOML).
+    #[arg(long, default_value = "models/lgss.toml")]
+    config: PathBuf,
+    /// Checkpoint to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let state = Checkpoint::load(&args.file)?;
+    let mut model = Lgss::new(&config.model, tch::Device::Cpu);
+    load_weights(&mut model, &state.tensors).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let extra: Vec<&String> = state
+        .tensors
+        .keys()
+        .filter(|k| !model.vs.variables().contains_key(*k))
+        .collect();
+    if !extra.is_empty() {
+        anyhow::bail!(
+            "{}: tensors the config has no place for: {:?}",
+            args.file.display(),
+            extra
+        );
+    }
+    let mut ckpt = Checkpoint::default();
+    for (name, t) in model.named_variables() {
+        ckpt.tensors.insert(name, t.detach());
+    }
+    ckpt.metadata.insert("config".into(), config.to_toml());
+    ckpt.metadata
+        .insert("imported_from".into(), args.file.display().to_string());
+    ckpt.save(&args.out)?;
+    eprintln!(
+        "wrote {} ({} parameters)",
+        args.out.display(),
+        model.parameter_count()
+    );
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! `lgss train`: train LGSS on a directory of MovieScenes pickles.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tch::Device;
+
+use crate::data::dataset::movie_files;
+use crate::model::Config;
+use crate::train::{train, TrainOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory of tt*.pkl movies (with ground truth).
+    #[arg(long)]
+    data: PathBuf,
+    /// Model and recipe (TOML), e.g. models/lgss.toml.
+    #[arg(long, default_value = "models/lgss.toml")]
+    config: PathBuf,
+    /// Run directory: checkpoints, metrics.jsonl, curves.png, test_metrics.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// auto: CUDA when libtorch sees a GPU, else CPU.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cuda", "cpu"])]
+    device: String,
+    /// Override the config's number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override the config's batch size (sequences per batch).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override the config's learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Hold out the last K non-test movies for validation instead of 20% of sequences.
+    #[arg(long)]
+    val_movies: Option<usize>,
+    /// Continue a run from its checkpoint (last.safetensors), exactly.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+pub fn device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => {
+            if !tch::Cuda::is_available() {
+                bail!(
+                    "--device cuda: libtorch sees no CUDA device{}",
+                    if cfg!(feature = "cuda") {
+                        ""
+                    } else {
+                        " (this binary was built without the `cuda` feature)"
+                    }
+                );
+            }
+            Ok(Device::Cuda(0))
+        }
+        _ => Ok(Device::cuda_if_available()),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = Config::load(&args.config)?;
+    if let Some(e) = args.epochs {
+        config.train.epochs = e;
+    }
+    if let Some(b) = args.batch_size {
+        config.train.batch_size = b;
+    }
+    if let Some(lr) = args.lr {
+        config.train.lr = lr;
+    }
+    config.validate().context("after command-line overrides")?;
+    let device = device(&args.device)?;
+    let files = movie_files(&args.data)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // A second Ctrl-C kills as usual; the first asks for a clean stop.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this batch (Ctrl-C again to abort)...");
+    });
+    eprintln!(
+        "training {} on {} movies from {} on {:?}",
+        args.config.display(),
+        files.len(),
+        args.data.display(),
+        device
+    );
+    let opts = TrainOptions {
+        files,
+        config,
+        out: args.out.clone(),
+        device,
+        seed: args.seed,
+        val_movies: args.val_movies,
+        resume: args.resume,
+        stop_after_epochs: None,
+        show_progress: true,
+    };
+    let result = train(&opts, stop)?;
+    if result.interrupted {
+        eprintln!(
+            "stopped after {} epochs; continue with: lgss train --data {} --out {} --resume {}",
+            result.epochs_done,
+            args.data.display(),
+            args.out.display(),
+            result.last_checkpoint.display()
+        );
+        return Ok(());
+    }
+    if let Some(test) = &result.test {
+        println!(
+            "test movies, best checkpoint ({}):",
+            result.best_checkpoint.display()
+        );
+        super::eval::print_table(test);
+        if let Some(p) = &result.test_provided {
+            println!(
+                "the files' own provided predictions on the same movies: AP {:.4}  mAP {:.4}  Miou {:.4}",
+                p.ap, p.map, p.miou
+            );
+        }
+    }
+    println!(
+        "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json",
+        args.out.display()
+    );
+    Ok(())
+}

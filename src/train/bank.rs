@@ -1,0 +1,191 @@
+//! The training data in memory: every movie's shot features stacked into one
+//! tensor per modality (on the training device), loaded once; batches are
+//! gathered from it by row index.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use tch::{Device, Kind, Tensor};
+
+use crate::data::movie::{Movie, Schema};
+use crate::data::windows::{batch_rows, sequences, Sequence};
+use crate::model::config::ModelConfig;
+use crate::model::Lgss;
+
+/// What is kept of a movie besides its features.
+#[derive(Debug, Clone)]
+pub struct MovieInfo {
+    pub file: PathBuf,
+    pub imdb_id: String,
+    pub n_shots: usize,
+    pub ground_truth: Vec<bool>,
+    pub shot_end_frame: Vec<i64>,
+    pub provided_prediction: Option<Vec<f64>>,
+}
+
+pub struct Bank {
+    /// One `[total_shots, D]` tensor per configured modality.
+    pub features: Vec<Tensor>,
+    /// First row of each movie.
+    pub offsets: Vec<usize>,
+    pub movies: Vec<MovieInfo>,
+    pub seq_len: usize,
+    pub shot_num: usize,
+}
+
+/// A gathered batch.
+pub struct Batch {
+    /// `[batch, seq_len, shot_num, D]` per modality.
+    pub inputs: Vec<Tensor>,
+    /// `[batch * seq_len]`, -100 on padding.
+    pub target: Tensor,
+    /// Real (unpadded) boundaries in the batch.
+    pub windows: usize,
+}
+
+impl Bank {
+    /// Loads movies (validated against the config's modalities and widths).
+    pub fn load(
+        files: &[PathBuf],
+        config: &ModelConfig,
+        device: Device,
+        progress: &dyn Fn(),
+    ) -> anyhow::Result<Bank> {
+        let schema = Schema {
+            modalities: config
+                .modalities
+                .iter()
+                .map(|&m| (m, Some(config.feature_dims.get(m))))
+                .collect(),
+            require_ground_truth: true,
+            require_prediction: false,
+        };
+        let mut movies = Vec::with_capacity(files.len());
+        let mut per_modality: Vec<Vec<f32>> = vec![Vec::new(); config.modalities.len()];
+        let mut offsets = Vec::with_capacity(files.len());
+        let mut total = 0usize;
+        for f in files {
+            let m = Movie::load(f, &schema)?;
+            offsets.push(total);
+            total += m.n_shots();
+            for (i, &md) in config.modalities.iter().enumerate() {
+                let feats = m.features(md).context("validated modality missing")?;
+                per_modality[i].extend_from_slice(&feats.data);
+            }
+            movies.push(MovieInfo {
+                file: f.clone(),
+                imdb_id: m.imdb_id.clone(),
+                n_shots: m.n_shots(),
+                ground_truth: m.ground_truth.clone().context("validated ground truth missing")?,
+                shot_end_frame: m.shot_end_frame.clone(),
+                provided_prediction: m.prediction.clone(),
+            });
+            progress();
+        }
+        let mut ids = std::collections::HashSet::new();
+        for m in &movies {
+            if !ids.insert(m.imdb_id.as_str()) {
+                bail!("{}: imdb_id {} appears in two files", m.file.display(), m.imdb_id);
+            }
+        }
+        let features = config
+            .modalities
+            .iter()
+            .zip(per_modality)
+            .map(|(&md, data)| {
+                let d = config.feature_dims.get(md) as i64;
+                Tensor::from_slice(&data)
+                    .view([total as i64, d])
+                    .to_device(device)
+            })
+            .collect();
+        Ok(Bank {
+            features,
+            offsets,
+            movies,
+            seq_len: config.seq_len,
+            shot_num: config.shot_num,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.features[0].device()
+    }
+
+    /// All sequences of the given movies, in order.
+    pub fn sequences_of(&self, movies: &[usize]) -> Vec<Sequence> {
+        movies
+            .iter()
+            .flat_map(|&m| sequences(m, self.movies[m].n_shots, self.seq_len))
+            .collect()
+    }
+
+    pub fn total_shots(&self) -> usize {
+        self.movies.iter().map(|m| m.n_shots).sum()
+    }
+
+    /// Gathers model inputs and targets for `batch`.
+    pub fn batch(&self, batch: &[Sequence]) -> Batch {
+        let n_shots: Vec<usize> = self.movies.iter().map(|m| m.n_shots).collect();
+        let rows = batch_rows(batch, &self.offsets, &n_shots, self.seq_len, self.shot_num);
+        let idx = Tensor::from_slice(&rows).to_device(self.device());
+        let (b, s, k) = (batch.len() as i64, self.seq_len as i64, self.shot_num as i64);
+        let inputs = self
+            .features
+            .iter()
+            .map(|f| f.index_select(0, &idx).view([b, s, k, f.size()[1]]))
+            .collect();
+        let mut target = Vec::with_capacity(batch.len() * self.seq_len);
+        let mut windows = 0;
+        for q in batch {
+            let gt = &self.movies[q.movie].ground_truth;
+            for t in 0..self.seq_len {
+                if t < q.valid {
+                    target.push(gt[q.start + t] as i64);
+                    windows += 1;
+                } else {
+                    target.push(-100);
+                }
+            }
+        }
+        let target = Tensor::from_slice(&target).to_device(self.device());
+        Batch {
+            inputs,
+            target,
+            windows,
+        }
+    }
+
+    /// Boundary probabilities for `seqs`, scattered back per movie
+    /// (`out[movie][boundary]`; boundaries not covered stay NaN).
+    pub fn predict(
+        &self,
+        model: &Lgss,
+        seqs: &[Sequence],
+        batch_size: usize,
+    ) -> anyhow::Result<Vec<Vec<f64>>> {
+        let mut out: Vec<Vec<f64>> = self
+            .movies
+            .iter()
+            .map(|m| vec![f64::NAN; m.n_shots - 1])
+            .collect();
+        tch::no_grad(|| -> anyhow::Result<()> {
+            for chunk in seqs.chunks(batch_size.max(1)) {
+                let b = self.batch(chunk);
+                let prob = model
+                    .forward(&b.inputs)
+                    .prob()
+                    .to_device(Device::Cpu)
+                    .to_kind(Kind::Float);
+                let prob: Vec<f32> = Vec::<f32>::try_from(prob)?;
+                for (i, q) in chunk.iter().enumerate() {
+                    for t in 0..q.valid {
+                        out[q.movie][q.start + t] = prob[i * self.seq_len + t] as f64;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}

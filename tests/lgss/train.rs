@@ -1,0 +1,190 @@
+//! Training on CPU: it learns, it resumes exactly, and imports PyTorch weights.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use lgss::data::synth::{self, SynthSize};
+use lgss::metrics::average_precision;
+use lgss::model::checkpoint::Checkpoint;
+use lgss::model::Config;
+use lgss::train::{train, TrainOptions};
+use tch::Device;
+
+use crate::common::{lgss, tempdir};
+
+fn small_config() -> Config {
+    Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml")).unwrap()
+}
+
+fn options(data: &std::path::Path, out: &std::path::Path, config: Config) -> TrainOptions {
+    TrainOptions {
+        files: lgss::data::dataset::movie_files(data).unwrap(),
+        config,
+        out: out.to_path_buf(),
+        device: Device::Cpu,
+        seed: 3,
+        val_movies: None,
+        resume: None,
+        stop_after_epochs: None,
+        show_progress: false,
+    }
+}
+
+#[test]
+fn small_model_beats_provided_and_constant_predictions() {
+    let dir = tempdir("train-learns");
+    let size = SynthSize {
+        min_shots: 150,
+        max_shots: 300,
+        ..SynthSize::small()
+    };
+    synth::write_dataset(&dir.join("data"), 21, 10, &size, &|| {}).unwrap();
+    let mut config = small_config();
+    config.train.epochs = 8;
+    let opts = options(&dir.join("data"), &dir.join("run"), config);
+    let r = train(&opts, Arc::new(AtomicBool::new(false))).unwrap();
+    let test = r.test.expect("test scores");
+    let provided = r.test_provided.expect("provided scores");
+    // A constant predictor's AP is the positive rate of the test boundaries.
+    let files = lgss::data::dataset::movie_files(&dir.join("data")).unwrap();
+    let mut gt = Vec::new();
+    for f in &files[files.len() - test.ap_dict.len()..] {
+        let m = lgss::data::Movie::load(f, &lgss::data::Schema::any()).unwrap();
+        gt.extend(m.ground_truth.unwrap());
+    }
+    let constant = average_precision(&gt, &vec![0.5; gt.len()]);
+    assert!(
+        test.ap > provided.ap + 0.1,
+        "test AP {} vs provided {}",
+        test.ap,
+        provided.ap
+    );
+    assert!(
+        test.ap > constant + 0.1,
+        "test AP {} vs constant {constant}",
+        test.ap
+    );
+    assert!(test.ap < 0.95, "synthetic data should stay hard (AP {})", test.ap);
+    for f in [
+        "best.safetensors",
+        "last.safetensors",
+        "metrics.jsonl",
+        "curves.png",
+        "test_metrics.json",
+    ] {
+        assert!(dir.join("run").join(f).exists(), "{f} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        8
+    );
+}
+
+/// Stopping mid-epoch and at an epoch boundary, then resuming, ends with
+/// bit-identical weights, optimizer state and logs.
+#[test]
+fn resume_continues_exactly() {
+    let dir = tempdir("train-resume");
+    let size = SynthSize {
+        min_shots: 60,
+        max_shots: 120,
+        ..SynthSize::small()
+    };
+    synth::write_dataset(&dir.join("data"), 5, 5, &size, &|| {}).unwrap();
+    let mut config = small_config();
+    config.train.epochs = 3;
+    config.train.milestones = vec![1];
+    let data = dir.join("data");
+
+    let whole = options(&data, &dir.join("whole"), config.clone());
+    train(&whole, Arc::new(AtomicBool::new(false))).unwrap();
+
+    let parts = dir.join("parts");
+    // Stop after the first batch of epoch 1.
+    let r = train(
+        &options(&data, &parts, config.clone()),
+        Arc::new(AtomicBool::new(true)),
+    )
+    .unwrap();
+    assert!(r.interrupted && r.epochs_done == 0);
+    // Resume to the end of epoch 1, then to the end.
+    let mut o = options(&data, &parts, config.clone());
+    o.resume = Some(parts.join("last.safetensors"));
+    o.stop_after_epochs = Some(1);
+    let r = train(&o, Arc::new(AtomicBool::new(false))).unwrap();
+    assert!(r.interrupted && r.epochs_done == 1);
+    o.stop_after_epochs = None;
+    let r = train(&o, Arc::new(AtomicBool::new(false))).unwrap();
+    assert!(!r.interrupted && r.epochs_done == 3);
+
+    let a = Checkpoint::load(&dir.join("whole/last.safetensors")).unwrap();
+    let b = Checkpoint::load(&parts.join("last.safetensors")).unwrap();
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (name, t) in &a.tensors {
+        assert!(t.equal(&b.tensors[name]), "{name} differs after resume");
+    }
+    assert_eq!(a.metadata, b.metadata);
+    let log = |d: &str| std::fs::read_to_string(dir.join(d).join("metrics.jsonl")).unwrap();
+    let strip = |s: String| -> Vec<serde_json::Value> {
+        s.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let o = v.as_object_mut().unwrap();
+                o.remove("seconds");
+                o.remove("windows_per_s");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(strip(log("whole")), strip(log("parts")));
+}
+
+#[test]
+fn import_torch_state_dict_reproduces_pytorch() {
+    let (config, _) = crate::model_exact::fixture_config();
+    let dir = tempdir("import");
+    let mut full = small_config();
+    full.model = config;
+    let toml_path = dir.join("fixture.toml");
+    std::fs::write(&toml_path, full.to_toml()).unwrap();
+    let out = dir.join("ckpt.safetensors");
+    let status = lgss()
+        .arg("import-torch")
+        .arg(crate::common::fixtures().join("lgss-small/weights.safetensors"))
+        .arg("--config")
+        .arg(&toml_path)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let ckpt = Checkpoint::load(&out).unwrap();
+    let model = lgss::model::checkpoint::model_from_checkpoint(&ckpt, Device::Cpu).unwrap();
+    let io = crate::model_exact::fixture_io();
+    let logits = tch::no_grad(|| model.forward(&crate::model_exact::fixture_inputs(&io)).logits);
+    let d = (&logits - &io.tensors["logits"]).abs().max().double_value(&[]);
+    assert!(d <= 1e-5, "imported model's logits differ by {d}");
+    // A config that does not fit the weights is a clear error.
+    let wrong = dir.join("wrong.toml");
+    std::fs::write(&wrong, small_config().to_toml()).unwrap();
+    let bad = lgss()
+        .arg("import-torch")
+        .arg(crate::common::fixtures().join("lgss-small/weights.safetensors"))
+        .args(["--out", "/tmp/lgss-never-written.safetensors", "--config"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("shape"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
