@@ -1,0 +1,135 @@
+"""PyTorch LGSS as written in the seed solution (BNet with Conv2d + MaxPool3d,
+Cos with Conv2d + cosine_similarity, BiLSTM, fc1/fc2, ratio-weighted sum),
+trained on the same windows as `lgss train`, to time it on the same machine.
+
+usage: lgss_reference.py DATA_DIR SHOT_NUM SEQ_LEN C H BATCH N_BATCHES
+prints: windows_per_s
+"""
+import glob
+import pickle
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODALITIES = ["place", "cast", "action", "audio"]
+RATIO = [0.5, 0.2, 0.2, 0.1]
+
+
+class Cos(nn.Module):
+    def __init__(self, shot_num, channel):
+        super().__init__()
+        self.shot_num = shot_num
+        self.conv1 = nn.Conv2d(1, channel, kernel_size=(shot_num // 2, 1))
+
+    def forward(self, x):
+        x = x.view(-1, 1, x.shape[2], x.shape[3])
+        part1, part2 = torch.split(x, [self.shot_num // 2] * 2, dim=2)
+        part1 = self.conv1(part1).squeeze()
+        part2 = self.conv1(part2).squeeze()
+        return F.cosine_similarity(part1, part2, dim=2)
+
+
+class BNet(nn.Module):
+    def __init__(self, shot_num, channel):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, channel, kernel_size=(shot_num, 1))
+        self.max3d = nn.MaxPool3d(kernel_size=(channel, 1, 1))
+        self.cos = Cos(shot_num, channel)
+
+    def forward(self, x):
+        context = x.view(x.shape[0] * x.shape[1], 1, -1, x.shape[-1])
+        context = self.conv1(context)
+        context = self.max3d(context)
+        context = context.squeeze()
+        sim = self.cos(x)
+        return torch.cat((context, sim), dim=1)
+
+
+class LGSSone(nn.Module):
+    def __init__(self, dim, shot_num, seq_len, channel, hidden):
+        super().__init__()
+        self.seq_len = seq_len
+        self.bnet = BNet(shot_num, channel)
+        self.lstm = nn.LSTM(dim + channel, hidden, 1, batch_first=True, bidirectional=True)
+        self.fc1 = nn.Linear(hidden * 2, 100)
+        self.fc2 = nn.Linear(100, 2)
+
+    def forward(self, x):
+        x = self.bnet(x)
+        x = x.view(-1, self.seq_len, x.shape[-1])
+        out, _ = self.lstm(x, None)
+        out = F.relu(self.fc1(out))
+        return self.fc2(out).view(-1, 2)
+
+
+class LGSS(nn.Module):
+    def __init__(self, dims, shot_num, seq_len, channel, hidden):
+        super().__init__()
+        self.branches = nn.ModuleList(LGSSone(d, shot_num, seq_len, channel, hidden) for d in dims)
+
+    def forward(self, xs):
+        out = 0
+        for r, b, x in zip(RATIO, self.branches, xs):
+            out += r * b(x)
+        return out
+
+
+def main():
+    data, shot_num, seq_len, channel, hidden, batch, n_batches = sys.argv[1:8]
+    shot_num, seq_len, channel, hidden = int(shot_num), int(seq_len), int(channel), int(hidden)
+    batch, n_batches = int(batch), int(n_batches)
+    feats = {m: [] for m in MODALITIES}
+    gts, offsets, lengths = [], [], []
+    total = 0
+    for f in sorted(glob.glob(data + "/tt*.pkl")):
+        d = pickle.load(open(f, "rb"))
+        n = d["place"].shape[0]
+        offsets.append(total)
+        lengths.append(n)
+        total += n
+        for m in MODALITIES:
+            feats[m].append(d[m].float())
+        gts.append(d["scene_transition_boundary_ground_truth"].long())
+    bank = [torch.cat(feats[m]) for m in MODALITIES]
+    # Sequences of seq_len boundaries; windows of shot_num shots, edges replicated.
+    seqs = []
+    for mi, n in enumerate(lengths):
+        for start in range(0, n - 1, seq_len):
+            seqs.append((mi, start, min(seq_len, n - 1 - start)))
+    def gather(chunk):
+        rows, target = [], []
+        for mi, start, valid in chunk:
+            for t in range(seq_len):
+                b = start + min(t, valid - 1)
+                for j in range(shot_num):
+                    s = min(max(b - shot_num // 2 + 1 + j, 0), lengths[mi] - 1)
+                    rows.append(offsets[mi] + s)
+                target.append(int(gts[mi][start + t]) if t < valid else -100)
+        idx = torch.tensor(rows)
+        xs = [f.index_select(0, idx).view(len(chunk), seq_len, shot_num, -1) for f in bank]
+        return xs, torch.tensor(target)
+    torch.manual_seed(0)
+    model = LGSS([b.shape[1] for b in bank], shot_num, seq_len, channel, hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    weight = torch.tensor([0.5, 5.0])
+    batches = [seqs[i * batch:(i + 1) * batch] for i in range(n_batches + 1)]
+    windows = 0
+    t0 = None
+    for i, chunk in enumerate(batches):
+        if i == 1:  # the first batch warms up
+            t0 = time.perf_counter()
+        xs, target = gather(chunk)
+        loss = F.cross_entropy(model(xs), target, weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i >= 1:
+            windows += sum(c[2] for c in chunk)
+    print(windows / (time.perf_counter() - t0))
+
+
+if __name__ == "__main__":
+    main()
