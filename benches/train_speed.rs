@@ -20,14 +20,24 @@ use lgss::train::bank::Bank;
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let n_batches: usize = std::env::var("LGSS_BENCH_BATCHES").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let n_batches: usize = std::env::var("LGSS_BENCH_BATCHES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let dir = std::env::temp_dir().join(format!("lgss-bench-train-{}", std::process::id()));
-    println!("training step, windows/s (higher is better), {n_batches} timed batches after 1 warm-up, {} threads", tch::get_num_threads());
+    println!(
+        "training step, windows/s (higher is better), {n_batches} timed batches after 1 warm-up, {} threads",
+        tch::get_num_threads()
+    );
     for (name, size) in [("lgss-small", SynthSize::small()), ("lgss", SynthSize::full())] {
         let config = Config::load(&root.join(format!("models/{name}.toml")))?;
         let m = &config.model;
         let data = dir.join(name);
-        let size = SynthSize { min_shots: 200, max_shots: 200, ..size };
+        let size = SynthSize {
+            min_shots: 200,
+            max_shots: 200,
+            ..size
+        };
         synth::write_dataset(&data, 1, 2, &size, &|| {})?;
 
         let files = movie_files(&data)?;
@@ -44,7 +54,11 @@ fn main() -> anyhow::Result<()> {
                 t0 = Instant::now();
             }
             let b = bank.batch(chunk);
-            let l = loss(&model.forward(&b.inputs).logits, &b.target, config.train.class_weights);
+            let l = loss(
+                &model.forward(&b.inputs).logits,
+                &b.target,
+                config.train.class_weights,
+            );
             adam.zero_grad();
             l.backward();
             adam.step();
@@ -57,9 +71,23 @@ fn main() -> anyhow::Result<()> {
         let out = Command::new(root.join(".venv/bin/python"))
             .arg(root.join("benches/lgss_reference.py"))
             .arg(&data)
-            .args([m.shot_num, m.seq_len, m.sim_channel, m.lstm_hidden_size, batch, n_batches].map(|v| v.to_string()))
+            .args(
+                [
+                    m.shot_num,
+                    m.seq_len,
+                    m.sim_channel,
+                    m.lstm_hidden_size,
+                    batch,
+                    n_batches,
+                ]
+                .map(|v| v.to_string()),
+            )
             .output()?;
-        anyhow::ensure!(out.status.success(), "reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let theirs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
         println!(
             "  {name:<11} C={:<4} H={:<4} batch {batch}: lgss {ours:9.1}   PyTorch {theirs:9.1}   ratio {:.2}x",

@@ -6,6 +6,8 @@ pub mod data;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod rng;
 pub mod runtime;
+pub mod segment;
 pub mod train;

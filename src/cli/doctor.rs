@@ -17,7 +17,7 @@ pub fn run(ort_lib_path: Option<&Path>) -> anyhow::Result<()> {
         tch::Cuda::device_count(),
         if cfg!(feature = "cuda") { "on" } else { "off" }
     );
-    let path = ort_lib::init(ort_lib_path)?;
+    let path = ort_lib::loaded_path(ort_lib_path)?;
     println!("onnxruntime {}", path.display());
     println!("            {}", ort_lib::build_info());
     Ok(())

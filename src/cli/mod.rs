@@ -2,11 +2,14 @@
 
 mod doctor;
 mod eval;
+mod export;
 mod import_torch;
 mod info;
 pub mod progress;
+mod segment;
 mod synth;
 mod train;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +38,12 @@ enum Command {
     Synth(synth::Args),
     /// Train LGSS with libtorch (CUDA or CPU), with checkpoints and resume.
     Train(train::Args),
+    /// Write a checkpoint as an ONNX model (built in Rust, opset 17).
+    Export(export::Args),
+    /// Segment movies into scenes with tract, ONNX Runtime (CPU/CUDA) or libtorch.
+    Segment(segment::Args),
+    /// Run the same movies through several runtimes and check AP and Miou agree.
+    Verify(verify::Args),
     /// Turn a PyTorch LGSS state_dict (safetensors) into a checkpoint.
     ImportTorch(import_torch::Args),
     /// Show which libtorch and ONNX Runtime this binary uses, and whether CUDA works.
@@ -48,6 +57,9 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Train(a) => train::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Segment(a) => segment::run(a, cli.ort_lib.as_deref()),
+        Command::Verify(a) => verify::run(a, cli.ort_lib.as_deref()),
         Command::ImportTorch(a) => import_torch::run(a),
         Command::Doctor => doctor::run(cli.ort_lib.as_deref()),
     };

@@ -75,23 +75,37 @@ fn find_in_venv(venv: &Path) -> Option<PathBuf> {
     None
 }
 
-static LOADED: OnceLock<PathBuf> = OnceLock::new();
+static LOADED: OnceLock<(PathBuf, ort::environment::Environment)> = OnceLock::new();
+static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Loads ONNX Runtime once per process; later calls return the first path.
-pub fn init(explicit: Option<&Path>) -> anyhow::Result<&'static Path> {
-    if let Some(p) = LOADED.get() {
-        return Ok(p);
+/// Loads ONNX Runtime once per process and returns its environment; later
+/// calls return the first one.
+pub fn init(explicit: Option<&Path>) -> anyhow::Result<&'static ort::environment::Environment> {
+    Ok(&init_with_path(explicit)?.1)
+}
+
+/// The library loaded, loading it if needed.
+pub fn loaded_path(explicit: Option<&Path>) -> anyhow::Result<&'static Path> {
+    Ok(&init_with_path(explicit)?.0)
+}
+
+fn init_with_path(
+    explicit: Option<&Path>,
+) -> anyhow::Result<&'static (PathBuf, ort::environment::Environment)> {
+    let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = LOADED.get() {
+        return Ok(l);
     }
     let path = resolve(explicit)?;
     if !path.exists() {
         bail!("{}: ONNX Runtime library does not exist", path.display());
     }
-    ort::init_from(&path)
+    let env = ort::init_from(&path)
         .map_err(|e| anyhow!("{}: cannot load ONNX Runtime: {e}", path.display()))?
         .with_name("lgss")
         .build()
         .map_err(|e| anyhow!("{}: cannot start ONNX Runtime: {e}", path.display()))?;
-    Ok(LOADED.get_or_init(|| path))
+    Ok(LOADED.get_or_init(|| (path, env)))
 }
 
 /// The loaded library's build description (version, commit).

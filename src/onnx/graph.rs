@@ -1,0 +1,216 @@
+//! A small ONNX graph builder over the protobuf types tract-onnx exposes
+//! (`tract_onnx::pb`), encoded with prost. Nodes get unique output names;
+//! initializers are added once by name.
+
+use std::collections::HashSet;
+
+use prost::Message;
+use tract_onnx::pb;
+
+/// ONNX IR version written: ONNX Runtime 1.31 refuses IR 14; 8 is what
+/// opset 17 needs and every runtime here reads.
+pub const IR_VERSION: i64 = 8;
+pub const OPSET: i64 = 17;
+
+/// An attribute value.
+pub enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Float(f32),
+    Str(String),
+}
+
+pub struct GraphBuilder {
+    nodes: Vec<pb::NodeProto>,
+    initializers: Vec<pb::TensorProto>,
+    initializer_names: HashSet<String>,
+    inputs: Vec<pb::ValueInfoProto>,
+    outputs: Vec<pb::ValueInfoProto>,
+    counter: usize,
+}
+
+/// A dimension of an input or output: fixed, or named (symbolic).
+pub enum Dim {
+    Fixed(i64),
+    Named(String),
+}
+
+fn value_info(name: &str, elem_type: pb::tensor_proto::DataType, dims: &[Dim]) -> pb::ValueInfoProto {
+    use pb::tensor_shape_proto::dimension::Value;
+    let dim = dims
+        .iter()
+        .map(|d| pb::tensor_shape_proto::Dimension {
+            denotation: String::new(),
+            value: Some(match d {
+                Dim::Fixed(n) => Value::DimValue(*n),
+                Dim::Named(s) => Value::DimParam(s.clone()),
+            }),
+        })
+        .collect();
+    pb::ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(pb::TypeProto {
+            denotation: String::new(),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: elem_type as i32,
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+impl Default for GraphBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GraphBuilder {
+    pub fn new() -> GraphBuilder {
+        GraphBuilder {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            initializer_names: HashSet::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            counter: 0,
+        }
+    }
+
+    pub fn input(&mut self, name: &str, dims: &[Dim]) -> String {
+        self.inputs
+            .push(value_info(name, pb::tensor_proto::DataType::Float, dims));
+        name.to_string()
+    }
+
+    /// Declares `value` a graph output, renaming it with an Identity if needed.
+    pub fn output(&mut self, value: &str, name: &str, dims: &[Dim]) {
+        if value != name {
+            self.nodes.push(pb::NodeProto {
+                input: vec![value.to_string()],
+                output: vec![name.to_string()],
+                name: format!("output_{name}"),
+                op_type: "Identity".into(),
+                ..Default::default()
+            });
+        }
+        self.outputs
+            .push(value_info(name, pb::tensor_proto::DataType::Float, dims));
+    }
+
+    /// An f32 initializer (added once; later calls with the name reuse it).
+    pub fn weight(&mut self, name: &str, dims: &[i64], values: &[f32]) -> String {
+        debug_assert_eq!(dims.iter().product::<i64>() as usize, values.len());
+        if self.initializer_names.insert(name.to_string()) {
+            self.initializers.push(pb::TensorProto {
+                dims: dims.to_vec(),
+                data_type: pb::tensor_proto::DataType::Float as i32,
+                name: name.to_string(),
+                raw_data: bytemuck::cast_slice(values).to_vec(),
+                ..Default::default()
+            });
+        }
+        name.to_string()
+    }
+
+    /// An i64 constant initializer (shapes, axes, indices).
+    pub fn ints(&mut self, name: &str, dims: &[i64], values: &[i64]) -> String {
+        if self.initializer_names.insert(name.to_string()) {
+            self.initializers.push(pb::TensorProto {
+                dims: dims.to_vec(),
+                data_type: pb::tensor_proto::DataType::Int64 as i32,
+                name: name.to_string(),
+                raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ..Default::default()
+            });
+        }
+        name.to_string()
+    }
+
+    /// Adds a node with one output and returns the output's name.
+    pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
+        self.node_n(op, inputs, attrs, 1).remove(0)
+    }
+
+    /// Adds a node with `n_out` outputs.
+    pub fn node_n(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<(&str, Attr)>,
+        n_out: usize,
+    ) -> Vec<String> {
+        self.counter += 1;
+        let name = format!("{}_{}", op.to_lowercase(), self.counter);
+        let outputs: Vec<String> = (0..n_out).map(|i| format!("{name}_out{i}")).collect();
+        let attribute = attrs
+            .into_iter()
+            .map(|(k, v)| {
+                use pb::attribute_proto::AttributeType as T;
+                let mut a = pb::AttributeProto {
+                    name: k.to_string(),
+                    ..Default::default()
+                };
+                match v {
+                    Attr::Int(i) => {
+                        a.i = i;
+                        a.r#type = T::Int as i32;
+                    }
+                    Attr::Ints(v) => {
+                        a.ints = v;
+                        a.r#type = T::Ints as i32;
+                    }
+                    Attr::Float(f) => {
+                        a.f = f;
+                        a.r#type = T::Float as i32;
+                    }
+                    Attr::Str(s) => {
+                        a.s = s.into_bytes();
+                        a.r#type = T::String as i32;
+                    }
+                }
+                a
+            })
+            .collect();
+        self.nodes.push(pb::NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.clone(),
+            name,
+            op_type: op.to_string(),
+            attribute,
+            ..Default::default()
+        });
+        outputs
+    }
+
+    /// The finished model, serialised.
+    pub fn encode(self, graph_name: &str, metadata: &[(String, String)]) -> Vec<u8> {
+        let model = pb::ModelProto {
+            ir_version: IR_VERSION,
+            opset_import: vec![pb::OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
+            producer_name: "lgss".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            graph: Some(pb::GraphProto {
+                node: self.nodes,
+                name: graph_name.to_string(),
+                initializer: self.initializers,
+                input: self.inputs,
+                output: self.outputs,
+                ..Default::default()
+            }),
+            metadata_props: metadata
+                .iter()
+                .map(|(k, v)| pb::StringStringEntryProto {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        model.encode_to_vec()
+    }
+}

@@ -1,0 +1,4 @@
+//! ONNX export, built in Rust.
+
+pub mod export;
+pub mod graph;

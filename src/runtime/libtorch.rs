@@ -1,0 +1,82 @@
+//! The `tch` and `tch-cuda` runtimes: the checkpoint in libtorch.
+
+use std::path::Path;
+
+use anyhow::bail;
+use tch::{Device, Kind, Tensor};
+
+use super::Backend;
+use crate::model::checkpoint::{model_from_checkpoint, Checkpoint};
+use crate::model::config::ModelConfig;
+use crate::model::Lgss;
+
+pub struct TchBackend {
+    model: Lgss,
+    name: &'static str,
+}
+
+impl TchBackend {
+    pub fn open(
+        checkpoint: &Path,
+        cuda: bool,
+        threads: Option<usize>,
+    ) -> anyhow::Result<(TchBackend, ModelConfig)> {
+        let device = if cuda {
+            if !tch::Cuda::is_available() {
+                bail!(
+                    "tch-cuda: libtorch sees no CUDA device{}",
+                    if cfg!(feature = "cuda") {
+                        ""
+                    } else {
+                        " (built without the `cuda` feature)"
+                    }
+                );
+            }
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        };
+        if let Some(t) = threads {
+            tch::set_num_threads(t as i32);
+        }
+        let ckpt = Checkpoint::load(checkpoint)?;
+        let model = model_from_checkpoint(&ckpt, device)?;
+        let config = model.config.clone();
+        Ok((
+            TchBackend {
+                model,
+                name: if cuda { "tch-cuda" } else { "tch" },
+            },
+            config,
+        ))
+    }
+}
+
+impl Backend for TchBackend {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn run(&mut self, batch: usize, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+        let c = &self.model.config;
+        let device = self.model.device();
+        let xs: Vec<Tensor> = c
+            .modalities
+            .iter()
+            .zip(inputs)
+            .map(|(&m, data)| {
+                let shape = [
+                    batch as i64,
+                    c.seq_len as i64,
+                    c.shot_num as i64,
+                    c.feature_dims.get(m) as i64,
+                ];
+                Tensor::from_slice(data).view(shape).to_device(device)
+            })
+            .collect();
+        let prob = tch::no_grad(|| self.model.forward(&xs).prob());
+        Ok(Vec::<f32>::try_from(
+            prob.to_device(Device::Cpu).to_kind(Kind::Float),
+        )?)
+    }
+}

@@ -1,0 +1,31 @@
+//! The model configuration `lgss export` stores in the ONNX metadata.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use prost::Message;
+use tract_onnx::pb;
+
+use crate::model::config::{Config, ModelConfig};
+use crate::onnx::export::META_CONFIG;
+
+/// Reads the LGSS config from an exported ONNX file.
+pub fn config_of(path: &Path) -> anyhow::Result<ModelConfig> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let model = pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| anyhow!("{}: not an ONNX model: {e}", path.display()))?;
+    let text = model
+        .metadata_props
+        .iter()
+        .find(|p| p.key == META_CONFIG)
+        .map(|p| p.value.clone())
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: no {META_CONFIG} metadata (not exported by lgss export)",
+                path.display()
+            )
+        })?;
+    Ok(Config::from_toml(&text)
+        .with_context(|| format!("{}: bad {META_CONFIG}", path.display()))?
+        .model)
+}

@@ -1,0 +1,81 @@
+//! The `ort-cpu` and `ort-cuda` runtimes: the ONNX file in ONNX Runtime.
+//! CUDA goes through the CUDA execution provider registered with
+//! `error_on_failure()`; otherwise ONNX Runtime silently falls back to CPU.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::{onnx_meta, ort_lib, Backend, RuntimeOptions};
+use crate::model::config::ModelConfig;
+
+pub struct OrtBackend {
+    session: Session,
+    config: ModelConfig,
+    input_names: Vec<String>,
+    name: &'static str,
+}
+
+impl OrtBackend {
+    pub fn open(
+        model: &Path,
+        cuda: bool,
+        opts: &RuntimeOptions,
+    ) -> anyhow::Result<(OrtBackend, ModelConfig)> {
+        let config = onnx_meta::config_of(model)?;
+        let env = ort_lib::init(opts.ort_lib.as_deref())?;
+        let err = |e: ort::Error| anyhow!("{}: ONNX Runtime: {e}", model.display());
+        let mut builder = Session::builder(env).map_err(err)?;
+        if let Some(t) = opts.threads {
+            builder = builder.with_intra_threads(t).map_err(|e| err(e.into()))?;
+        }
+        if cuda {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|e| {
+                    anyhow!(
+                        "ort-cuda: the CUDA execution provider cannot be used: {}",
+                        ort::Error::<()>::from(e)
+                    )
+                })?;
+        }
+        let session = builder.commit_from_file(model).map_err(err)?;
+        let input_names = config.modalities.iter().map(|m| m.key().to_string()).collect();
+        Ok((
+            OrtBackend {
+                session,
+                config: config.clone(),
+                input_names,
+                name: if cuda { "ort-cuda" } else { "ort-cpu" },
+            },
+            config,
+        ))
+    }
+}
+
+impl Backend for OrtBackend {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn run(&mut self, batch: usize, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+        let c = &self.config;
+        let mut values = Vec::with_capacity(inputs.len());
+        for ((name, &m), data) in self.input_names.iter().zip(&c.modalities).zip(inputs) {
+            let shape = [batch, c.seq_len, c.shot_num, c.feature_dims.get(m)];
+            let t = TensorRef::from_array_view((shape, data.as_slice()))
+                .map_err(|e| anyhow!("ort input {name}: {e}"))?;
+            values.push((
+                std::borrow::Cow::from(name.as_str()),
+                ort::session::SessionInputValue::from(t),
+            ));
+        }
+        let outputs = self.session.run(values).map_err(|e| anyhow!("ort run: {e}"))?;
+        let (_, prob) = outputs["prob"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| anyhow!("ort output: {e}"))?;
+        Ok(prob.to_vec())
+    }
+}

@@ -1,0 +1,136 @@
+//! Movies to boundary probabilities to scenes, with any runtime.
+//!
+//! Windows and sequences come from [`crate::data::windows`], the same code
+//! that feeds training, so every runtime sees exactly what the model was
+//! trained on and every boundary of the movie gets a probability.
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::data::movie::Movie;
+use crate::data::windows::{batch_rows, sequences};
+use crate::model::config::ModelConfig;
+use crate::runtime::Backend;
+
+/// Boundary probabilities (`n_shots - 1`) of one movie.
+pub fn movie_probabilities(
+    backend: &mut dyn Backend,
+    movie: &Movie,
+    config: &ModelConfig,
+    batch: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let n = movie.n_shots();
+    let seqs = sequences(0, n, config.seq_len);
+    let feats: Vec<&crate::data::movie::Features> = config
+        .modalities
+        .iter()
+        .map(|&m| {
+            movie
+                .features(m)
+                .with_context(|| format!("{}: no {m} features", movie.imdb_id))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for (f, &m) in feats.iter().zip(&config.modalities) {
+        anyhow::ensure!(
+            f.dim == config.feature_dims.get(m),
+            "{}: {m} has {} columns, model expects {}",
+            movie.imdb_id,
+            f.dim,
+            config.feature_dims.get(m)
+        );
+    }
+    let mut out = vec![f64::NAN; n - 1];
+    for chunk in seqs.chunks(batch.max(1)) {
+        let rows = batch_rows(chunk, &[0], &[n], config.seq_len, config.shot_num);
+        let inputs: Vec<Vec<f32>> = feats
+            .iter()
+            .map(|f| {
+                let mut v = Vec::with_capacity(rows.len() * f.dim);
+                for &r in &rows {
+                    v.extend_from_slice(f.row(r as usize));
+                }
+                v
+            })
+            .collect();
+        let prob = backend.run(chunk.len(), &inputs)?;
+        anyhow::ensure!(
+            prob.len() == chunk.len() * config.seq_len,
+            "{}: runtime returned {} values",
+            backend.name(),
+            prob.len()
+        );
+        for (i, s) in chunk.iter().enumerate() {
+            for t in 0..s.valid {
+                out[s.start + t] = prob[i * config.seq_len + t] as f64;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A scene: consecutive shots between two predicted boundaries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scene {
+    pub index: usize,
+    pub first_shot: usize,
+    pub last_shot: usize,
+    pub first_frame: i64,
+    pub last_frame: i64,
+    pub start: String,
+    pub end: String,
+    /// Mean over the boundaries inside and closing the scene of how sure the
+    /// model is of each decision (`max(p, 1 - p)`).
+    pub confidence: f64,
+}
+
+/// Cuts a movie into scenes where `prob >= threshold`.
+pub fn scenes(prob: &[f64], shot_end_frame: &[i64], threshold: f64, fps: f64) -> Vec<Scene> {
+    let n = shot_end_frame.len();
+    let mut out = Vec::new();
+    let mut first = 0usize;
+    for shot in 0..n {
+        let cut = shot + 1 == n || prob[shot] >= threshold;
+        if !cut {
+            continue;
+        }
+        // Boundaries inside the scene, and the one closing it (none after the last shot).
+        let decided: Vec<f64> = (first..=shot)
+            .filter(|&b| b < n - 1)
+            .map(|b| prob[b].max(1.0 - prob[b]))
+            .collect();
+        let first_frame = if first == 0 {
+            0
+        } else {
+            shot_end_frame[first - 1] + 1
+        };
+        let last_frame = shot_end_frame[shot];
+        out.push(Scene {
+            index: out.len(),
+            first_shot: first,
+            last_shot: shot,
+            first_frame,
+            last_frame,
+            start: timecode(first_frame, fps),
+            end: timecode(last_frame + 1, fps),
+            confidence: if decided.is_empty() {
+                1.0
+            } else {
+                decided.iter().sum::<f64>() / decided.len() as f64
+            },
+        });
+        first = shot + 1;
+    }
+    out
+}
+
+/// `HH:MM:SS.mmm` of a frame number at `fps`.
+pub fn timecode(frame: i64, fps: f64) -> String {
+    let ms = ((frame as f64 / fps) * 1000.0).round() as i64;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
