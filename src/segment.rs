@@ -7,10 +7,23 @@
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::data::movie::Movie;
+use crate::data::movie::{Movie, Schema};
 use crate::data::windows::{batch_rows, sequences};
 use crate::model::config::ModelConfig;
 use crate::runtime::Backend;
+
+/// The schema a model's input movies must satisfy.
+pub fn schema_for(config: &ModelConfig) -> Schema {
+    Schema {
+        modalities: config
+            .modalities
+            .iter()
+            .map(|&m| (m, Some(config.feature_dims.get(m))))
+            .collect(),
+        require_ground_truth: false,
+        require_prediction: false,
+    }
+}
 
 /// Boundary probabilities (`n_shots - 1`) of one movie.
 pub fn movie_probabilities(

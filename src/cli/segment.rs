@@ -6,10 +6,9 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::data::dataset::expand_inputs;
-use crate::data::movie::{Movie, Schema};
-use crate::model::config::ModelConfig;
+use crate::data::movie::Movie;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
-use crate::segment::{movie_probabilities, scenes, Scene};
+use crate::segment::{movie_probabilities, scenes, schema_for, Scene};
 
 /// How to reach a model, shared by `segment` and `verify`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,19 +74,6 @@ pub struct Segmentation {
     pub fps: f64,
     pub boundary_probabilities: Vec<f64>,
     pub scenes: Vec<Scene>,
-}
-
-/// The schema a model's input movies must satisfy.
-pub fn schema_for(config: &ModelConfig) -> Schema {
-    Schema {
-        modalities: config
-            .modalities
-            .iter()
-            .map(|&m| (m, Some(config.feature_dims.get(m))))
-            .collect(),
-        require_ground_truth: false,
-        require_prediction: false,
-    }
 }
 
 fn csv(s: &Segmentation) -> String {

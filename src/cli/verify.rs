@@ -107,7 +107,7 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
         if movies.is_none() {
             let schema = Schema {
                 require_ground_truth: true,
-                ..super::segment::schema_for(&config)
+                ..crate::segment::schema_for(&config)
             };
             let pb = super::progress::bar(files.len(), "load");
             movies = Some(crate::data::dataset::load_all(&files, &schema, &|| pb.inc(1))?);

@@ -8,5 +8,6 @@ mod metrics;
 mod model_exact;
 mod pickle_read;
 mod pickle_write;
+mod runtimes;
 mod synth;
 mod train;

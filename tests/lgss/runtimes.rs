@@ -1,0 +1,264 @@
+//! Export and inference: the exported fixture model reproduces PyTorch in
+//! every runtime, passes the ONNX checker, and `verify` / `segment` agree.
+
+use std::path::{Path, PathBuf};
+
+use lgss::data::movie::Modality;
+use lgss::model::checkpoint::Checkpoint;
+use lgss::runtime::{open, RuntimeKind, RuntimeOptions};
+
+use crate::common::{fixtures, lgss, run_python, tempdir};
+use crate::model_exact::{fixture_config, fixture_io};
+
+/// The fixture's PyTorch weights as a checkpoint and an exported ONNX file.
+fn fixture_model_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let (model, _) = fixture_config();
+    let mut config =
+        lgss::model::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml"))
+            .unwrap();
+    config.model = model;
+    let weights =
+        Checkpoint::from_bytes(&std::fs::read(fixtures().join("lgss-small/weights.safetensors")).unwrap())
+            .unwrap();
+    let mut ckpt = Checkpoint::default();
+    for (k, v) in weights.tensors {
+        ckpt.tensors.insert(k, v);
+    }
+    ckpt.metadata.insert("config".into(), config.to_toml());
+    let ck = dir.join("fixture.safetensors");
+    ckpt.save(&ck).unwrap();
+    let onnx = dir.join("fixture.onnx");
+    lgss::onnx::export::export_checkpoint(&ckpt, &onnx).unwrap();
+    (ck, onnx)
+}
+
+#[test]
+fn exported_fixture_reproduces_pytorch_in_every_runtime() {
+    let dir = tempdir("rt-fixture");
+    let (ck, onnx) = fixture_model_files(&dir);
+    let io = fixture_io();
+    let inputs: Vec<Vec<f32>> = Modality::ALL
+        .iter()
+        .map(|m| Vec::<f32>::try_from(io.tensors[&format!("input.{}", m.key())].flatten(0, -1)).unwrap())
+        .collect();
+    let want: Vec<f32> = Vec::try_from(&io.tensors["prob"]).unwrap();
+    for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
+        let opts = RuntimeOptions {
+            onnx: Some(onnx.clone()),
+            checkpoint: Some(ck.clone()),
+            batch: 2,
+            ..Default::default()
+        };
+        let (mut backend, config) = open(kind, &opts).unwrap();
+        assert_eq!(config.sim_channel, 16);
+        let got = backend.run(2, &inputs).unwrap();
+        let d = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(d <= 1e-5, "{kind}: max |Δprob| {d:e}");
+    }
+}
+
+#[test]
+fn onnx_checker_and_python_onnxruntime_accept_the_export() {
+    let dir = tempdir("rt-python");
+    let (_, onnx) = fixture_model_files(&dir);
+    let code = r#"
+import sys, json, struct
+import numpy as np, onnx, onnxruntime as ort
+m = onnx.load(sys.argv[1])
+onnx.checker.check_model(m, full_check=True)
+assert m.ir_version <= 10 and m.opset_import[0].version == 17
+meta = {p.key: p.value for p in m.metadata_props}
+assert meta['lgss.modalities'] == 'place,cast,action,audio', meta
+# Every initializer once: the file is about 4 bytes a parameter.
+names = [i.name for i in m.graph.initializer]
+assert len(names) == len(set(names))
+b = open(sys.argv[2], 'rb').read(); n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+def get(k):
+    v = h[k]; s, e = v['data_offsets']
+    return np.frombuffer(b[8 + n + s:8 + n + e], dtype={'F32': np.float32, 'I64': np.int64}[v['dtype']]).reshape(v['shape'])
+s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])
+prob, logits = s.run(['prob', 'logits'], {k: get('input.' + k) for k in ['place', 'cast', 'action', 'audio']})
+assert prob.shape == (2, 10) and logits.shape == (2, 10, 2)
+print(float(np.abs(prob.reshape(-1) - get('prob')).max()), float(np.abs(logits.reshape(-1, 2) - get('logits')).max()))
+"#;
+    let out = run_python(code, &[&onnx, &fixtures().join("lgss-small/io.safetensors")]);
+    let diffs: Vec<f64> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
+    assert!(
+        diffs.iter().all(|&d| d <= 1e-5),
+        "python onnxruntime vs PyTorch: {diffs:?}"
+    );
+    let params = std::fs::metadata(&onnx).unwrap().len() as f64 / 4.0;
+    assert!(
+        (990_000.0..1_010_000.0).contains(&params),
+        "{params} parameters' worth of bytes"
+    );
+}
+
+/// Trains a small model once for the tests below.
+fn trained(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let size = lgss::data::synth::SynthSize {
+        min_shots: 37,
+        max_shots: 131,
+        ..lgss::data::synth::SynthSize::small()
+    };
+    lgss::data::synth::write_dataset(&data, 8, 6, &size, &|| {}).unwrap();
+    let out = lgss()
+        .args([
+            "train",
+            "--config",
+            "models/lgss-small.toml",
+            "--device",
+            "cpu",
+            "--epochs",
+            "2",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--out")
+        .arg(dir.join("run"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ck = dir.join("run/best.safetensors");
+    let onnx = dir.join("model.onnx");
+    let out = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (data, ck, onnx)
+}
+
+#[test]
+fn verify_segment_and_write_pkl_agree() {
+    let dir = tempdir("rt-verify");
+    let (data, ck, onnx) = trained(&dir);
+    // Batch 3 leaves partial batches, which tract pads.
+    let out = lgss()
+        .args([
+            "verify",
+            "--json",
+            "--batch",
+            "3",
+            "--runtimes",
+            "tch,ort-cpu,tract",
+            "--data",
+        ])
+        .arg(&data)
+        .arg("--model")
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in rows {
+        assert!(r["max_abs_dp"].as_f64().unwrap() < 1e-4, "{r}");
+    }
+    let ap = rows[1]["AP"].as_f64().unwrap();
+    let miou = rows[1]["Miou"].as_f64().unwrap();
+
+    // Segment with ort-cpu, write the pickles back, read them with Python, score them.
+    let seg = dir.join("seg");
+    let out = lgss()
+        .args(["segment", "--runtime", "ort-cpu", "--write-pkl", "--model"])
+        .arg(&onnx)
+        .arg("--out")
+        .arg(&seg)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let check = r#"
+import pickle, sys, glob, torch
+for f in sorted(glob.glob(sys.argv[1] + '/tt*.pkl')):
+    d = pickle.load(open(f, 'rb'))
+    p = d['scene_transition_boundary_prediction']
+    assert p.dtype == torch.float32 and p.shape[0] == d['place'].shape[0] - 1
+print('ok')
+"#;
+    assert_eq!(run_python(check, &[&seg]).trim(), "ok");
+    let out = lgss().args(["eval", "--json"]).arg(&seg).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Stored as float32, as the challenge files are: equal to the verify row.
+    assert!(
+        (s["AP"].as_f64().unwrap() - ap).abs() <= 1e-6,
+        "{} vs {ap}",
+        s["AP"]
+    );
+    assert!(
+        (s["Miou"].as_f64().unwrap() - miou).abs() <= 1e-9,
+        "{} vs {miou}",
+        s["Miou"]
+    );
+
+    // Scenes tile the movie: consecutive shots and frames, first at 0.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(seg.join("tt0000001.json")).unwrap()).unwrap();
+    let scenes = json["scenes"].as_array().unwrap();
+    let n = json["n_shots"].as_u64().unwrap();
+    assert_eq!(scenes[0]["first_shot"], 0);
+    assert_eq!(scenes[0]["first_frame"], 0);
+    assert_eq!(scenes.last().unwrap()["last_shot"].as_u64().unwrap(), n - 1);
+    for w in scenes.windows(2) {
+        assert_eq!(
+            w[1]["first_shot"].as_u64().unwrap(),
+            w[0]["last_shot"].as_u64().unwrap() + 1
+        );
+        assert_eq!(
+            w[1]["first_frame"].as_i64().unwrap(),
+            w[0]["last_frame"].as_i64().unwrap() + 1
+        );
+    }
+    let probs = json["boundary_probabilities"].as_array().unwrap();
+    assert_eq!(probs.len() as u64, n - 1);
+    let cuts = probs.iter().filter(|p| p.as_f64().unwrap() >= 0.5).count();
+    assert_eq!(scenes.len(), cuts + 1);
+}
+
+#[test]
+fn unavailable_runtime_fails_verify() {
+    let dir = tempdir("rt-missing");
+    let (_, onnx) = fixture_model_files(&dir);
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(
+        fixtures().join("movies/tt0000011.pkl"),
+        data.join("tt0000011.pkl"),
+    )
+    .unwrap();
+    let out = lgss()
+        .args(["verify", "--runtimes", "ort-cpu,ort-cuda", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if tch::Cuda::is_available() {
+        return; // on a GPU machine ort-cuda may well be there
+    }
+    assert!(err.contains("ort-cuda"), "{err}");
+    assert!(stdout.contains("unavailable"), "{stdout}");
+}
