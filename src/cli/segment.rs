@@ -100,7 +100,7 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
     if args.write_pkl && args.out.is_none() {
         bail!("--write-pkl needs --out DIR");
     }
-    if !(args.fps > 0.0) {
+    if args.fps.is_nan() || args.fps <= 0.0 {
         bail!("--fps must be positive");
     }
     let files = expand_inputs(&args.inputs)?;

@@ -113,7 +113,7 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
             movies = Some(crate::data::dataset::load_all(&files, &schema, &|| pb.inc(1))?);
             pb.finish_and_clear();
         }
-        let movies = movies.as_ref().map(Vec::as_slice).unwrap_or_default();
+        let movies = movies.as_deref().unwrap_or_default();
         let pb = super::progress::bar(movies.len(), kind.name());
         let t0 = Instant::now();
         let mut probs = Vec::with_capacity(movies.len());

@@ -106,7 +106,7 @@ impl Config {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         let m = &self.model;
-        if m.shot_num < 2 || m.shot_num % 2 != 0 {
+        if m.shot_num < 2 || !m.shot_num.is_multiple_of(2) {
             bail!("model.shot_num must be even and at least 2, is {}", m.shot_num);
         }
         if m.seq_len == 0 || m.sim_channel == 0 || m.lstm_hidden_size == 0 || m.fc_hidden == 0 {
@@ -124,7 +124,7 @@ impl Config {
             }
         }
         let t = &self.train;
-        if !(t.lr > 0.0) || t.weight_decay < 0.0 || t.batch_size == 0 {
+        if t.lr.is_nan() || t.lr <= 0.0 || t.weight_decay < 0.0 || t.batch_size == 0 {
             bail!("train.lr must be positive, weight_decay non-negative, batch_size positive");
         }
         if !(0.0..1.0).contains(&t.val_fraction) || !(0.0..1.0).contains(&t.test_fraction) {

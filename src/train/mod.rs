@@ -29,8 +29,8 @@ use adam::Adam;
 use bank::Bank;
 
 /// Stream ids for [`Rng::derive`].
-const VAL_STREAM: u64 = 0x7661_6c;
-const EPOCH_STREAM: u64 = 0x6570_6f63_68;
+const VAL_STREAM: u64 = 0x0076_616c;
+const EPOCH_STREAM: u64 = 0x0065_706f_6368;
 
 /// Everything `lgss train` was asked to do.
 #[derive(Debug, Clone)]
@@ -130,6 +130,9 @@ fn split_train_val(
     }
 }
 
+/// A clip to score: id, ground truth, prediction, shot end frames.
+type Clip = (String, Vec<bool>, Vec<f64>, Vec<i64>);
+
 /// Scores predictions on `seqs`. For whole movies (the test set) this is
 /// exactly the script's scoring. For a sequence split, contiguous runs of
 /// sequences ("clips") stand in for movies where contiguity matters (Miou,
@@ -146,7 +149,7 @@ pub fn score_sequences(bank: &Bank, probs: &[Vec<f64>], seqs: &[Sequence]) -> an
         }
     }
     let whole = |m: usize, a: usize, b: usize| a == 0 && b == bank.movies[m].n_shots - 1;
-    let owned: Vec<(String, Vec<bool>, Vec<f64>, Vec<i64>)> = clips
+    let owned: Vec<Clip> = clips
         .iter()
         .map(|&(m, a, b)| {
             let info = &bank.movies[m];

@@ -1,0 +1,80 @@
+"""Inference speed of the Python baselines on one movie, on the same windows
+as lgss: onnxruntime on lgss's exported ONNX file, or PyTorch eager running
+the seed's LGSS (lgss_reference.py) with the checkpoint's weights.
+
+usage: infer_reference.py ort|torch MODEL.onnx CHECKPOINT.safetensors MOVIE.pkl SHOT_NUM SEQ_LEN C H BATCH
+prints: windows_per_s
+"""
+import json
+import pickle
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from lgss_reference import LGSS, MODALITIES  # noqa: E402
+
+
+def windows(movie, shot_num, seq_len, batch):
+    feats = [movie[m].float().numpy() for m in MODALITIES]
+    n = feats[0].shape[0]
+    seqs = [(s, min(seq_len, n - 1 - s)) for s in range(0, n - 1, seq_len)]
+    for i in range(0, len(seqs), batch):
+        chunk = seqs[i:i + batch]
+        rows = []
+        for start, valid in chunk:
+            for t in range(seq_len):
+                b = start + min(t, valid - 1)
+                rows.extend(min(max(b - shot_num // 2 + 1 + j, 0), n - 1) for j in range(shot_num))
+        idx = np.array(rows)
+        yield [f[idx].reshape(len(chunk), seq_len, shot_num, -1) for f in feats], sum(v for _, v in chunk)
+
+
+def load_safetensors(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__" or k.startswith("adam."):
+            continue
+        s, e = v["data_offsets"]
+        out[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dtype=np.float32).reshape(v["shape"]).copy())
+    return out
+
+
+def main():
+    mode, onnx_path, ckpt, movie_path, shot_num, seq_len, channel, hidden, batch = sys.argv[1:10]
+    shot_num, seq_len, channel, hidden, batch = map(int, (shot_num, seq_len, channel, hidden, batch))
+    movie = pickle.load(open(movie_path, "rb"))
+    data = list(windows(movie, shot_num, seq_len, batch))
+    if mode == "ort":
+        import onnxruntime as ort
+        sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        run = lambda xs: sess.run(["prob"], dict(zip(MODALITIES, xs)))[0]
+    else:
+        model = LGSS([movie[m].shape[1] for m in MODALITIES], shot_num, seq_len, channel, hidden)
+        state = load_safetensors(ckpt)
+        renamed = {}
+        for k, v in state.items():
+            modality, rest = k.split(".", 1)
+            renamed["branches.%d.%s" % (MODALITIES.index(modality[len("bnet_"):]), rest)] = v
+        model.load_state_dict(renamed)
+        model.eval()
+        def run(xs):
+            with torch.no_grad():
+                return torch.softmax(model([torch.from_numpy(x) for x in xs]), 1)[:, 1]
+    run(data[0][0])  # warm-up
+    t0 = time.perf_counter()
+    total = 0
+    for xs, valid in data:
+        run(xs)
+        total += valid
+    print(total / (time.perf_counter() - t0))
+
+
+if __name__ == "__main__":
+    main()

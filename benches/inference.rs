@@ -1,0 +1,125 @@
+//! Inference speed on one full-size movie (2,400 shots unless
+//! `LGSS_BENCH_SHOTS` says otherwise) with the paper config: windows/s of
+//! lgss's tch, ort-cpu and tract runtimes beside Python onnxruntime on the
+//! same ONNX file and PyTorch eager running the seed's LGSS on the same
+//! weights, same machine, one run. Ratios are against Python onnxruntime.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use lgss::data::synth::{self, SynthSize};
+use lgss::data::Movie;
+use lgss::model::checkpoint::Checkpoint;
+use lgss::model::{Config, Lgss};
+use lgss::runtime::{open, RuntimeKind, RuntimeOptions};
+use lgss::segment::{movie_probabilities, schema_for};
+
+fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shots: usize = std::env::var("LGSS_BENCH_SHOTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2400);
+    let config_name = std::env::var("LGSS_BENCH_CONFIG").unwrap_or_else(|_| "lgss".into());
+    let batch = 32;
+    let dir = std::env::temp_dir().join(format!("lgss-bench-infer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = Config::load(&root.join(format!("models/{config_name}.toml")))?;
+    let m = &config.model;
+    let size = if m.feature_dims.place == 2048 {
+        SynthSize::full()
+    } else {
+        SynthSize::small()
+    };
+    let size = SynthSize {
+        min_shots: shots,
+        max_shots: shots,
+        ..size
+    };
+    let movie_path = dir.join("tt0000001.pkl");
+    lgss::data::pickle_write::write_movie(&movie_path, &synth::movie(1, 0, &size))?;
+
+    tch::manual_seed(0);
+    let model = Lgss::new(m, tch::Device::Cpu);
+    let mut ckpt = Checkpoint::default();
+    for (k, v) in model.named_variables() {
+        ckpt.tensors.insert(k, v.detach());
+    }
+    ckpt.metadata.insert("config".into(), config.to_toml());
+    let ck = dir.join("model.safetensors");
+    ckpt.save(&ck)?;
+    let onnx = dir.join("model.onnx");
+    lgss::onnx::export::export_checkpoint(&ckpt, &onnx)?;
+    let movie = Movie::load(&movie_path, &schema_for(m))?;
+    println!(
+        "inference on one {shots}-shot movie ({} windows), config {config_name} (C={}, H={}), batch {batch} sequences, {} cores",
+        shots - 1,
+        m.sim_channel,
+        m.lstm_hidden_size,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let python = |mode: &str| -> anyhow::Result<f64> {
+        let out = Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("benches/infer_reference.py"))
+            .arg(mode)
+            .arg(&onnx)
+            .arg(&ck)
+            .arg(&movie_path)
+            .args([m.shot_num, m.seq_len, m.sim_channel, m.lstm_hidden_size, batch].map(|v| v.to_string()))
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "python {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    };
+    let baseline = python("ort")?;
+    println!(
+        "  {:<28} {baseline:9.1} windows/s   1.00x",
+        "Python onnxruntime (ONNX)"
+    );
+    let eager = python("torch")?;
+    println!(
+        "  {:<28} {eager:9.1} windows/s   {:.2}x",
+        "PyTorch eager (seed LGSS)",
+        eager / baseline
+    );
+    for kind in [RuntimeKind::OrtCpu, RuntimeKind::Tract, RuntimeKind::Tch] {
+        let opts = RuntimeOptions {
+            onnx: Some(onnx.clone()),
+            checkpoint: Some(ck.clone()),
+            batch,
+            ..Default::default()
+        };
+        let (mut backend, cfg) = open(kind, &opts)?;
+        let warm = trim(&movie, (batch * m.seq_len + 1).min(shots));
+        movie_probabilities(backend.as_mut(), &warm, &cfg, batch)?;
+        let t0 = Instant::now();
+        movie_probabilities(backend.as_mut(), &movie, &cfg, batch)?;
+        let rate = (shots - 1) as f64 / t0.elapsed().as_secs_f64();
+        println!(
+            "  {:<28} {rate:9.1} windows/s   {:.2}x   ({:.2} s for the movie)",
+            format!("lgss {kind}"),
+            rate / baseline,
+            (shots - 1) as f64 / rate
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The first `n` shots of a movie (for a warm-up run).
+fn trim(movie: &Movie, n: usize) -> Movie {
+    let mut m = movie.clone();
+    for f in m.features.iter_mut().flatten() {
+        f.data.truncate(n * f.dim);
+        f.rows = n;
+    }
+    m.shot_end_frame.truncate(n);
+    m.ground_truth = m.ground_truth.map(|g| g[..n - 1].to_vec());
+    m.prediction = m.prediction.map(|p| p[..n - 1].to_vec());
+    m
+}
