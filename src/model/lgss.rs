@@ -50,6 +50,20 @@ pub struct Lgss {
     pub vs: nn::VarStore,
     pub config: ModelConfig,
     branches: Vec<Branch>,
+    /// How the boundary net is computed (same function either way).
+    pub formulation: Formulation,
+}
+
+/// Two computations of the same boundary net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Formulation {
+    /// Tiled window max and Gram-matrix cosine: never materialises `[C, D]`
+    /// per window. What training and inference use.
+    #[default]
+    Fast,
+    /// The paper's code, op for op (Conv2d, MaxPool3d, cosine_similarity):
+    /// bit-identical to PyTorch, for checking the fast form against it.
+    Reference,
 }
 
 impl Lgss {
@@ -120,6 +134,7 @@ impl Lgss {
             vs,
             config: config.clone(),
             branches,
+            formulation: Formulation::Fast,
         }
     }
 
@@ -154,21 +169,14 @@ impl Lgss {
         let c = cfg.sim_channel as i64;
         let d = b.dim;
         let n = x.size()[0] * x.size()[1];
-        let x = x.view([n, 1, k, d]);
-        // Context: conv over the window, max over channels (MaxPool3d over C).
-        let ctx = x.conv2d(&b.conv_w, Some(&b.conv_b), [1, 1], [0, 0], [1, 1], 1);
-        let ctx = ctx
-            .max_pool3d([c, 1, 1], [c, 1, 1], [0, 0, 0], [1, 1, 1], false)
-            .view([n, d]);
-        // Similarity: the same conv on each half, cosine along the features.
-        let halves = x.split(k / 2, 2);
-        let a = halves[0]
-            .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
-            .view([n, c, d]);
-        let z = halves[1]
-            .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
-            .view([n, c, d]);
-        let sim = Tensor::cosine_similarity(&a, &z, 2, 1e-8);
+        let x = x.view([n, k, d]);
+        let (ctx, sim) = match self.formulation {
+            Formulation::Fast => (
+                window_max(&x, &b.conv_w.view([c, k]), &b.conv_b),
+                half_window_cosine(&x, &b.cos_w.view([c, k / 2]), &b.cos_b),
+            ),
+            Formulation::Reference => reference_bnet(b, &x, c, k, d),
+        };
         let feat = Tensor::cat(&[ctx, sim], 1).view([-1, s, d + c]);
         let h = cfg.lstm_hidden_size as i64;
         let dirs = if cfg.bidirectional { 2 } else { 1 };
@@ -202,6 +210,115 @@ impl Lgss {
             .map(|t| t.numel() as i64)
             .sum()
     }
+}
+
+/// The boundary net exactly as the paper's code computes it: Conv2d over the
+/// window then MaxPool3d over the channels; the half-window Conv2d then
+/// `cosine_similarity`. `x`: `[n, k, d]`; returns (`[n, d]`, `[n, C]`).
+fn reference_bnet(b: &Branch, x: &Tensor, c: i64, k: i64, d: i64) -> (Tensor, Tensor) {
+    let n = x.size()[0];
+    let x = x.view([n, 1, k, d]);
+    let ctx = x.conv2d(&b.conv_w, Some(&b.conv_b), [1, 1], [0, 0], [1, 1], 1);
+    let ctx = ctx
+        .max_pool3d([c, 1, 1], [c, 1, 1], [0, 0, 0], [1, 1, 1], false)
+        .view([n, d]);
+    let halves = x.split(k / 2, 2);
+    let a = halves[0]
+        .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
+        .view([n, c, d]);
+    let z = halves[1]
+        .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
+        .view([n, c, d]);
+    (ctx, Tensor::cosine_similarity(&a, &z, 2, 1e-8))
+}
+
+/// Elements of the `[windows, C, features]` tile computed at once by
+/// [`window_max`] (4 MiB of f32): large enough for efficient kernels, small
+/// enough to stay in cache.
+const TILE_ELEMENTS: i64 = 1 << 20;
+const TILE_FEATURES: i64 = 256;
+
+/// The context part of the boundary net: for each window and feature
+/// column, the maximum over channels of the window conv,
+/// `max_c (Σ_k w[c,k]·x[k,d] + b[c])` (Conv2d then MaxPool3d over C in the
+/// paper). Computed in tiles so `[C, D]` per window is never materialised.
+/// With gradients on, the tiles only find each maximum's channel; the value
+/// is then rebuilt from that channel's weights, which gives the same value
+/// and gradient as the max (ties go to the first channel, as in torch)
+/// without keeping `[N, C, D]` for the backward pass.
+///
+/// `x`: `[n, k, d]`, `w`: `[C, k]`, `b`: `[C]`; returns `[n, d]`.
+pub fn window_max(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    let (n, k, d) = (x.size()[0], x.size()[1], x.size()[2]);
+    let c = w.size()[0];
+    // No autograd graph is recorded under no_grad: then the max itself suffices.
+    let grad = (&b.narrow(0, 0, 1) * 1.0).requires_grad();
+    let bias = b.view([1, c, 1]);
+    let cols = d.min(TILE_FEATURES);
+    let rows = (TILE_ELEMENTS / (c * cols)).max(1);
+    let found = tch::no_grad(|| {
+        let mut parts = Vec::new();
+        for d0 in (0..d).step_by(cols as usize) {
+            let xd = x.narrow(2, d0, cols.min(d - d0));
+            let mut col = Vec::new();
+            for n0 in (0..n).step_by(rows as usize) {
+                let t = w.matmul(&xd.narrow(0, n0, rows.min(n - n0))) + &bias;
+                col.push(if grad {
+                    t.argmax(1, false)
+                } else {
+                    t.amax(1, false)
+                });
+            }
+            parts.push(Tensor::cat(&col, 0));
+        }
+        Tensor::cat(&parts, 1)
+    });
+    if !grad {
+        return found;
+    }
+    let idx = found.flatten(0, -1);
+    let w_sel = w.index_select(0, &idx).view([n, d, k]);
+    (w_sel * x.transpose(1, 2)).sum_dim_intlist([2i64].as_slice(), false, Kind::Float)
+        + b.index_select(0, &idx).view([n, d])
+}
+
+/// The similarity part of the boundary net: the cosine similarity along the
+/// features of the same conv (`w`: `[C, k/2]`, `b`: `[C]`) applied to each
+/// half of the window, with torch's clamp `x / max(‖x‖, 1e-8)`.
+///
+/// With a = Σ_j w_j x_j + b and a' = Σ_j w_j x_{k/2+j} + b, the products
+/// a·a', ‖a‖², ‖a'‖² are quadratic forms of the window's Gram matrix
+/// (`x xᵀ`, row sums, D): O(k²·D + C·k²) per window instead of O(C·D).
+/// They are formed in f64, which keeps the cancellation in ‖a‖² harmless.
+///
+/// `x`: `[n, k, d]`; returns `[n, C]` (f32).
+pub fn half_window_cosine(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    let d = x.size()[2] as f64;
+    let xd = x.to_kind(Kind::Double);
+    let gram = xd.matmul(&xd.transpose(1, 2)); // [n, k, k]
+    let sums = xd.sum_dim_intlist([2i64].as_slice(), false, Kind::Double); // [n, k]
+    let w = w.to_kind(Kind::Double);
+    let b = b.to_kind(Kind::Double);
+    let zeros = w.zeros_like();
+    let first = Tensor::cat(&[&w, &zeros], 1); // [C, k]: the conv on the first half
+    let second = Tensor::cat(&[&zeros, &w], 1); // on the second half
+                                                // uᵀ G v for every window and channel: [n, k, C] then sum over k.
+    let form = |u: &Tensor, v: &Tensor| {
+        (gram.matmul(&v.transpose(0, 1)) * u.transpose(0, 1).unsqueeze(0)).sum_dim_intlist(
+            [1i64].as_slice(),
+            false,
+            Kind::Double,
+        )
+    };
+    let lin1 = sums.matmul(&first.transpose(0, 1)); // Σ_d a - b·D, per channel
+    let lin2 = sums.matmul(&second.transpose(0, 1));
+    let bbd = &b * &b * d;
+    let dot = form(&first, &second) + &b * (&lin1 + &lin2) + &bbd;
+    let n1 = form(&first, &first) + &b * &lin1 * 2.0 + &bbd;
+    let n2 = form(&second, &second) + &b * &lin2 * 2.0 + &bbd;
+    // max(‖a‖, eps) = sqrt(max(‖a‖², eps²)); the clamp also absorbs rounding below 0.
+    let eps2 = 1e-16;
+    (dot / (n1.clamp_min(eps2).sqrt() * n2.clamp_min(eps2).sqrt())).to_kind(Kind::Float)
 }
 
 /// The weighted cross-entropy of LGSS training: mean over the class weights
