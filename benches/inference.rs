@@ -3,6 +3,7 @@
 //! lgss's tch, ort-cpu and tract runtimes beside Python onnxruntime on the
 //! same ONNX file and PyTorch eager running the seed's LGSS on the same
 //! weights, same machine, one run. Ratios are against Python onnxruntime.
+//! `LGSS_BENCH_KEEP=1` keeps the movie, checkpoint and ONNX file.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,7 +23,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2400);
     let config_name = std::env::var("LGSS_BENCH_CONFIG").unwrap_or_else(|_| "lgss".into());
-    let batch = 32;
+    let batch = 4;
     let dir = std::env::temp_dir().join(format!("lgss-bench-infer-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = Config::load(&root.join(format!("models/{config_name}.toml")))?;
@@ -107,7 +108,11 @@ fn main() -> anyhow::Result<()> {
             (shots - 1) as f64 / rate
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("LGSS_BENCH_KEEP").is_some() {
+        println!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 

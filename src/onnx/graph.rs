@@ -114,6 +114,20 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// An f64 initializer (constants of the f64 parts of the graph).
+    pub fn doubles(&mut self, name: &str, dims: &[i64], values: &[f64]) -> String {
+        if self.initializer_names.insert(name.to_string()) {
+            self.initializers.push(pb::TensorProto {
+                dims: dims.to_vec(),
+                data_type: pb::tensor_proto::DataType::Double as i32,
+                name: name.to_string(),
+                raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ..Default::default()
+            });
+        }
+        name.to_string()
+    }
+
     /// An i64 constant initializer (shapes, axes, indices).
     pub fn ints(&mut self, name: &str, dims: &[i64], values: &[i64]) -> String {
         if self.initializer_names.insert(name.to_string()) {
