@@ -1,8 +1,10 @@
 """Inference speed of the Python baselines on one movie, on the same windows
-as lgss: onnxruntime on lgss's exported ONNX file, or PyTorch eager running
-the seed's LGSS (lgss_reference.py) with the checkpoint's weights.
+as lgss: onnxruntime on lgss's exported ONNX file (`ort`), PyTorch eager
+running the seed's LGSS (lgss_reference.py) with the checkpoint's weights
+(`torch`), or onnxruntime on `torch.onnx.export` of that model as written
+(`ort-torch-export`).
 
-usage: infer_reference.py ort|torch MODEL.onnx CHECKPOINT.safetensors MOVIE.pkl SHOT_NUM SEQ_LEN C H BATCH
+usage: infer_reference.py ort|torch|ort-torch-export MODEL.onnx CHECKPOINT.safetensors MOVIE.pkl SHOT_NUM SEQ_LEN C H BATCH
 prints: windows_per_s
 """
 import json
@@ -29,8 +31,11 @@ def windows(movie, shot_num, seq_len, batch):
             for t in range(seq_len):
                 b = start + min(t, valid - 1)
                 rows.extend(min(max(b - shot_num // 2 + 1 + j, 0), n - 1) for j in range(shot_num))
+        # The last chunk is padded to a full batch: torch.onnx.export bakes
+        # the batch size into the LSTM's initial state.
+        rows += rows[-shot_num * seq_len:] * (batch - len(chunk))
         idx = np.array(rows)
-        yield [f[idx].reshape(len(chunk), seq_len, shot_num, -1) for f in feats], sum(v for _, v in chunk)
+        yield [f[idx].reshape(batch, seq_len, shot_num, -1) for f in feats], sum(v for _, v in chunk)
 
 
 def load_safetensors(path):
@@ -51,19 +56,44 @@ def main():
     shot_num, seq_len, channel, hidden, batch = map(int, (shot_num, seq_len, channel, hidden, batch))
     movie = pickle.load(open(movie_path, "rb"))
     data = list(windows(movie, shot_num, seq_len, batch))
+    model = LGSS([movie[m].shape[1] for m in MODALITIES], shot_num, seq_len, channel, hidden)
+    state = load_safetensors(ckpt)
+    renamed = {}
+    for k, v in state.items():
+        modality, rest = k.split(".", 1)
+        renamed["branches.%d.%s" % (MODALITIES.index(modality[len("bnet_"):]), rest)] = v
+    model.load_state_dict(renamed)
+    model.eval()
+    if mode == "ort-torch-export":
+        import onnxruntime as ort
+
+        class Prob(torch.nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, *xs):
+                return torch.softmax(self.m(list(xs)), 1)[:, 1]
+
+        class ChannelMax(torch.nn.Module):
+            # torch.onnx.export writes MaxPool3d over a 4-D input as a MaxPool
+            # node that onnxruntime rejects; amax over the channels is the
+            # same function and exports as ReduceMax.
+            def forward(self, x):
+                return x.amax(1, keepdim=True)
+
+        for b in model.branches:
+            b.bnet.max3d = ChannelMax()
+        onnx_path = onnx_path + ".torch-export.onnx"
+        torch.onnx.export(Prob(model), tuple(torch.from_numpy(x) for x in data[0][0]), onnx_path,
+                          input_names=MODALITIES, output_names=["prob"], opset_version=17, dynamo=False,
+                          dynamic_axes={m: {0: "batch"} for m in MODALITIES})
+        mode = "ort"
     if mode == "ort":
         import onnxruntime as ort
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
         run = lambda xs: sess.run(["prob"], dict(zip(MODALITIES, xs)))[0]
     else:
-        model = LGSS([movie[m].shape[1] for m in MODALITIES], shot_num, seq_len, channel, hidden)
-        state = load_safetensors(ckpt)
-        renamed = {}
-        for k, v in state.items():
-            modality, rest = k.split(".", 1)
-            renamed["branches.%d.%s" % (MODALITIES.index(modality[len("bnet_"):]), rest)] = v
-        model.load_state_dict(renamed)
-        model.eval()
         def run(xs):
             with torch.no_grad():
                 return torch.softmax(model([torch.from_numpy(x) for x in xs]), 1)[:, 1]

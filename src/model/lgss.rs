@@ -236,7 +236,7 @@ fn reference_bnet(b: &Branch, x: &Tensor, c: i64, k: i64, d: i64) -> (Tensor, Te
 /// [`window_max`] (4 MiB of f32): large enough for efficient kernels, small
 /// enough to stay in cache.
 const TILE_ELEMENTS: i64 = 1 << 20;
-const TILE_FEATURES: i64 = 256;
+const TILE_FEATURES: i64 = 64;
 
 /// The context part of the boundary net: for each window and feature
 /// column, the maximum over channels of the window conv,
@@ -253,20 +253,24 @@ pub fn window_max(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     let c = w.size()[0];
     // No autograd graph is recorded under no_grad: then the max itself suffices.
     let grad = (&b.narrow(0, 0, 1) * 1.0).requires_grad();
-    let bias = b.view([1, c, 1]);
     let cols = d.min(TILE_FEATURES);
     let rows = (TILE_ELEMENTS / (c * cols)).max(1);
     let found = tch::no_grad(|| {
+        // [n, d, k+1] × [k+1, C], a row of ones carrying the bias, so each
+        // tile's maximum runs over its last, contiguous axis.
+        let ones = x.narrow(1, 0, 1).ones_like();
+        let xt = Tensor::cat(&[x, &ones], 1).transpose(1, 2);
+        let wbt = Tensor::cat(&[w, &b.unsqueeze(1)], 1).transpose(0, 1);
         let mut parts = Vec::new();
         for d0 in (0..d).step_by(cols as usize) {
-            let xd = x.narrow(2, d0, cols.min(d - d0));
+            let xd = xt.narrow(1, d0, cols.min(d - d0));
             let mut col = Vec::new();
             for n0 in (0..n).step_by(rows as usize) {
-                let t = w.matmul(&xd.narrow(0, n0, rows.min(n - n0))) + &bias;
+                let t = xd.narrow(0, n0, rows.min(n - n0)).matmul(&wbt);
                 col.push(if grad {
-                    t.argmax(1, false)
+                    t.argmax(2, false)
                 } else {
-                    t.amax(1, false)
+                    t.amax(2, false)
                 });
             }
             parts.push(Tensor::cat(&col, 0));
