@@ -27,6 +27,9 @@ struct Branch {
     fc1_b: Tensor,
     fc2_w: Tensor,
     fc2_b: Tensor,
+    /// Window-conv channels that can be the maximum (see
+    /// [`super::envelope`]), set by [`Lgss::prune_for_inference`].
+    active: Option<Tensor>,
 }
 
 /// The model's output for a batch.
@@ -127,6 +130,7 @@ impl Lgss {
                     fc1_b,
                     fc2_w,
                     fc2_b,
+                    active: None,
                 }
             })
             .collect();
@@ -172,7 +176,16 @@ impl Lgss {
         let x = x.view([n, k, d]);
         let (ctx, sim) = match self.formulation {
             Formulation::Fast => (
-                window_max(&x, &b.conv_w.view([c, k]), &b.conv_b),
+                match &b.active {
+                    Some(idx) => tch::no_grad(|| {
+                        window_max(
+                            &x,
+                            &b.conv_w.view([c, k]).index_select(0, idx),
+                            &b.conv_b.index_select(0, idx),
+                        )
+                    }),
+                    None => window_max(&x, &b.conv_w.view([c, k]), &b.conv_b),
+                },
                 half_window_cosine(&x, &b.cos_w.view([c, k / 2]), &b.cos_b),
             ),
             Formulation::Reference => reference_bnet(b, &x, c, k, d),
@@ -193,6 +206,25 @@ impl Lgss {
         );
         let out = out.linear(&b.fc1_w, Some(&b.fc1_b)).relu();
         out.linear(&b.fc2_w, Some(&b.fc2_b)).view([-1, 2])
+    }
+
+    /// Restricts the window max to the channels that can win (exactly the
+    /// same function). For inference only: the pruned path records no
+    /// gradients, and weights must not change afterwards.
+    pub fn prune_for_inference(&mut self) -> anyhow::Result<Vec<(usize, usize)>> {
+        let k = self.config.shot_num;
+        let mut kept = Vec::new();
+        for b in &mut self.branches {
+            let w = Vec::<f32>::try_from(b.conv_w.to_device(Device::Cpu).flatten(0, -1))?;
+            let bias = Vec::<f32>::try_from(b.conv_b.to_device(Device::Cpu))?;
+            let active: Vec<i64> = super::envelope::active_channels(&w, &bias, k)
+                .into_iter()
+                .map(|c| c as i64)
+                .collect();
+            kept.push((active.len(), bias.len()));
+            b.active = Some(Tensor::from_slice(&active).to_device(b.conv_w.device()));
+        }
+        Ok(kept)
     }
 
     /// Names and tensors of every variable, sorted by name.

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod envelope;
 pub mod lgss;
 
 pub use config::Config;

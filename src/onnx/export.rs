@@ -23,6 +23,8 @@ pub const META_VERSION: &str = "lgss.version";
 pub const META_MODALITIES: &str = "lgss.modalities";
 pub const META_FEATURE_DIMS: &str = "lgss.feature_dims";
 pub const META_DATA: &str = "lgss.training_data";
+/// Window-conv channels kept per modality (those that can be the maximum).
+pub const META_ACTIVE_CHANNELS: &str = "lgss.window_max_channels";
 
 fn values(t: &Tensor) -> anyhow::Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(
@@ -53,21 +55,28 @@ const WINDOW_MAX_BLOCK: i64 = 64;
 /// block is one MatMul `[n, block, k+1] × [k+1, C]` (a row of ones carries
 /// the bias) followed by ReduceMax over the last, contiguous axis.
 /// `x4`: `[n, k, d]`; returns `[n, d]`.
-#[allow(clippy::too_many_arguments)]
 fn window_max(
     g: &mut GraphBuilder,
     p: &str,
     x4: &str,
     w: &[f32],
     b: &[f32],
-    c: i64,
     k: i64,
     d: i64,
-) -> String {
-    // Stored once, as the conv's weights and bias; [w | b]ᵀ is formed in the
-    // graph and constant-folded.
-    let w = g.weight(&format!("{p}.bnet.conv1.weight"), &[c, k], w);
-    let b = g.weight(&format!("{p}.bnet.conv1.bias"), &[c], b);
+) -> (String, usize) {
+    // Only the channels that can be the maximum (see model::envelope): the
+    // same function with a fraction of the work. Stored once, as those rows
+    // of the conv's weights and bias; [w | b]ᵀ is formed in the graph and
+    // constant-folded.
+    let active = crate::model::envelope::active_channels(w, b, k as usize);
+    let c = active.len() as i64;
+    let w: Vec<f32> = active
+        .iter()
+        .flat_map(|&ch| w[ch * k as usize..(ch + 1) * k as usize].to_vec())
+        .collect();
+    let b: Vec<f32> = active.iter().map(|&ch| b[ch]).collect();
+    let w = g.weight(&format!("{p}.bnet.conv1.weight.active_rows"), &[c, k], &w);
+    let b = g.weight(&format!("{p}.bnet.conv1.bias.active_rows"), &[c], &b);
     let axis1 = g.ints("axis1", &[1], &[1]);
     let bcol = g.node("Unsqueeze", &[&b, &axis1], vec![]); // [C, 1]
     let wb = g.node("Concat", &[&w, &bcol], vec![("axis", Attr::Int(1))]); // [C, k+1]
@@ -100,10 +109,13 @@ fn window_max(
         ));
     }
     if blocks.len() == 1 {
-        return blocks.remove(0);
+        return (blocks.remove(0), active.len());
     }
     let refs: Vec<&str> = blocks.iter().map(String::as_str).collect();
-    g.node("Concat", &refs, vec![("axis", Attr::Int(1))])
+    (
+        g.node("Concat", &refs, vec![("axis", Attr::Int(1))]),
+        active.len(),
+    )
 }
 
 /// Cosine similarity of the half-window convs from the window's Gram
@@ -198,6 +210,7 @@ pub fn build(
     let batch = || Dim::Named("batch".into());
 
     let mut total: Option<String> = None;
+    let mut active_channels = Vec::new();
     for &m in &config.modalities {
         let d = config.feature_dims.get(m) as i64;
         let p = format!("bnet_{}", m.key());
@@ -207,7 +220,8 @@ pub fn build(
 
         let conv_w = get(&format!("{p}.bnet.conv1.weight"))?;
         let conv_b = get(&format!("{p}.bnet.conv1.bias"))?;
-        let ctx = window_max(&mut g, &p, &x4, &conv_w, &conv_b, c, k, d);
+        let (ctx, kept) = window_max(&mut g, &p, &x4, &conv_w, &conv_b, k, d);
+        active_channels.push(format!("{}={kept}/{c}", m.key()));
         let cos_w = get(&format!("{p}.bnet.cos.conv1.weight"))?;
         let cos_b = get(&format!("{p}.bnet.cos.conv1.bias"))?;
         let sim = half_window_cosine(&mut g, &p, &x4, &cos_w, &cos_b, c, k, d);
@@ -289,7 +303,9 @@ pub fn build(
     let prob = g.node("Gather", &[&probs, &one], vec![("axis", Attr::Int(2))]);
     g.output(&prob, "prob", &[batch(), Dim::Fixed(s)]);
     g.output(&logits, "logits", &[batch(), Dim::Fixed(s), Dim::Fixed(2)]);
-    Ok(g.encode("lgss", metadata))
+    let mut metadata = metadata.to_vec();
+    metadata.push((META_ACTIVE_CHANNELS.to_string(), active_channels.join(",")));
+    Ok(g.encode("lgss", &metadata))
 }
 
 /// Exports a checkpoint to `out` (atomically), with metadata describing it.

@@ -40,7 +40,8 @@ impl TchBackend {
             tch::set_num_threads(t as i32);
         }
         let ckpt = Checkpoint::load(checkpoint)?;
-        let model = model_from_checkpoint(&ckpt, device)?;
+        let mut model = model_from_checkpoint(&ckpt, device)?;
+        model.prune_for_inference()?;
         let config = model.config.clone();
         Ok((
             TchBackend {
