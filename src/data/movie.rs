@@ -163,11 +163,12 @@ impl Movie {
         if len == 0 {
             return Err(err("empty file".into()));
         }
-        // Mapping the file saves a copy of tens of megabytes per movie.
+        // Mapping the file saves a copy of tens of megabytes per movie (the
+        // page faults then happen in the parallel tensor copies).
         // SAFETY: the mapping is only read. A file truncated by another
         // process while we read it would fault; files are replaced, not
         // rewritten in place, by lgss (write to a temp file, then rename).
-        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+        let map = unsafe { memmap2::MmapOptions::new().map(&file) }
             .map_err(|e| err(format!("cannot read: {e}")))?;
         Movie::from_pickle_bytes(&map, schema).map_err(err)
     }

@@ -1063,17 +1063,37 @@ fn decode(bytes: &[u8], dtype: DType) -> std::result::Result<TensorData, String>
 
 /// Little-endian bytes to numbers: one memcpy on little-endian machines
 /// (this is the bulk of reading a movie), a byte-order conversion elsewhere.
-fn decode_le<T: bytemuck::Pod + Default, const N: usize>(bytes: &[u8], from_le: fn([u8; N]) -> T) -> Vec<T> {
+/// Large tensors are copied by all cores: the time goes to page faults on
+/// the fresh allocation, which parallelise.
+fn decode_le<T: bytemuck::Pod + Default + Send, const N: usize>(
+    bytes: &[u8],
+    from_le: fn([u8; N]) -> T,
+) -> Vec<T> {
+    const PARALLEL_BYTES: usize = 4 << 20;
     let n = bytes.len() / N;
     let mut out = vec![T::default(); n];
-    if cfg!(target_endian = "little") {
-        bytemuck::cast_slice_mut::<T, u8>(&mut out).copy_from_slice(&bytes[..n * N]);
-    } else {
-        for (o, c) in out.iter_mut().zip(bytes.chunks_exact(N)) {
-            let mut a = [0u8; N];
-            a.copy_from_slice(c);
-            *o = from_le(a);
+    let bytes = &bytes[..n * N];
+    let copy = |dst: &mut [T], src: &[u8]| {
+        if cfg!(target_endian = "little") {
+            bytemuck::cast_slice_mut::<T, u8>(dst).copy_from_slice(src);
+        } else {
+            for (o, c) in dst.iter_mut().zip(src.chunks_exact(N)) {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                *o = from_le(a);
+            }
         }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
+    if bytes.len() < PARALLEL_BYTES || threads < 2 {
+        copy(&mut out, bytes);
+    } else {
+        let per = n.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (dst, src) in out.chunks_mut(per).zip(bytes.chunks(per * N)) {
+                s.spawn(move || copy(dst, src));
+            }
+        });
     }
     out
 }
