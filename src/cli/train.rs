@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use tch::Device;
 
 use crate::data::dataset::movie_files;
@@ -47,19 +47,7 @@ pub struct Args {
 pub fn device(name: &str) -> anyhow::Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => {
-            if !tch::Cuda::is_available() {
-                bail!(
-                    "--device cuda: libtorch sees no CUDA device{}",
-                    if cfg!(feature = "cuda") {
-                        ""
-                    } else {
-                        " (this binary was built without the `cuda` feature)"
-                    }
-                );
-            }
-            Ok(Device::Cuda(0))
-        }
+        "cuda" => crate::model::cuda_device("--device cuda"),
         _ => Ok(Device::cuda_if_available()),
     }
 }

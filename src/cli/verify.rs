@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::data::dataset::movie_files;
 use crate::data::movie::{Movie, Schema};
-use crate::metrics::{evaluate, MovieBoundaries, THRESHOLD};
+use crate::metrics::{evaluate, MovieBoundaries, Scores, THRESHOLD};
 use crate::runtime::{open, RuntimeKind};
 use crate::segment::movie_probabilities;
 
@@ -34,20 +34,10 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub runtime: String,
-    pub available: bool,
+    /// Why the runtime could not be used, if it could not.
     pub error: Option<String>,
-    #[serde(rename = "AP")]
-    pub ap: f64,
-    #[serde(rename = "mAP")]
-    pub map: f64,
-    #[serde(rename = "Miou")]
-    pub miou: f64,
-    #[serde(rename = "Precision")]
-    pub precision: f64,
-    #[serde(rename = "Recall")]
-    pub recall: f64,
-    #[serde(rename = "F1")]
-    pub f1: f64,
+    /// The challenge's scores of this runtime's predictions.
+    pub scores: Option<Scores>,
     pub max_abs_dp: f64,
     pub flips: usize,
     pub seconds: f64,
@@ -88,14 +78,8 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
                 ok = false;
                 rows.push(Row {
                     runtime: kind.to_string(),
-                    available: false,
                     error: Some(format!("{e:#}")),
-                    ap: f64::NAN,
-                    map: f64::NAN,
-                    miou: f64::NAN,
-                    precision: f64::NAN,
-                    recall: f64::NAN,
-                    f1: f64::NAN,
+                    scores: None,
                     max_abs_dp: f64::NAN,
                     flips: 0,
                     seconds: 0.0,
@@ -149,21 +133,16 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
         }
         let row = Row {
             runtime: kind.to_string(),
-            available: true,
             error: None,
-            ap: s.ap,
-            map: s.map,
-            miou: s.miou,
-            precision: s.precision,
-            recall: s.recall,
-            f1: s.f1,
+            scores: Some(s),
             max_abs_dp: max_dp,
             flips,
             seconds,
             windows_per_s: windows as f64 / seconds,
         };
-        if let Some(first) = rows.iter().find(|r: &&Row| r.available) {
-            if (first.ap - row.ap).abs() > tolerance || (first.miou - row.miou).abs() > tolerance {
+        let first = rows.iter().find_map(|r: &Row| r.scores.as_ref());
+        if let (Some(first), Some(this)) = (first, &row.scores) {
+            if (first.ap - this.ap).abs() > tolerance || (first.miou - this.miou).abs() > tolerance {
                 ok = false;
             }
         }
@@ -192,7 +171,7 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
         let missing: Vec<&str> = report
             .rows
             .iter()
-            .filter(|r| !r.available)
+            .filter(|r| r.scores.is_none())
             .map(|r| r.runtime.as_str())
             .collect();
         if !missing.is_empty() {
@@ -216,23 +195,23 @@ pub fn print_report(r: &Report) {
         "runtime", "AP", "mAP", "Miou", "P", "R", "F1", "max|Δp|", "flips", "wall s", "windows/s"
     );
     for row in &r.rows {
-        if !row.available {
+        let Some(s) = &row.scores else {
             println!(
                 "{:<9} unavailable: {}",
                 row.runtime,
                 row.error.as_deref().unwrap_or("")
             );
             continue;
-        }
+        };
         println!(
             "{:<9} {:>8.6} {:>8.6} {:>8.6} {:>7.4} {:>7.4} {:>7.4} {:>10.2e} {:>6} {:>8.2} {:>10.1}",
             row.runtime,
-            row.ap,
-            row.map,
-            row.miou,
-            row.precision,
-            row.recall,
-            row.f1,
+            s.ap,
+            s.map,
+            s.miou,
+            s.precision,
+            s.recall,
+            s.f1,
             row.max_abs_dp,
             row.flips,
             row.seconds,

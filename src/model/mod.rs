@@ -7,3 +7,16 @@ pub mod lgss;
 
 pub use config::Config;
 pub use lgss::Lgss;
+
+/// The first CUDA device, or an error that says why there is none.
+pub fn cuda_device(context: &str) -> anyhow::Result<tch::Device> {
+    if !tch::Cuda::is_available() {
+        let why = if cfg!(feature = "cuda") {
+            ""
+        } else {
+            " (this binary was built without the `cuda` feature)"
+        };
+        anyhow::bail!("{context}: libtorch sees no CUDA device{why}");
+    }
+    Ok(tch::Device::Cuda(0))
+}

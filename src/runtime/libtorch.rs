@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::bail;
 use tch::{Device, Kind, Tensor};
 
 use super::Backend;
@@ -22,17 +21,7 @@ impl TchBackend {
         threads: Option<usize>,
     ) -> anyhow::Result<(TchBackend, ModelConfig)> {
         let device = if cuda {
-            if !tch::Cuda::is_available() {
-                bail!(
-                    "tch-cuda: libtorch sees no CUDA device{}",
-                    if cfg!(feature = "cuda") {
-                        ""
-                    } else {
-                        " (built without the `cuda` feature)"
-                    }
-                );
-            }
-            Device::Cuda(0)
+            crate::model::cuda_device("tch-cuda")?
         } else {
             Device::Cpu
         };

@@ -79,6 +79,20 @@ pub struct TrainResult {
     pub last_checkpoint: PathBuf,
 }
 
+impl TrainResult {
+    fn stopped(epochs_done: usize, history: Vec<EpochLog>, best: PathBuf, last: PathBuf) -> TrainResult {
+        TrainResult {
+            epochs_done,
+            interrupted: true,
+            history,
+            test: None,
+            test_provided: None,
+            best_checkpoint: best,
+            last_checkpoint: last,
+        }
+    }
+}
+
 /// Movie indices of (train+val, test): the last `test_fraction` of the
 /// movies by file name are the test set.
 pub fn split_movies(n: usize, test_fraction: f64) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
@@ -387,15 +401,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
                 // Stop mid-epoch with a checkpoint that resumes exactly here.
                 pb.finish_and_clear();
                 checkpoint(&model, &adam, &config, seed, &pos, &data).save(&last_path)?;
-                return Ok(TrainResult {
-                    epochs_done: pos.epoch,
-                    interrupted: true,
-                    history,
-                    test: None,
-                    test_provided: None,
-                    best_checkpoint: best_path,
-                    last_checkpoint: last_path,
-                });
+                return Ok(TrainResult::stopped(pos.epoch, history, best_path, last_path));
             }
         }
         pb.finish_and_clear();
@@ -445,15 +451,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     }
 
     if interrupted || pos.epoch < epochs {
-        return Ok(TrainResult {
-            epochs_done: pos.epoch,
-            interrupted: true,
-            history,
-            test: None,
-            test_provided: None,
-            best_checkpoint: best_path,
-            last_checkpoint: last_path,
-        });
+        return Ok(TrainResult::stopped(pos.epoch, history, best_path, last_path));
     }
 
     // Score the best checkpoint on the test movies.

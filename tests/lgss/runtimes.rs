@@ -173,8 +173,8 @@ fn verify_segment_and_write_pkl_agree() {
     for r in rows {
         assert!(r["max_abs_dp"].as_f64().unwrap() < 1e-4, "{r}");
     }
-    let ap = rows[1]["AP"].as_f64().unwrap();
-    let miou = rows[1]["Miou"].as_f64().unwrap();
+    let ap = rows[1]["scores"]["AP"].as_f64().unwrap();
+    let miou = rows[1]["scores"]["Miou"].as_f64().unwrap();
 
     // Segment with ort-cpu, write the pickles back, read them with Python, score them.
     let seg = dir.join("seg");
