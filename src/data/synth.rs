@@ -6,7 +6,8 @@
 //! place at a location from a recurring set, with two or three camera set-ups
 //! that alternate (shot / reverse shot) and a few recurring characters.
 //! - `place`: non-negative and sparse (post-ReLU CNN features): the
-//!   location's prototype plus the set-up's offset plus noise.
+//!   location's prototype (mostly the film's overall look) plus the set-up's
+//!   offset plus noise.
 //! - `cast`: the mean of the visible characters' embeddings; an all-zero row
 //!   when nobody is visible, as in the real data.
 //! - `action`: the scene's activity plus per-shot motion; sometimes all zero,
@@ -87,6 +88,7 @@ fn place_prototype(rng: &mut Rng, dim: usize) -> Vec<f32> {
         .collect()
 }
 
+#[derive(Clone)]
 struct Scene {
     len: usize,
     location: usize,
@@ -103,7 +105,18 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
     let n_target = rng.range(size.min_shots, size.max_shots.max(size.min_shots));
 
     let n_locations = rng.range(8, 24);
-    let locations: Vec<Vec<f32>> = (0..n_locations).map(|_| place_prototype(&mut rng, dp)).collect();
+    // A film has one look: most of every location's features are the
+    // film's, a minority its own, so places differ less than random scenes.
+    let look = place_prototype(&mut rng, dp);
+    let locations: Vec<Vec<f32>> = (0..n_locations)
+        .map(|_| {
+            let own = place_prototype(&mut rng, dp);
+            look.iter()
+                .zip(own)
+                .map(|(&l, o)| if rng.bernoulli(0.7) { l } else { o })
+                .collect()
+        })
+        .collect();
     let n_characters = rng.range(6, 30);
     let characters: Vec<Vec<f32>> = (0..n_characters).map(|_| unit_vector(&mut rng, dc)).collect();
     // Zipf-like popularity: lead characters and main locations recur most.
@@ -151,14 +164,21 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
         let setups = (0..n_setups)
             .map(|_| (0..dp).map(|_| rng.normal() as f32 * 0.8).collect())
             .collect();
-        scenes.push(Scene {
+        let scene = Scene {
             len,
             location,
             characters: chars,
             activity,
             audio,
             setups,
-        });
+        };
+        // A story cut with nothing visible or audible changing: the same
+        // place, people, action and sound go on (annotators cut by story).
+        let scene = match scenes.last() {
+            Some(prev) if rng.bernoulli(0.15) => Scene { len, ..prev.clone() },
+            _ => scene,
+        };
+        scenes.push(scene);
         total += len;
     }
     let n = total;
@@ -169,7 +189,6 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
     let mut audio = Vec::with_capacity(n * du);
     let mut ground_truth = Vec::with_capacity(n - 1);
     for (si, scene) in scenes.iter().enumerate() {
-        let loc = &locations[scene.location];
         for k in 0..scene.len {
             // Shot / reverse shot: set-ups alternate, with occasional inserts.
             let setup = if rng.bernoulli(0.15) {
@@ -178,6 +197,13 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
                 k % 2
             };
             let setup = &scene.setups[setup.min(scene.setups.len() - 1)];
+            // A cutaway: one shot of somewhere else inside the scene.
+            let cutaway = rng.bernoulli(0.06);
+            let loc = if cutaway {
+                &locations[rng.range(0, n_locations - 1)]
+            } else {
+                &locations[scene.location]
+            };
             for d in 0..dp {
                 let v = loc[d] + setup[d] + rng.normal() as f32 * 0.9;
                 place.push(if loc[d] > 0.0 || rng.bernoulli(0.05) {
@@ -187,7 +213,7 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
                 });
             }
             // Visible characters: the set-up's character, sometimes all, sometimes none.
-            let visible: Vec<usize> = if rng.bernoulli(0.22) {
+            let visible: Vec<usize> = if cutaway || rng.bernoulli(0.22) {
                 Vec::new()
             } else if rng.bernoulli(0.3) {
                 scene.characters.clone()
@@ -244,22 +270,43 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
     }
 }
 
-/// A weak baseline: how different adjacent shots' places look, squashed to [0, 1].
+/// A weak baseline: how different the places of the two shots before and
+/// the two after each boundary look (standardised per movie, with much
+/// noise), squashed to [0, 1].
 fn baseline_prediction(place: &[f32], dim: usize, n: usize, rng: &mut Rng) -> Vec<f64> {
-    let row = |i: usize| &place[i * dim..(i + 1) * dim];
-    let cos = |a: &[f32], b: &[f32]| {
+    let mean_rows = |a: usize, b: usize| -> Vec<f64> {
+        let mut m = vec![0f64; dim];
+        for i in a..=b {
+            for (acc, &x) in m.iter_mut().zip(&place[i * dim..(i + 1) * dim]) {
+                *acc += x as f64;
+            }
+        }
+        m
+    };
+    let cos = |a: &[f64], b: &[f64]| {
         let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
         for (&x, &y) in a.iter().zip(b) {
-            ab += x as f64 * y as f64;
-            aa += x as f64 * x as f64;
-            bb += y as f64 * y as f64;
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
         }
         ab / (aa.sqrt() * bb.sqrt()).max(1e-8)
     };
-    (0..n - 1)
+    let d: Vec<f64> = (0..n - 1)
         .map(|i| {
-            let d = 1.0 - cos(row(i), row(i + 1));
-            let z = (d - 0.45) * 8.0 + rng.normal() * 2.5;
+            1.0 - cos(
+                &mean_rows(i.saturating_sub(1), i),
+                &mean_rows(i + 1, (i + 2).min(n - 1)),
+            )
+        })
+        .collect();
+    let mean = d.iter().sum::<f64>() / d.len() as f64;
+    let sd = (d.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / d.len() as f64)
+        .sqrt()
+        .max(1e-12);
+    d.iter()
+        .map(|&x| {
+            let z = (x - mean) / sd * 1.0 - 1.8 + rng.normal() * 1.6;
             // Stored as f32 in the file; round here so memory and file agree.
             (1.0 / (1.0 + (-z).exp())) as f32 as f64
         })

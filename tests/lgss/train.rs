@@ -34,13 +34,13 @@ fn options(data: &std::path::Path, out: &std::path::Path, config: Config) -> Tra
 fn small_model_beats_provided_and_constant_predictions() {
     let dir = tempdir("train-learns");
     let size = SynthSize {
-        min_shots: 150,
-        max_shots: 300,
+        min_shots: 200,
+        max_shots: 350,
         ..SynthSize::small()
     };
-    synth::write_dataset(&dir.join("data"), 21, 10, &size, &|| {}).unwrap();
+    synth::write_dataset(&dir.join("data"), 21, 16, &size, &|| {}).unwrap();
     let mut config = small_config();
-    config.train.epochs = 8;
+    config.train.epochs = 12;
     let opts = options(&dir.join("data"), &dir.join("run"), config);
     let r = train(&opts, Arc::new(AtomicBool::new(false))).unwrap();
     let test = r.test.expect("test scores");
@@ -79,7 +79,7 @@ fn small_model_beats_provided_and_constant_predictions() {
             .unwrap()
             .lines()
             .count(),
-        8
+        12
     );
 }
 
