@@ -2,7 +2,7 @@
 //! (`tract_onnx::pb`), encoded with prost. Nodes get unique output names;
 //! initializers are added once by name.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use prost::Message;
 use tract_onnx::pb;
@@ -23,7 +23,8 @@ pub enum Attr {
 pub struct GraphBuilder {
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
-    initializer_names: HashSet<String>,
+    /// Element type of each initializer, by name.
+    initializer_types: HashMap<String, i32>,
     inputs: Vec<pb::ValueInfoProto>,
     outputs: Vec<pb::ValueInfoProto>,
     counter: usize,
@@ -71,7 +72,7 @@ impl GraphBuilder {
         GraphBuilder {
             nodes: Vec::new(),
             initializers: Vec::new(),
-            initializer_names: HashSet::new(),
+            initializer_types: HashMap::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
             counter: 0,
@@ -102,42 +103,46 @@ impl GraphBuilder {
     /// An f32 initializer (added once; later calls with the name reuse it).
     pub fn weight(&mut self, name: &str, dims: &[i64], values: &[f32]) -> String {
         debug_assert_eq!(dims.iter().product::<i64>() as usize, values.len());
-        if self.initializer_names.insert(name.to_string()) {
-            self.initializers.push(pb::TensorProto {
-                dims: dims.to_vec(),
-                data_type: pb::tensor_proto::DataType::Float as i32,
-                name: name.to_string(),
-                raw_data: bytemuck::cast_slice(values).to_vec(),
-                ..Default::default()
-            });
-        }
-        name.to_string()
+        self.initializer(name, dims, pb::tensor_proto::DataType::Float, || {
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        })
     }
 
     /// An f64 initializer (constants of the f64 parts of the graph).
     pub fn doubles(&mut self, name: &str, dims: &[i64], values: &[f64]) -> String {
-        if self.initializer_names.insert(name.to_string()) {
-            self.initializers.push(pb::TensorProto {
-                dims: dims.to_vec(),
-                data_type: pb::tensor_proto::DataType::Double as i32,
-                name: name.to_string(),
-                raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ..Default::default()
-            });
-        }
-        name.to_string()
+        self.initializer(name, dims, pb::tensor_proto::DataType::Double, || {
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        })
     }
 
     /// An i64 constant initializer (shapes, axes, indices).
     pub fn ints(&mut self, name: &str, dims: &[i64], values: &[i64]) -> String {
-        if self.initializer_names.insert(name.to_string()) {
-            self.initializers.push(pb::TensorProto {
-                dims: dims.to_vec(),
-                data_type: pb::tensor_proto::DataType::Int64 as i32,
-                name: name.to_string(),
-                raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ..Default::default()
-            });
+        self.initializer(name, dims, pb::tensor_proto::DataType::Int64, || {
+            values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        })
+    }
+
+    /// Adds an initializer the first time `name` is used. Names are one
+    /// namespace across types, so reusing one for another type is a bug.
+    fn initializer(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data_type: pb::tensor_proto::DataType,
+        raw: impl FnOnce() -> Vec<u8>,
+    ) -> String {
+        match self.initializer_types.get(name) {
+            Some(&t) => debug_assert_eq!(t, data_type as i32, "initializer {name} reused with another type"),
+            None => {
+                self.initializer_types.insert(name.to_string(), data_type as i32);
+                self.initializers.push(pb::TensorProto {
+                    dims: dims.to_vec(),
+                    data_type: data_type as i32,
+                    name: name.to_string(),
+                    raw_data: raw(),
+                    ..Default::default()
+                });
+            }
         }
         name.to_string()
     }
