@@ -65,19 +65,26 @@ impl Adam {
         let bias_correction2 = 1.0 - BETA2.powi(self.step as i32);
         let step_size = self.lr / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
+        let consts = StepConstants {
+            weight_decay: self.weight_decay as f32,
+            one_minus_beta1: (1.0 - BETA1) as f32,
+            beta2: BETA2 as f32,
+            one_minus_beta2: (1.0 - BETA2) as f32,
+            bias_correction2_sqrt: bias_correction2_sqrt as f32,
+            eps: EPS as f32,
+            neg_step_size: -step_size as f32,
+        };
         tch::no_grad(|| {
             for s in &mut self.slots {
                 let grad = s.param.grad();
                 if !grad.defined() {
                     continue;
                 }
+                if fused_cpu_step(&s.param, &grad, &s.exp_avg, &s.exp_avg_sq, &consts) {
+                    continue;
+                }
                 let grad = if self.weight_decay != 0.0 {
-                    // torch's grad.add(param, alpha=wd) is one fused multiply-add
-                    // (one rounding); products of f32s are exact in f64, so
-                    // computing in f64 and rounding once gives the same value.
-                    // The difference shows where grad and wd*param nearly cancel.
-                    let wd = self.weight_decay as f32 as f64;
-                    (grad.to_kind(Kind::Double) + s.param.to_kind(Kind::Double) * wd).to_kind(Kind::Float)
+                    weight_decayed(&grad, &s.param, self.weight_decay)
                 } else {
                     grad
                 };
@@ -117,5 +124,116 @@ impl Adam {
         })?;
         self.step = step;
         Ok(())
+    }
+}
+
+/// `grad + wd * param` as torch's `grad.add(param, alpha=wd)` computes it:
+/// one fused multiply-add, one rounding. Two roundings in f32 differ from it
+/// by at most half an ulp of `wd * param`, which matters only where the sum
+/// nearly cancels (Adam's step lr·g/(|g| + eps) is steep near 0); there the
+/// sum is recomputed in f64, where the product of two f32s is exact.
+const NEAR_ZERO: f64 = 1e-5;
+
+fn weight_decayed(grad: &Tensor, param: &Tensor, weight_decay: f64) -> Tensor {
+    let wd = weight_decay as f32 as f64;
+    let sum = grad + param * wd;
+    let near_zero = sum.abs().lt(NEAR_ZERO).flatten(0, -1).nonzero().flatten(0, -1);
+    if near_zero.numel() > 0 {
+        let g = grad
+            .flatten(0, -1)
+            .index_select(0, &near_zero)
+            .to_kind(Kind::Double);
+        let p = param
+            .flatten(0, -1)
+            .index_select(0, &near_zero)
+            .to_kind(Kind::Double);
+        let exact = (g + p * wd).to_kind(Kind::Float);
+        let mut flat = sum.view([-1]);
+        let _ = flat.index_copy_(0, &near_zero, &exact);
+    }
+    sum
+}
+
+/// One step's scalars, rounded to f32 as torch rounds its scalar arguments.
+struct StepConstants {
+    weight_decay: f32,
+    one_minus_beta1: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bias_correction2_sqrt: f32,
+    eps: f32,
+    neg_step_size: f32,
+}
+
+/// The whole update in one pass over CPU f32 memory (torch's sequence of
+/// kernels makes about ten), rounding exactly as those kernels do:
+/// `grad.add(param, alpha=wd)` and `lerp_` are fused multiply-adds, the
+/// rest separate operations. Returns false (nothing done) where it does not
+/// apply: another device or type, non-contiguous memory, or no FMA unit.
+fn fused_cpu_step(
+    param: &Tensor,
+    grad: &Tensor,
+    exp_avg: &Tensor,
+    exp_avg_sq: &Tensor,
+    c: &StepConstants,
+) -> bool {
+    let plain = |t: &Tensor| t.device() == tch::Device::Cpu && t.kind() == Kind::Float && t.is_contiguous();
+    if ![param, grad, exp_avg, exp_avg_sq].iter().all(|t| plain(t)) || !fma_available() {
+        return false;
+    }
+    let n = param.numel();
+    if grad.numel() != n || exp_avg.numel() != n || exp_avg_sq.numel() != n {
+        return false;
+    }
+    // SAFETY: four distinct, contiguous f32 CPU tensors of n elements each,
+    // owned by this optimizer (and the autograd graph, which is idle during
+    // the step); nothing else touches them while these slices live.
+    let (p, g, m, v) = unsafe {
+        (
+            std::slice::from_raw_parts_mut(param.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts(grad.data_ptr() as *const f32, n),
+            std::slice::from_raw_parts_mut(exp_avg.data_ptr() as *mut f32, n),
+            std::slice::from_raw_parts_mut(exp_avg_sq.data_ptr() as *mut f32, n),
+        )
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
+    let chunk = n.div_ceil(threads).max(1 << 16);
+    std::thread::scope(|scope| {
+        for (((p, g), m), v) in p
+            .chunks_mut(chunk)
+            .zip(g.chunks(chunk))
+            .zip(m.chunks_mut(chunk))
+            .zip(v.chunks_mut(chunk))
+        {
+            // SAFETY: fma_available() checked the CPU has FMA.
+            scope.spawn(move || unsafe { adam_kernel(p, g, m, v, c) });
+        }
+    });
+    true
+}
+
+fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "fma"))]
+unsafe fn adam_kernel(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &StepConstants) {
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = if c.weight_decay != 0.0 {
+            p.mul_add(c.weight_decay, g)
+        } else {
+            g
+        };
+        *m = (g - *m).mul_add(c.one_minus_beta1, *m);
+        *v = *v * c.beta2 + (c.one_minus_beta2 * g) * g;
+        let denom = v.sqrt() / c.bias_correction2_sqrt + c.eps;
+        *p += (c.neg_step_size * *m) / denom;
     }
 }
