@@ -39,7 +39,8 @@ pub struct Args {
     /// Hold out the last K non-test movies for validation instead of 20% of sequences.
     #[arg(long)]
     val_movies: Option<usize>,
-    /// Continue a run from its checkpoint (last.safetensors), exactly.
+    /// Continue a run from its checkpoint (last.safetensors), exactly, with
+    /// the checkpoint's own config and seed (the overrides above are ignored).
     #[arg(long)]
     resume: Option<PathBuf>,
 }

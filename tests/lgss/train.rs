@@ -188,3 +188,60 @@ fn import_torch_state_dict_reproduces_pytorch() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// Ctrl-C during `lgss train` stops with a checkpoint and a resume hint;
+/// resuming from it finishes the run.
+#[test]
+fn ctrl_c_stops_with_a_resumable_checkpoint() {
+    let dir = tempdir("train-sigint");
+    let size = SynthSize {
+        min_shots: 300,
+        max_shots: 400,
+        ..SynthSize::small()
+    };
+    synth::write_dataset(&dir.join("data"), 9, 6, &size, &|| {}).unwrap();
+    let run = dir.join("run");
+    let child = lgss()
+        .args([
+            "train",
+            "--config",
+            "models/lgss-small.toml",
+            "--device",
+            "cpu",
+            "--epochs",
+            "1000",
+            "--data",
+        ])
+        .arg(dir.join("data"))
+        .arg("--out")
+        .arg(&run)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's checkpoint, then interrupt.
+    let started = std::time::Instant::now();
+    while !run.join("last.safetensors").exists() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint after 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("--resume"), "{err}");
+    let ckpt = Checkpoint::load(&run.join("last.safetensors")).unwrap();
+    let epoch: usize = ckpt.meta("epoch").unwrap().unwrap();
+    assert!(epoch < 1000);
+    // Resuming (with the checkpoint's own config) continues from there.
+    let mut o = options(&dir.join("data"), &run, small_config());
+    o.resume = Some(run.join("last.safetensors"));
+    o.stop_after_epochs = Some(1);
+    let r = train(&o, Arc::new(AtomicBool::new(false))).unwrap();
+    assert_eq!(r.epochs_done, epoch + 1);
+}
