@@ -49,3 +49,23 @@ pub fn assert_close(what: &str, got: f64, want: f64, tol: f64) {
         "{what}: got {got:.17}, want {want:.17} (tol {tol})"
     );
 }
+
+/// `lgss train` of the small config on the CPU, run from the repository root.
+pub fn train_small(data: &Path, out: &Path, epochs: usize) -> Command {
+    let mut c = lgss();
+    c.args([
+        "train",
+        "--config",
+        "models/lgss-small.toml",
+        "--device",
+        "cpu",
+        "--epochs",
+    ])
+    .arg(epochs.to_string())
+    .arg("--data")
+    .arg(data)
+    .arg("--out")
+    .arg(out)
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}

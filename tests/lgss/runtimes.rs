@@ -7,7 +7,7 @@ use lgss::data::movie::Modality;
 use lgss::model::checkpoint::Checkpoint;
 use lgss::runtime::{open, RuntimeKind, RuntimeOptions};
 
-use crate::common::{fixtures, lgss, run_python, tempdir};
+use crate::common::{fixtures, lgss, run_python, tempdir, train_small};
 use crate::model_exact::{fixture_config, fixture_io};
 
 /// The fixture's PyTorch weights as a checkpoint and an exported ONNX file.
@@ -107,23 +107,7 @@ fn trained(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         ..lgss::data::synth::SynthSize::small()
     };
     lgss::data::synth::write_dataset(&data, 8, 6, &size, &|| {}).unwrap();
-    let out = lgss()
-        .args([
-            "train",
-            "--config",
-            "models/lgss-small.toml",
-            "--device",
-            "cpu",
-            "--epochs",
-            "2",
-            "--data",
-        ])
-        .arg(&data)
-        .arg("--out")
-        .arg(dir.join("run"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let out = train_small(&data, &dir.join("run"), 2).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ck = dir.join("run/best.safetensors");
     let onnx = dir.join("model.onnx");

@@ -10,7 +10,7 @@ use lgss::model::Config;
 use lgss::train::{train, TrainOptions};
 use tch::Device;
 
-use crate::common::{lgss, tempdir};
+use crate::common::{lgss, tempdir, train_small};
 
 fn small_config() -> Config {
     Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml")).unwrap()
@@ -201,21 +201,7 @@ fn ctrl_c_stops_with_a_resumable_checkpoint() {
     };
     synth::write_dataset(&dir.join("data"), 9, 6, &size, &|| {}).unwrap();
     let run = dir.join("run");
-    let child = lgss()
-        .args([
-            "train",
-            "--config",
-            "models/lgss-small.toml",
-            "--device",
-            "cpu",
-            "--epochs",
-            "1000",
-            "--data",
-        ])
-        .arg(dir.join("data"))
-        .arg("--out")
-        .arg(&run)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    let child = train_small(&dir.join("data"), &run, 1000)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
