@@ -11,3 +11,12 @@ pub fn bar(len: usize, what: &str) -> ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// A bar that draws only when `shown` (library callers may want silence).
+pub fn bar_shown(len: usize, what: &str, shown: bool) -> ProgressBar {
+    let pb = bar(len, what);
+    if !shown {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    pb
+}

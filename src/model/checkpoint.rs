@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::config::Config;
 use super::lgss::Lgss;
@@ -54,10 +54,8 @@ impl Checkpoint {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         let mut owned: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(self.tensors.len());
         for (name, t) in &self.tensors {
-            let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
             let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            let values: Vec<f32> = Vec::<f32>::try_from(t.flatten(0, -1))
-                .map_err(|e| anyhow!("checkpoint tensor {name}: {e}"))?;
+            let values = super::f32_values(t).with_context(|| format!("checkpoint tensor {name}"))?;
             owned.push((name.clone(), bytemuck::cast_slice(&values).to_vec(), shape));
         }
         let mut views = Vec::with_capacity(owned.len());

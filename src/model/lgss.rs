@@ -2,9 +2,10 @@
 //! BiLSTM over a sequence of windows and two linear layers; the model's
 //! logits are the ratio-weighted sum of the modality heads.
 //!
-//! Each step calls the same ATen operator the PyTorch reference calls
-//! (conv2d, max_pool3d, cosine_similarity, lstm, linear), so outputs and
-//! gradients match PyTorch's to rounding. Variable names are PyTorch's
+//! The boundary net is computed in a form that never holds `[C, D]` per
+//! window ([`Formulation::Fast`]); the paper's op-for-op form
+//! ([`Formulation::Reference`]: conv2d, max_pool3d, cosine_similarity) is
+//! kept to check it against PyTorch. Variable names are PyTorch's
 //! state_dict names (`bnet_place.bnet.conv1.weight`, …).
 
 use tch::{nn, Device, Kind, Tensor};
@@ -211,20 +212,17 @@ impl Lgss {
     /// Restricts the window max to the channels that can win (exactly the
     /// same function). For inference only: the pruned path records no
     /// gradients, and weights must not change afterwards.
-    pub fn prune_for_inference(&mut self) -> anyhow::Result<Vec<(usize, usize)>> {
+    pub fn prune_for_inference(&mut self) -> anyhow::Result<()> {
         let k = self.config.shot_num;
-        let mut kept = Vec::new();
         for b in &mut self.branches {
-            let w = Vec::<f32>::try_from(b.conv_w.to_device(Device::Cpu).flatten(0, -1))?;
-            let bias = Vec::<f32>::try_from(b.conv_b.to_device(Device::Cpu))?;
+            let (w, bias) = (super::f32_values(&b.conv_w)?, super::f32_values(&b.conv_b)?);
             let active: Vec<i64> = super::envelope::active_channels(&w, &bias, k)
                 .into_iter()
                 .map(|c| c as i64)
                 .collect();
-            kept.push((active.len(), bias.len()));
             b.active = Some(Tensor::from_slice(&active).to_device(b.conv_w.device()));
         }
-        Ok(kept)
+        Ok(())
     }
 
     /// Names and tensors of every variable, sorted by name.

@@ -8,6 +8,15 @@ pub mod lgss;
 pub use config::Config;
 pub use lgss::Lgss;
 
+/// A tensor's values as f32 on the host, row-major.
+pub fn f32_values(t: &tch::Tensor) -> anyhow::Result<Vec<f32>> {
+    let t = t
+        .to_device(tch::Device::Cpu)
+        .to_kind(tch::Kind::Float)
+        .contiguous();
+    Ok(Vec::<f32>::try_from(t.flatten(0, -1))?)
+}
+
 /// The first CUDA device, or an error that says why there is none.
 pub fn cuda_device(context: &str) -> anyhow::Result<tch::Device> {
     if !tch::Cuda::is_available() {

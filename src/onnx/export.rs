@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::graph::{Attr, Dim, GraphBuilder};
 use crate::model::checkpoint::Checkpoint;
@@ -25,15 +25,6 @@ pub const META_FEATURE_DIMS: &str = "lgss.feature_dims";
 pub const META_DATA: &str = "lgss.training_data";
 /// Window-conv channels kept per modality (those that can be the maximum).
 pub const META_ACTIVE_CHANNELS: &str = "lgss.window_max_channels";
-
-fn values(t: &Tensor) -> anyhow::Result<Vec<f32>> {
-    Ok(Vec::<f32>::try_from(
-        t.to_device(tch::Device::Cpu)
-            .to_kind(Kind::Float)
-            .contiguous()
-            .flatten(0, -1),
-    )?)
-}
 
 /// Reorders PyTorch LSTM gate blocks (i, f, g, o) into ONNX's (i, o, f, c).
 fn onnx_gates(v: &[f32], h: usize) -> Vec<f32> {
@@ -195,7 +186,7 @@ pub fn build(
     metadata: &[(String, String)],
 ) -> anyhow::Result<Vec<u8>> {
     let get = |name: &str| -> anyhow::Result<Vec<f32>> {
-        values(
+        crate::model::f32_values(
             weights
                 .get(name)
                 .ok_or_else(|| anyhow!("weight {name} missing"))?,

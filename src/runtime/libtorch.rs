@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use super::Backend;
 use crate::model::checkpoint::{model_from_checkpoint, Checkpoint};
@@ -65,8 +65,6 @@ impl Backend for TchBackend {
             })
             .collect();
         let prob = tch::no_grad(|| self.model.forward(&xs).prob());
-        Ok(Vec::<f32>::try_from(
-            prob.to_device(Device::Cpu).to_kind(Kind::Float),
-        )?)
+        crate::model::f32_values(&prob)
     }
 }

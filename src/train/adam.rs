@@ -128,30 +128,13 @@ impl Adam {
 }
 
 /// `grad + wd * param` as torch's `grad.add(param, alpha=wd)` computes it:
-/// one fused multiply-add, one rounding. Two roundings in f32 differ from it
-/// by at most half an ulp of `wd * param`, which matters only where the sum
-/// nearly cancels (Adam's step lr·g/(|g| + eps) is steep near 0); there the
-/// sum is recomputed in f64, where the product of two f32s is exact.
-const NEAR_ZERO: f64 = 1e-5;
-
+/// one fused multiply-add, one rounding. The product of two f32s is exact
+/// in f64, so summing there and rounding once gives the same value. (Two
+/// f32 roundings differ where grad and wd·param nearly cancel, which is
+/// where Adam's step lr·g/(|g| + eps) is steepest.)
 fn weight_decayed(grad: &Tensor, param: &Tensor, weight_decay: f64) -> Tensor {
     let wd = weight_decay as f32 as f64;
-    let sum = grad + param * wd;
-    let near_zero = sum.abs().lt(NEAR_ZERO).flatten(0, -1).nonzero().flatten(0, -1);
-    if near_zero.numel() > 0 {
-        let g = grad
-            .flatten(0, -1)
-            .index_select(0, &near_zero)
-            .to_kind(Kind::Double);
-        let p = param
-            .flatten(0, -1)
-            .index_select(0, &near_zero)
-            .to_kind(Kind::Double);
-        let exact = (g + p * wd).to_kind(Kind::Float);
-        let mut flat = sum.view([-1]);
-        let _ = flat.index_copy_(0, &near_zero, &exact);
-    }
-    sum
+    (grad.to_kind(Kind::Double) + param.to_kind(Kind::Double) * wd).to_kind(Kind::Float)
 }
 
 /// One step's scalars, rounded to f32 as torch rounds its scalar arguments.

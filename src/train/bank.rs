@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::data::movie::{Movie, Schema};
 use crate::data::windows::{batch_rows, sequences, Sequence};
 use crate::model::config::ModelConfig;
+use crate::model::lgss::loss;
 use crate::model::Lgss;
 
 /// What is kept of a movie besides its features.
@@ -157,35 +158,47 @@ impl Bank {
     }
 
     /// Boundary probabilities for `seqs`, scattered back per movie
-    /// (`out[movie][boundary]`; boundaries not covered stay NaN).
+    /// (`out[movie][boundary]`; boundaries not covered stay NaN), and the
+    /// mean loss over the sequences, from one forward pass.
     pub fn predict(
         &self,
         model: &Lgss,
         seqs: &[Sequence],
         batch_size: usize,
-    ) -> anyhow::Result<Vec<Vec<f64>>> {
-        let mut out: Vec<Vec<f64>> = self
+        class_weights: [f64; 2],
+    ) -> anyhow::Result<Prediction> {
+        let mut probs: Vec<Vec<f64>> = self
             .movies
             .iter()
             .map(|m| vec![f64::NAN; m.n_shots - 1])
             .collect();
+        let mut loss_sum = 0.0;
         tch::no_grad(|| -> anyhow::Result<()> {
             for chunk in seqs.chunks(batch_size.max(1)) {
                 let b = self.batch(chunk);
-                let prob = model
-                    .forward(&b.inputs)
-                    .prob()
-                    .to_device(Device::Cpu)
-                    .to_kind(Kind::Float);
-                let prob: Vec<f32> = Vec::<f32>::try_from(prob)?;
+                let out = model.forward(&b.inputs);
+                loss_sum +=
+                    loss(&out.logits, &b.target, class_weights).double_value(&[]) * chunk.len() as f64;
+                let prob = crate::model::f32_values(&out.prob())?;
                 for (i, q) in chunk.iter().enumerate() {
                     for t in 0..q.valid {
-                        out[q.movie][q.start + t] = prob[i * self.seq_len + t] as f64;
+                        probs[q.movie][q.start + t] = prob[i * self.seq_len + t] as f64;
                     }
                 }
             }
             Ok(())
         })?;
-        Ok(out)
+        Ok(Prediction {
+            probs,
+            loss: loss_sum / seqs.len().max(1) as f64,
+        })
     }
+}
+
+/// What [`Bank::predict`] returns.
+pub struct Prediction {
+    /// `probs[movie][boundary]`.
+    pub probs: Vec<Vec<f64>>,
+    /// Mean loss over the sequences.
+    pub loss: f64,
 }

@@ -207,21 +207,6 @@ pub fn score_sequences(bank: &Bank, probs: &[Vec<f64>], seqs: &[Sequence]) -> an
     Ok(scores)
 }
 
-/// Mean loss over `seqs` (no gradient).
-fn eval_loss(model: &Lgss, bank: &Bank, seqs: &[Sequence], class_weights: [f64; 2], batch: usize) -> f64 {
-    let mut sum = 0.0;
-    let mut n = 0usize;
-    tch::no_grad(|| {
-        for chunk in seqs.chunks(batch) {
-            let b = bank.batch(chunk);
-            let l = loss(&model.forward(&b.inputs).logits, &b.target, class_weights);
-            sum += l.double_value(&[]) * chunk.len() as f64;
-            n += chunk.len();
-        }
-    });
-    sum / n.max(1) as f64
-}
-
 fn lr_at(config: &Config, epoch: usize) -> f64 {
     let t = &config.train;
     let drops = t.milestones.iter().filter(|&&m| m <= epoch).count();
@@ -298,10 +283,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
 
-    let pb = crate::cli::progress::bar(opts.files.len(), "load");
-    if !opts.show_progress {
-        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let pb = crate::cli::progress::bar_shown(opts.files.len(), "load", opts.show_progress);
     let bank = Bank::load(&opts.files, &config.model, opts.device, &|| pb.inc(1))?;
     pb.finish_and_clear();
     let data = data_summary(&bank);
@@ -372,10 +354,11 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         let mut order = train_seqs.clone();
         Rng::derive(seed ^ EPOCH_STREAM, pos.epoch as u64).shuffle(&mut order);
         let batches: Vec<&[Sequence]> = order.chunks(batch_size).collect();
-        let pb = crate::cli::progress::bar(batches.len(), &format!("epoch {}", pos.epoch + 1));
-        if !opts.show_progress {
-            pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
+        let pb = crate::cli::progress::bar_shown(
+            batches.len(),
+            &format!("epoch {}", pos.epoch + 1),
+            opts.show_progress,
+        );
         pb.set_position(pos.batch as u64);
         let mut windows = 0usize;
         while pos.batch < batches.len() {
@@ -406,13 +389,13 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         }
         pb.finish_and_clear();
         let train_seconds = t0.elapsed().as_secs_f64();
-        let val_probs = bank.predict(&model, &val_seqs, 64)?;
-        let val = score_sequences(&bank, &val_probs, &val_seqs)?;
+        let val_pred = bank.predict(&model, &val_seqs, 64, config.train.class_weights)?;
+        let val = score_sequences(&bank, &val_pred.probs, &val_seqs)?;
         let log = EpochLog {
             epoch: pos.epoch + 1,
             lr: adam.lr,
             train_loss: pos.loss_sum / pos.loss_batches.max(1) as f64,
-            val_loss: eval_loss(&model, &bank, &val_seqs, config.train.class_weights, 64),
+            val_loss: val_pred.loss,
             val_ap: val.ap,
             val_map: val.map,
             val_miou: val.miou,
@@ -458,8 +441,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     let best = Checkpoint::load(&best_path)?;
     load_weights(&mut model, &best.tensors)?;
     let test_seqs = bank.sequences_of(&test);
-    let probs = bank.predict(&model, &test_seqs, 64)?;
-    let scores = score_sequences(&bank, &probs, &test_seqs)?;
+    let pred = bank.predict(&model, &test_seqs, 64, config.train.class_weights)?;
+    let scores = score_sequences(&bank, &pred.probs, &test_seqs)?;
     crate::fsutil::write_atomic(
         &opts.out.join("test_metrics.json"),
         serde_json::to_string_pretty(&scores)?.as_bytes(),

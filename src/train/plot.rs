@@ -31,6 +31,11 @@ pub fn curves(history: &[EpochLog], path: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// One line of a panel: its legend, its value per epoch, its colour.
+type Line = (&'static str, fn(&EpochLog) -> f64, RGBColor);
+
 fn draw(history: &[EpochLog], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(path, (1100, 420)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -38,64 +43,56 @@ fn draw(history: &[EpochLog], path: &Path) -> Result<(), Box<dyn std::error::Err
     let last = history.last().map_or(1, |l| l.epoch) as f64;
     let first = history.first().map_or(1, |l| l.epoch) as f64;
     let x_range = first.min(last - 1.0).max(0.0)..last.max(first + 1.0);
-
     let max_loss = history
         .iter()
         .flat_map(|l| [l.train_loss, l.val_loss])
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
-    let mut chart = ChartBuilder::on(&left)
-        .caption("loss", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(x_range.clone(), 0.0..(max_loss * 1.1).max(1e-6))?;
-    chart.configure_mesh().x_desc("epoch").draw()?;
-    let series = |f: fn(&EpochLog) -> f64| {
-        history
-            .iter()
-            .map(move |l| (l.epoch as f64, f(l)))
-            .collect::<Vec<_>>()
-    };
-    chart
-        .draw_series(LineSeries::new(series(|l| l.train_loss), &BLUE))?
-        .label("train")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(series(|l| l.val_loss), &RED))?
-        .label("val")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-
-    let mut chart = ChartBuilder::on(&right)
-        .caption("validation", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(x_range, 0.0..1.0)?;
-    chart.configure_mesh().x_desc("epoch").draw()?;
-    let green = RGBColor(0, 140, 0);
-    chart
-        .draw_series(LineSeries::new(series(|l| l.val_ap), &BLUE))?
-        .label("AP")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE));
-    chart
-        .draw_series(LineSeries::new(series(|l| l.val_map), &RED))?
-        .label("mAP")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED));
-    chart
-        .draw_series(LineSeries::new(series(|l| l.val_miou), &green))?
-        .label("Miou")
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], green));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    let loss_lines: [Line; 2] = [("train", |l| l.train_loss, BLUE), ("val", |l| l.val_loss, RED)];
+    panel(
+        &left,
+        "loss",
+        history,
+        x_range.clone(),
+        (max_loss * 1.1).max(1e-6),
+        &loss_lines,
+    )?;
+    let val_lines: [Line; 3] = [
+        ("AP", |l| l.val_ap, BLUE),
+        ("mAP", |l| l.val_map, RED),
+        ("Miou", |l| l.val_miou, RGBColor(0, 140, 0)),
+    ];
+    panel(&right, "validation", history, x_range, 1.0, &val_lines)?;
     root.present()?;
+    Ok(())
+}
+
+fn panel(
+    area: &Area<'_>,
+    caption: &str,
+    history: &[EpochLog],
+    x_range: std::ops::Range<f64>,
+    y_max: f64,
+    lines: &[Line],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(48)
+        .build_cartesian_2d(x_range, 0.0..y_max)?;
+    chart.configure_mesh().x_desc("epoch").draw()?;
+    for &(label, value, color) in lines {
+        let points: Vec<(f64, f64)> = history.iter().map(|l| (l.epoch as f64, value(l))).collect();
+        chart
+            .draw_series(LineSeries::new(points, &color))?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
