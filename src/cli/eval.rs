@@ -27,9 +27,8 @@ pub fn load_scored(dir: &std::path::Path, pred: Option<&std::path::Path>) -> any
     let files = movie_files(dir)?;
     let pb = super::progress::bar(files.len(), "load");
     let truth_schema = Schema {
-        modalities: Vec::new(),
-        require_ground_truth: true,
         require_prediction: pred.is_none(),
+        ..Schema::evaluation()
     };
     let mut movies = load_all(&files, &truth_schema, &|| pb.inc(1))?;
     pb.finish_and_clear();

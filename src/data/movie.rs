@@ -352,13 +352,6 @@ impl Movie {
         }
         Ok(())
     }
-
-    /// Ground-truth scene count (boundaries + 1), if the movie has ground truth.
-    pub fn scene_count(&self) -> Option<usize> {
-        self.ground_truth
-            .as_ref()
-            .map(|gt| gt.iter().filter(|&&b| b).count() + 1)
-    }
 }
 
 /// Index of the first NaN or infinity. Checks blocks without early exit so

@@ -1065,7 +1065,7 @@ fn decode(bytes: &[u8], dtype: DType) -> std::result::Result<TensorData, String>
 /// (this is the bulk of reading a movie), a byte-order conversion elsewhere.
 /// Large tensors are copied by all cores: the time goes to page faults on
 /// the fresh allocation, which parallelise.
-fn decode_le<T: bytemuck::Pod + Default + Send, const N: usize>(
+pub(crate) fn decode_le<T: bytemuck::Pod + Default + Send, const N: usize>(
     bytes: &[u8],
     from_le: fn([u8; N]) -> T,
 ) -> Vec<T> {

@@ -12,6 +12,7 @@ use tch::{Device, Tensor};
 
 use super::config::Config;
 use super::lgss::Lgss;
+use crate::data::pickle::decode_le;
 use crate::fsutil::write_atomic;
 
 /// Prefixes of optimizer tensors; model weights have none.
@@ -91,8 +92,8 @@ impl Checkpoint {
             let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let data = view.data();
             let t = match view.dtype() {
-                Dtype::F32 => Tensor::from_slice(&decode::<f32, 4>(data, f32::from_le_bytes)),
-                Dtype::I64 => Tensor::from_slice(&decode::<i64, 8>(data, i64::from_le_bytes)),
+                Dtype::F32 => Tensor::from_slice(&decode_le::<f32, 4>(data, f32::from_le_bytes)),
+                Dtype::I64 => Tensor::from_slice(&decode_le::<i64, 8>(data, i64::from_le_bytes)),
                 other => bail!("tensor {name} is {other:?}; F32 and I64 are supported"),
             };
             tensors.insert(name, t.view(shape.as_slice()));
@@ -132,15 +133,4 @@ pub fn model_from_checkpoint(ckpt: &Checkpoint, device: Device) -> anyhow::Resul
     let mut model = Lgss::new(&config.model, device);
     load_weights(&mut model, &ckpt.tensors)?;
     Ok(model)
-}
-
-fn decode<T, const N: usize>(bytes: &[u8], from_le: fn([u8; N]) -> T) -> Vec<T> {
-    bytes
-        .chunks_exact(N)
-        .map(|c| {
-            let mut a = [0u8; N];
-            a.copy_from_slice(c);
-            from_le(a)
-        })
-        .collect()
 }

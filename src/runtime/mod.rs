@@ -57,14 +57,6 @@ impl RuntimeKind {
     pub fn is_cuda(self) -> bool {
         matches!(self, RuntimeKind::TchCuda | RuntimeKind::OrtCuda)
     }
-
-    /// Whether it runs the ONNX file (else the checkpoint).
-    pub fn uses_onnx(self) -> bool {
-        matches!(
-            self,
-            RuntimeKind::OrtCpu | RuntimeKind::OrtCuda | RuntimeKind::Tract
-        )
-    }
 }
 
 impl std::str::FromStr for RuntimeKind {

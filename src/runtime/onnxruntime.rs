@@ -14,7 +14,6 @@ use crate::model::config::ModelConfig;
 pub struct OrtBackend {
     session: Session,
     config: ModelConfig,
-    input_names: Vec<String>,
     name: &'static str,
 }
 
@@ -42,12 +41,10 @@ impl OrtBackend {
                 })?;
         }
         let session = builder.commit_from_file(model).map_err(err)?;
-        let input_names = config.modalities.iter().map(|m| m.key().to_string()).collect();
         Ok((
             OrtBackend {
                 session,
                 config: config.clone(),
-                input_names,
                 name: if cuda { "ort-cuda" } else { "ort-cpu" },
             },
             config,
@@ -63,12 +60,13 @@ impl Backend for OrtBackend {
     fn run(&mut self, batch: usize, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
         let mut values = Vec::with_capacity(inputs.len());
-        for ((name, &m), data) in self.input_names.iter().zip(&c.modalities).zip(inputs) {
+        // The graph's inputs are named after the modalities (onnx::export).
+        for (&m, data) in c.modalities.iter().zip(inputs) {
             let shape = [batch, c.seq_len, c.shot_num, c.feature_dims.get(m)];
             let t = TensorRef::from_array_view((shape, data.as_slice()))
-                .map_err(|e| anyhow!("ort input {name}: {e}"))?;
+                .map_err(|e| anyhow!("ort input {m}: {e}"))?;
             values.push((
-                std::borrow::Cow::from(name.as_str()),
+                std::borrow::Cow::from(m.key()),
                 ort::session::SessionInputValue::from(t),
             ));
         }

@@ -53,13 +53,8 @@ impl Bank {
         progress: &dyn Fn(),
     ) -> anyhow::Result<Bank> {
         let schema = Schema {
-            modalities: config
-                .modalities
-                .iter()
-                .map(|&m| (m, Some(config.feature_dims.get(m))))
-                .collect(),
             require_ground_truth: true,
-            require_prediction: false,
+            ..crate::segment::schema_for(config)
         };
         let mut movies = Vec::with_capacity(files.len());
         let mut per_modality: Vec<Vec<f32>> = vec![Vec::new(); config.modalities.len()];
