@@ -52,23 +52,28 @@ impl Checkpoint {
         self.tensors.iter().filter(|(k, _)| !k.starts_with("adam."))
     }
 
+    /// Writes the checkpoint atomically.
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let mut owned: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::with_capacity(self.tensors.len());
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// The checkpoint as a safetensors file.
+    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
+        let mut owned: Vec<(&str, Vec<f32>, Vec<usize>)> = Vec::with_capacity(self.tensors.len());
         for (name, t) in &self.tensors {
             let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
             let values = super::f32_values(t).with_context(|| format!("checkpoint tensor {name}"))?;
-            owned.push((name.clone(), bytemuck::cast_slice(&values).to_vec(), shape));
+            owned.push((name, values, shape));
         }
         let mut views = Vec::with_capacity(owned.len());
-        for (name, bytes, shape) in &owned {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+        for (name, values, shape) in &owned {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(values))
                 .map_err(|e| anyhow!("checkpoint tensor {name}: {e:?}"))?;
-            views.push((name.as_str(), view));
+            views.push((*name, view));
         }
         let mut meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         meta.insert("format".into(), FORMAT.into());
-        let bytes = safetensors::serialize(views, &Some(meta)).map_err(|e| anyhow!("{e:?}"))?;
-        write_atomic(path, &bytes)
+        safetensors::serialize(views, &Some(meta)).map_err(|e| anyhow!("{e:?}"))
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {

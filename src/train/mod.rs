@@ -410,11 +410,12 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         if improved {
             pos.best_val_ap = log.val_ap;
         }
-        let ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data);
+        // Serialised once, written as `last` and, when it improved, `best`.
+        let ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data).to_bytes()?;
         if improved {
-            ckpt.save(&best_path)?;
+            crate::fsutil::write_atomic(&best_path, &ckpt)?;
         }
-        ckpt.save(&last_path)?;
+        crate::fsutil::write_atomic(&last_path, &ckpt)?;
         append_line(&metrics_path, &serde_json::to_string(&log)?)?;
         if opts.show_progress {
             eprintln!(
