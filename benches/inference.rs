@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     for (k, v) in model.named_variables() {
         ckpt.tensors.insert(k, v.detach());
     }
-    ckpt.metadata.insert("config".into(), config.to_toml());
+    ckpt.metadata.insert("config".into(), config.to_toml()?);
     let ck = dir.join("model.safetensors");
     ckpt.save(&ck)?;
     let onnx = dir.join("model.onnx");

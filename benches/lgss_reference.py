@@ -2,7 +2,8 @@
 Cos with Conv2d + cosine_similarity, BiLSTM, fc1/fc2, ratio-weighted sum),
 trained on the same windows as `lgss train`, to time it on the same machine.
 
-usage: lgss_reference.py DATA_DIR SHOT_NUM SEQ_LEN C H BATCH N_BATCHES
+usage: lgss_reference.py DATA_DIR SHOT_NUM SEQ_LEN C H BATCH N_BATCHES [DEVICE]
+DEVICE: cpu (default) or cuda (TF32 off, as lgss runs by default)
 prints: windows_per_s
 """
 import glob
@@ -79,6 +80,10 @@ class LGSS(nn.Module):
 
 def main():
     data, shot_num, seq_len, channel, hidden, batch, n_batches = sys.argv[1:8]
+    device = torch.device(sys.argv[8] if len(sys.argv) > 8 else "cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     shot_num, seq_len, channel, hidden = int(shot_num), int(seq_len), int(channel), int(hidden)
     batch, n_batches = int(batch), int(n_batches)
     feats = {m: [] for m in MODALITIES}
@@ -93,7 +98,7 @@ def main():
         for m in MODALITIES:
             feats[m].append(d[m].float())
         gts.append(d["scene_transition_boundary_ground_truth"].long())
-    bank = [torch.cat(feats[m]) for m in MODALITIES]
+    bank = [torch.cat(feats[m]).to(device) for m in MODALITIES]
     # Sequences of seq_len boundaries; windows of shot_num shots, edges replicated.
     seqs = []
     for mi, n in enumerate(lengths):
@@ -108,18 +113,20 @@ def main():
                     s = min(max(b - shot_num // 2 + 1 + j, 0), lengths[mi] - 1)
                     rows.append(offsets[mi] + s)
                 target.append(int(gts[mi][start + t]) if t < valid else -100)
-        idx = torch.tensor(rows)
+        idx = torch.tensor(rows, device=device)
         xs = [f.index_select(0, idx).view(len(chunk), seq_len, shot_num, -1) for f in bank]
-        return xs, torch.tensor(target)
+        return xs, torch.tensor(target, device=device)
     torch.manual_seed(0)
-    model = LGSS([b.shape[1] for b in bank], shot_num, seq_len, channel, hidden)
+    model = LGSS([b.shape[1] for b in bank], shot_num, seq_len, channel, hidden).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
-    weight = torch.tensor([0.5, 5.0])
+    weight = torch.tensor([0.5, 5.0], device=device)
     batches = [seqs[i * batch:(i + 1) * batch] for i in range(n_batches + 1)]
     windows = 0
     t0 = None
     for i, chunk in enumerate(batches):
         if i == 1:  # the first batch warms up
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             t0 = time.perf_counter()
         xs, target = gather(chunk)
         loss = F.cross_entropy(model(xs), target, weight=weight)
@@ -128,6 +135,8 @@ def main():
         opt.step()
         if i >= 1:
             windows += sum(c[2] for c in chunk)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     print(windows / (time.perf_counter() - t0))
 
 

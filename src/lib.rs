@@ -1,6 +1,7 @@
 //! LGSS movie scene segmentation: MovieScenes data, the model, training,
 //! ONNX export, inference runtimes and the challenge's metrics.
 
+pub mod agreement;
 pub mod cli;
 pub mod data;
 pub mod fsutil;

@@ -214,15 +214,30 @@ fn iou(x: (i64, i64), y: (i64, i64)) -> f64 {
 
 /// The script's Miou: for each true scene the best IoU with a predicted
 /// scene and vice versa, averaged, found with the script's own sweep.
+///
+/// The script fills an m × n table (true × predicted scenes) with zeros and
+/// writes the IoU of the pairs its sweep visits, then takes row and column
+/// maxima. A 10^5-shot movie would need tens of GB for that table, so this
+/// keeps, per row and per column, the largest visited value and how many
+/// cells were visited: the table's maximum is that value, or 0 if an
+/// unvisited (zero) cell remains — the same number in O(m + n) memory. (The
+/// sweep visits each cell at most once: within a row j only increases.)
 pub fn max_iou(truth: &[bool], score: &[f64], shot_end_frame: &[i64], threshold: f64) -> f64 {
     let gt = scene_frame_ranges(truth.iter().copied(), shot_end_frame);
     let pr = scene_frame_ranges(score.iter().map(|&s| s >= threshold), shot_end_frame);
     let (m, n) = (gt.len(), pr.len());
-    let mut table = vec![0.0f64; m * n];
+    let mut row_best = vec![f64::NEG_INFINITY; m];
+    let mut row_seen = vec![0usize; m];
+    let mut col_best = vec![f64::NEG_INFINITY; n];
+    let mut col_seen = vec![0usize; n];
     let mut j = 0usize;
     for i in 0..m {
         while pr[j].0 <= gt[i].1 {
-            table[i * n + j] = iou(gt[i], pr[j]);
+            let v = iou(gt[i], pr[j]);
+            row_best[i] = row_best[i].max(v);
+            row_seen[i] += 1;
+            col_best[j] = col_best[j].max(v);
+            col_seen[j] += 1;
             if j < n - 1 {
                 j += 1;
             } else {
@@ -236,17 +251,14 @@ pub fn max_iou(truth: &[bool], score: &[f64], shot_end_frame: &[i64], threshold:
             j = j.saturating_sub(1);
         }
     }
+    // A row (column) with an unvisited cell also holds a table zero.
+    let table_max = |best: f64, seen: usize, len: usize| if seen < len { best.max(0.0) } else { best };
     let row_max: f64 = (0..m)
-        .map(|i| {
-            table[i * n..(i + 1) * n]
-                .iter()
-                .copied()
-                .fold(f64::NEG_INFINITY, f64::max)
-        })
+        .map(|i| table_max(row_best[i], row_seen[i], n))
         .sum::<f64>()
         / m as f64;
     let col_max: f64 = (0..n)
-        .map(|j| (0..m).map(|i| table[i * n + j]).fold(f64::NEG_INFINITY, f64::max))
+        .map(|j| table_max(col_best[j], col_seen[j], m))
         .sum::<f64>()
         / n as f64;
     (col_max + row_max) / 2.0

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
+use super::InvalidInput;
 use crate::data::dataset::{load_all, movie_files};
 use crate::data::movie::{Movie, Schema};
 use crate::metrics::{evaluate, MovieBoundaries, Scores};
@@ -32,6 +33,18 @@ pub fn load_scored(dir: &std::path::Path, pred: Option<&std::path::Path>) -> any
     };
     let mut movies = load_all(&files, &truth_schema, &|| pb.inc(1))?;
     pb.finish_and_clear();
+    // A score over a set with one movie twice would mislead: name both files.
+    let mut seen: HashMap<&str, &PathBuf> = HashMap::new();
+    for (m, f) in movies.iter().zip(&files) {
+        if let Some(first) = seen.insert(&m.imdb_id, f) {
+            bail!(InvalidInput(format!(
+                "{} and {} hold the same imdb_id {}",
+                first.display(),
+                f.display(),
+                m.imdb_id
+            )));
+        }
+    }
     if let Some(pred_dir) = pred {
         let pred_files = movie_files(pred_dir)?;
         let schema = Schema {
@@ -42,21 +55,33 @@ pub fn load_scored(dir: &std::path::Path, pred: Option<&std::path::Path>) -> any
         for f in pred_files {
             let m = Movie::load(&f, &schema)?;
             let p = m.prediction.context("validated prediction missing")?;
+            if let Some((first, _)) = by_id.get(&m.imdb_id) {
+                bail!(InvalidInput(format!(
+                    "{} and {} hold the same imdb_id {}",
+                    first.display(),
+                    f.display(),
+                    m.imdb_id
+                )));
+            }
             by_id.insert(m.imdb_id, (f, p));
         }
         for m in &mut movies {
             let Some((file, p)) = by_id.remove(&m.imdb_id) else {
-                bail!("{}: no prediction for {}", pred_dir.display(), m.imdb_id);
+                bail!(InvalidInput(format!(
+                    "{}: no prediction for {}",
+                    pred_dir.display(),
+                    m.imdb_id
+                )));
             };
             if p.len() != m.n_shots() - 1 {
-                bail!(
+                bail!(InvalidInput(format!(
                     "{}: {} predictions for {} ({} shots, so {} boundaries)",
                     file.display(),
                     p.len(),
                     m.imdb_id,
                     m.n_shots(),
                     m.n_shots() - 1
-                );
+                )));
             }
             m.prediction = Some(p);
         }

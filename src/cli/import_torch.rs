@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (name, t) in model.named_variables() {
         ckpt.tensors.insert(name, t.detach());
     }
-    ckpt.metadata.insert("config".into(), config.to_toml());
+    ckpt.metadata.insert("config".into(), config.to_toml()?);
     ckpt.metadata
         .insert("imported_from".into(), args.file.display().to_string());
     ckpt.save(&args.out)?;

@@ -50,7 +50,37 @@ enum Command {
     Doctor,
 }
 
+/// Exit codes, so batch jobs can tell a bad file from a broken run.
+pub mod exit {
+    /// Everything worked.
+    pub const OK: u8 = 0;
+    /// lgss itself failed (a library, the disk, a bug): worth a retry or a report.
+    pub const FAILURE: u8 = 1;
+    /// The command line was wrong (clap's code).
+    pub const USAGE: u8 = 2;
+    /// An input file is invalid: retrying will not help; the rest was done.
+    pub const INVALID_INPUT: u8 = 3;
+}
+
+/// An error caused by the input (a file that cannot be read as a movie,
+/// two files with one imdb_id, …), as opposed to a failure of lgss itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
+fn is_invalid_input(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.is::<InvalidInput>() || c.is::<crate::data::LoadError>())
+}
+
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`lgss segment … | head`), as Unix tools
+    // do, instead of panicking in println!.
+    // SAFETY: restoring the default disposition of one signal at start-up,
+    // before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(a) => info::run(a),
@@ -64,10 +94,14 @@ pub fn main() -> ExitCode {
         Command::Doctor => doctor::run(cli.ort_lib.as_deref()),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(if is_invalid_input(&e) {
+                exit::INVALID_INPUT
+            } else {
+                exit::FAILURE
+            })
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `lgss segment`: movies to scenes with any runtime.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -25,6 +26,10 @@ pub struct ModelArgs {
     /// Sequences of windows per run.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Let CUDA runtimes use TF32 (faster; results then differ from the CPU's
+    /// by ~1e-3). Off: full fp32.
+    #[arg(long)]
+    pub tf32: bool,
 }
 
 impl ModelArgs {
@@ -35,6 +40,7 @@ impl ModelArgs {
             threads: self.threads,
             ort_lib: ort_lib.map(Path::to_path_buf),
             batch: self.batch,
+            tf32: self.tf32,
         }
     }
 }
@@ -113,53 +119,112 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
     let (mut backend, config) = open(args.runtime, &args.model.options(ort_lib))?;
     let schema = schema_for(&config);
     let pb = super::progress::bar(files.len(), "segment");
+    // One bad movie must not stop the others: each failure is reported by
+    // name now and summarised at the end.
+    let mut failed: Vec<(PathBuf, anyhow::Error)> = Vec::new();
+    let mut written: HashMap<String, PathBuf> = HashMap::new();
     for file in &files {
-        let mut movie = Movie::load(file, &schema)?;
-        let prob = movie_probabilities(backend.as_mut(), &movie, &config, args.model.batch)
-            .with_context(|| format!("{}", file.display()))?;
-        let seg = Segmentation {
-            imdb_id: movie.imdb_id.clone(),
-            file: file.clone(),
-            runtime: args.runtime.to_string(),
-            n_shots: movie.n_shots(),
-            threshold: args.threshold,
-            fps: args.fps,
-            scenes: scenes(&prob, &movie.shot_end_frame, args.threshold, args.fps),
-            boundary_probabilities: prob.clone(),
-        };
-        let text = if args.format == "csv" {
-            csv(&seg)
-        } else {
-            serde_json::to_string(&seg)? + "\n"
-        };
-        match &args.out {
-            Some(out) => {
-                crate::fsutil::write_atomic(
-                    &out.join(format!("{}.{}", seg.imdb_id, args.format)),
-                    text.as_bytes(),
-                )?;
-                if args.write_pkl {
-                    movie.prediction = Some(prob);
-                    crate::data::pickle_write::write_movie(
-                        &out.join(format!("{}.pkl", seg.imdb_id)),
-                        &movie,
-                    )?;
-                }
-            }
-            None => {
-                pb.suspend(|| print!("{text}"));
-            }
+        let r = segment_one(file, &args, backend.as_mut(), &config, &schema, &pb, &mut written);
+        if let Err(e) = r {
+            pb.suspend(|| eprintln!("error: {e:#}"));
+            failed.push((file.clone(), e));
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
     if let Some(out) = &args.out {
         eprintln!(
-            "segmented {} movies with {} into {}",
+            "segmented {} of {} movies with {} into {}",
+            files.len() - failed.len(),
             files.len(),
             args.runtime,
             out.display()
         );
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = failed.iter().map(|(f, _)| f.display().to_string()).collect();
+    let summary = format!(
+        "{} of {} movies failed: {}",
+        failed.len(),
+        files.len(),
+        names.join(", ")
+    );
+    // Bad input only: exit code INVALID_INPUT ("done, with errors");
+    // anything else is a failure of the run.
+    if failed
+        .iter()
+        .all(|(_, e)| e.chain().any(|c| c.is::<crate::data::LoadError>()))
+    {
+        bail!(super::InvalidInput(summary));
+    }
+    bail!(summary)
+}
+
+fn segment_one(
+    file: &Path,
+    args: &Args,
+    backend: &mut dyn crate::runtime::Backend,
+    config: &crate::model::config::ModelConfig,
+    schema: &crate::data::movie::Schema,
+    pb: &indicatif::ProgressBar,
+    written: &mut HashMap<String, PathBuf>,
+) -> anyhow::Result<()> {
+    let mut movie = Movie::load(file, schema)?;
+    if args.out.is_some() {
+        if let Some(first) = written.get(&movie.output_stem()) {
+            return Err(crate::data::LoadError {
+                path: file.to_path_buf(),
+                problem: format!(
+                    "imdb_id {} is also that of {}: not written over its outputs",
+                    movie.imdb_id,
+                    first.display()
+                ),
+            }
+            .into());
+        }
+        written.insert(movie.output_stem(), file.to_path_buf());
+    }
+    let prob = movie_probabilities(backend, &movie, config, args.model.batch)
+        .with_context(|| format!("{}", file.display()))?;
+    let seg = Segmentation {
+        imdb_id: movie.imdb_id.clone(),
+        file: file.to_path_buf(),
+        runtime: args.runtime.to_string(),
+        n_shots: movie.n_shots(),
+        threshold: args.threshold,
+        fps: args.fps,
+        scenes: scenes(&prob, &movie.shot_end_frame, args.threshold, args.fps),
+        boundary_probabilities: prob.clone(),
+    };
+    let text = if args.format == "csv" {
+        csv(&seg)
+    } else {
+        serde_json::to_string(&seg)? + "\n"
+    };
+    match &args.out {
+        Some(out) => {
+            // Named by a stem that cannot leave `out`, whatever the file's imdb_id says.
+            let stem = movie.output_stem();
+            if stem != movie.imdb_id {
+                pb.suspend(|| {
+                    eprintln!(
+                        "note: {}: imdb_id \"{}\" is not tt + digits; its outputs are named {stem}",
+                        file.display(),
+                        crate::data::pickle::printable(&movie.imdb_id)
+                    )
+                });
+            }
+            crate::fsutil::write_atomic(&out.join(format!("{stem}.{}", args.format)), text.as_bytes())?;
+            if args.write_pkl {
+                movie.prediction = Some(prob);
+                crate::data::pickle_write::write_movie(&out.join(format!("{stem}.pkl")), &movie)?;
+            }
+        }
+        None => {
+            pb.suspend(|| print!("{text}"));
+        }
     }
     Ok(())
 }

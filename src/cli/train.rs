@@ -25,6 +25,10 @@ pub struct Args {
     /// auto: CUDA when libtorch sees a GPU, else CPU.
     #[arg(long, default_value = "auto", value_parser = ["auto", "cuda", "cpu"])]
     device: String,
+    /// On CUDA, let cuBLAS/cuDNN use TF32 (faster, ~1e-3 relative error);
+    /// off by default so GPU and CPU results agree.
+    #[arg(long)]
+    tf32: bool,
     /// Override the config's number of epochs.
     #[arg(long)]
     epochs: Option<usize>,
@@ -45,11 +49,13 @@ pub struct Args {
     resume: Option<PathBuf>,
 }
 
-pub fn device(name: &str) -> anyhow::Result<Device> {
+/// The device `--device` names; CUDA with its fp32 precision set.
+pub fn device(name: &str, tf32: bool) -> anyhow::Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "cuda" => crate::model::cuda_device("--device cuda"),
-        _ => Ok(Device::cuda_if_available()),
+        "cuda" => crate::model::cuda_device("--device cuda", tf32),
+        _ if tch::Cuda::is_available() => crate::model::cuda_device("--device auto", tf32),
+        _ => Ok(Device::Cpu),
     }
 }
 
@@ -65,17 +71,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config.train.lr = lr;
     }
     config.validate().context("after command-line overrides")?;
-    let device = device(&args.device)?;
+    let device = device(&args.device, args.tf32)?;
     let files = movie_files(&args.data)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // A second Ctrl-C kills as usual; the first asks for a clean stop.
-    let _ = ctrlc::set_handler(move || {
+    let handler = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
         eprintln!("\nstopping after this batch (Ctrl-C again to abort)...");
     });
+    if let Err(e) = handler {
+        eprintln!(
+            "warning: Ctrl-C will kill training without a checkpoint ({e}); resume from the last epoch's"
+        );
+    }
     eprintln!(
         "training {} on {} movies from {} on {:?}",
         args.config.display(),

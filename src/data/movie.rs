@@ -149,6 +149,14 @@ impl Movie {
         self.features[m.index()].as_ref()
     }
 
+    /// A file name stem for this movie's outputs that can never leave the
+    /// output folder: the imdb_id itself when it is `tt` and digits (every
+    /// real one), else its letters, digits, `-` and `_` (others become `_`)
+    /// followed by a hash of the whole id, so distinct ids stay distinct.
+    pub fn output_stem(&self) -> String {
+        output_stem(&self.imdb_id)
+    }
+
     /// Reads and validates a MovieScenes pickle.
     pub fn load(path: &Path, schema: &Schema) -> Result<Movie, LoadError> {
         let err = |problem: String| LoadError {
@@ -190,16 +198,23 @@ impl Movie {
         };
         // Take the entries out so each tensor has one owner and moves into
         // the movie without a copy.
-        let mut entries: std::collections::HashMap<String, Value<'_>> =
-            std::mem::take(&mut *dict.borrow_mut())
-                .into_iter()
-                .filter_map(|(k, v)| match k {
-                    Value::Str(s) => Some((s.to_string(), v)),
-                    _ => None,
-                })
-                .collect();
+        let mut entries: std::collections::HashMap<String, Value<'_>> = dict
+            .borrow_mut()
+            .take_items()
+            .into_iter()
+            .filter_map(|(k, v)| match k {
+                Value::Str(s) => Some((s.to_string(), v)),
+                _ => None,
+            })
+            .collect();
         let get = |key: &str| -> Option<&Value<'_>> { entries.get(key) };
         let imdb_id = match get(KEY_IMDB_ID) {
+            Some(Value::Str(s)) if s.chars().any(|c| c.is_control()) => {
+                return Err(format!(
+                    "'{KEY_IMDB_ID}' holds control characters: \"{}\"",
+                    pickle::printable(s)
+                ))
+            }
             Some(Value::Str(s)) => s.to_string(),
             Some(v) => return Err(format!("'{KEY_IMDB_ID}' is a {}, expected a str", v.kind())),
             None => return Err(format!("required key '{KEY_IMDB_ID}' missing")),
@@ -364,4 +379,31 @@ fn first_non_finite(data: &[f32]) -> Option<usize> {
         }
     }
     None
+}
+
+/// See [`Movie::output_stem`].
+pub fn output_stem(imdb_id: &str) -> String {
+    let canonical = imdb_id.len() > 2
+        && imdb_id.len() <= 32
+        && imdb_id.starts_with("tt")
+        && imdb_id[2..].bytes().all(|b| b.is_ascii_digit());
+    if canonical {
+        return imdb_id.to_string();
+    }
+    // No leading '-', which a shell would take for an option.
+    let kept: String = imdb_id
+        .chars()
+        .take(64)
+        .enumerate()
+        .map(|(i, c)| match c {
+            '-' if i > 0 => c,
+            c if c.is_ascii_alphanumeric() || c == '_' => c,
+            _ => '_',
+        })
+        .collect();
+    // FNV-1a, 64-bit: fixed across platforms and releases.
+    let hash = imdb_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{}-{hash:016x}", if kept.is_empty() { "movie" } else { &kept })
 }

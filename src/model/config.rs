@@ -100,8 +100,8 @@ impl Config {
         Ok(c)
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("cannot write the config as TOML")
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -8,6 +8,8 @@
 //! kept to check it against PyTorch. Variable names are PyTorch's
 //! state_dict names (`bnet_place.bnet.conv1.weight`, …).
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use tch::{nn, Device, Kind, Tensor};
 
 use super::config::ModelConfig;
@@ -31,6 +33,10 @@ struct Branch {
     /// Window-conv channels that can be the maximum (see
     /// [`super::envelope`]), set by [`Lgss::prune_for_inference`].
     active: Option<Tensor>,
+    /// On CUDA with cuDNN: the one buffer the LSTM weights above are views
+    /// of (cuDNN wants them contiguous, or it copies them at every call and
+    /// warns). In-place updates (Adam, checkpoint loads) keep the views.
+    _lstm_flat: Option<Tensor>,
 }
 
 /// The model's output for a batch.
@@ -56,7 +62,13 @@ pub struct Lgss {
     branches: Vec<Branch>,
     /// How the boundary net is computed (same function either way).
     pub formulation: Formulation,
+    /// What [`Lgss::last_lstm_train_mode`] reports.
+    lstm_mode: AtomicU8,
 }
+
+const LSTM_NOT_RUN: u8 = 0;
+const LSTM_TRAIN: u8 = 1;
+const LSTM_INFERENCE: u8 = 2;
 
 /// Two computations of the same boundary net.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,12 +138,13 @@ impl Lgss {
                     conv_b,
                     cos_w,
                     cos_b,
-                    lstm,
                     fc1_w,
                     fc1_b,
                     fc2_w,
+                    _lstm_flat: flatten_lstm_weights(&lstm, input, h, config.bidirectional),
                     fc2_b,
                     active: None,
+                    lstm,
                 }
             })
             .collect();
@@ -140,6 +153,17 @@ impl Lgss {
             config: config.clone(),
             branches,
             formulation: Formulation::Fast,
+            lstm_mode: AtomicU8::new(LSTM_NOT_RUN),
+        }
+    }
+
+    /// The mode the last forward ran the LSTMs in: `Some(true)` for
+    /// training (what cuDNN's backward requires), `Some(false)` for
+    /// inference, `None` before any forward.
+    pub fn last_lstm_train_mode(&self) -> Option<bool> {
+        match self.lstm_mode.load(Ordering::Relaxed) {
+            LSTM_NOT_RUN => None,
+            m => Some(m == LSTM_TRAIN),
         }
     }
 
@@ -195,13 +219,20 @@ impl Lgss {
         let h = cfg.lstm_hidden_size as i64;
         let dirs = if cfg.bidirectional { 2 } else { 1 };
         let h0 = Tensor::zeros([dirs, feat.size()[0], h], (Kind::Float, feat.device()));
+        // Training mode exactly when this call records gradients: cuDNN's
+        // RNN backward refuses a forward run in inference mode, and
+        // inference mode skips the workspace training needs. (One layer, no
+        // dropout: on the CPU the flag changes no number.)
+        let train = records_gradients(&b.lstm[0]);
+        self.lstm_mode
+            .store(if train { LSTM_TRAIN } else { LSTM_INFERENCE }, Ordering::Relaxed);
         let (out, _, _) = feat.lstm(
             &[&h0, &h0],
             &b.lstm.iter().collect::<Vec<_>>(),
             true,
             1,
             0.0,
-            false,
+            train,
             cfg.bidirectional,
             true,
         );
@@ -240,6 +271,48 @@ impl Lgss {
             .map(|t| t.numel() as i64)
             .sum()
     }
+}
+
+/// Whether an operation on `t` now would be recorded for autograd: `t`
+/// requires gradients and grad mode is on (not inside `tch::no_grad`).
+fn records_gradients(t: &Tensor) -> bool {
+    t.requires_grad() && grad_mode_enabled()
+}
+
+/// libtorch's thread-local grad mode. tch keeps its getter private; setting
+/// returns the previous value, so set-and-restore reads it.
+fn grad_mode_enabled() -> bool {
+    // SAFETY: at_grad_set_enabled only flips a thread-local flag and returns
+    // the previous one (it catches C++ exceptions itself); we restore it.
+    unsafe {
+        let prev = torch_sys::at_grad_set_enabled(1) == 1;
+        torch_sys::at_grad_set_enabled(i32::from(prev));
+        prev
+    }
+}
+
+/// On CUDA with cuDNN, moves an LSTM's weights (w_ih, w_hh, b_ih, b_hh per
+/// direction, PyTorch's order) into one contiguous buffer, as
+/// `nn.LSTM.flatten_parameters` does, and returns it; the weight tensors
+/// become views into it. Elsewhere does nothing.
+fn flatten_lstm_weights(weights: &[Tensor], input: i64, hidden: i64, bidirectional: bool) -> Option<Tensor> {
+    let device = weights.first()?.device();
+    if !device.is_cuda() || !tch::Cuda::cudnn_is_available() {
+        return None;
+    }
+    tch::no_grad(|| {
+        Some(Tensor::internal_cudnn_rnn_flatten_weight(
+            weights,
+            4, // tensors per layer and direction: w_ih, w_hh, b_ih, b_hh
+            input,
+            2, // cuDNN's mode for LSTM (aten/src/ATen/native/cudnn/RNN.cpp)
+            hidden,
+            0, // no projections
+            1, // layers
+            true,
+            bidirectional,
+        ))
+    })
 }
 
 /// The boundary net exactly as the paper's code computes it: Conv2d over the

@@ -2,10 +2,12 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod cuda;
 pub mod envelope;
 pub mod lgss;
 
 pub use config::Config;
+pub use cuda::cuda_device;
 pub use lgss::Lgss;
 
 /// A tensor's values as f32 on the host, row-major.
@@ -15,17 +17,4 @@ pub fn f32_values(t: &tch::Tensor) -> anyhow::Result<Vec<f32>> {
         .to_kind(tch::Kind::Float)
         .contiguous();
     Ok(Vec::<f32>::try_from(t.flatten(0, -1))?)
-}
-
-/// The first CUDA device, or an error that says why there is none.
-pub fn cuda_device(context: &str) -> anyhow::Result<tch::Device> {
-    if !tch::Cuda::is_available() {
-        let why = if cfg!(feature = "cuda") {
-            ""
-        } else {
-            " (this binary was built without the `cuda` feature)"
-        };
-        anyhow::bail!("{context}: libtorch sees no CUDA device{why}");
-    }
-    Ok(tch::Device::Cuda(0))
 }

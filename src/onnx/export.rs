@@ -185,12 +185,19 @@ pub fn build(
     weights: &BTreeMap<String, Tensor>,
     metadata: &[(String, String)],
 ) -> anyhow::Result<Vec<u8>> {
-    let get = |name: &str| -> anyhow::Result<Vec<f32>> {
-        crate::model::f32_values(
-            weights
-                .get(name)
-                .ok_or_else(|| anyhow!("weight {name} missing"))?,
-        )
+    // Each weight with the shape the config implies: a checkpoint of
+    // another config is an error, never an out-of-bounds index.
+    let get = |name: &str, shape: &[i64]| -> anyhow::Result<Vec<f32>> {
+        let t = weights
+            .get(name)
+            .ok_or_else(|| anyhow!("weight {name} missing"))?;
+        if t.size() != shape {
+            anyhow::bail!(
+                "weight {name} has shape {:?}, the config implies {shape:?}",
+                t.size()
+            );
+        }
+        crate::model::f32_values(t)
     };
     let (k, s) = (config.shot_num as i64, config.seq_len as i64);
     let c = config.sim_channel as i64;
@@ -209,12 +216,12 @@ pub fn build(
         let shape = g.ints(&format!("{p}.shape_nkd"), &[3], &[-1, k, d]);
         let x4 = g.node("Reshape", &[&x, &shape], vec![]);
 
-        let conv_w = get(&format!("{p}.bnet.conv1.weight"))?;
-        let conv_b = get(&format!("{p}.bnet.conv1.bias"))?;
+        let conv_w = get(&format!("{p}.bnet.conv1.weight"), &[c, 1, k, 1])?;
+        let conv_b = get(&format!("{p}.bnet.conv1.bias"), &[c])?;
         let (ctx, kept) = window_max(&mut g, &p, &x4, &conv_w, &conv_b, k, d);
         active_channels.push(format!("{}={kept}/{c}", m.key()));
-        let cos_w = get(&format!("{p}.bnet.cos.conv1.weight"))?;
-        let cos_b = get(&format!("{p}.bnet.cos.conv1.bias"))?;
+        let cos_w = get(&format!("{p}.bnet.cos.conv1.weight"), &[c, 1, k / 2, 1])?;
+        let cos_b = get(&format!("{p}.bnet.cos.conv1.bias"), &[c])?;
         let sim = half_window_cosine(&mut g, &p, &x4, &cos_w, &cos_b, c, k, d);
 
         // BiLSTM over the sequence (layout 0: [seq, batch, input]).
@@ -230,10 +237,17 @@ pub fn build(
         let (mut w, mut r, mut bias) = (Vec::new(), Vec::new(), Vec::new());
         for sx in sfx {
             let hh = h as usize;
-            w.extend(onnx_gates(&get(&format!("{p}.lstm.weight_ih_l0{sx}"))?, hh));
-            r.extend(onnx_gates(&get(&format!("{p}.lstm.weight_hh_l0{sx}"))?, hh));
-            bias.extend(onnx_gates(&get(&format!("{p}.lstm.bias_ih_l0{sx}"))?, hh));
-            bias.extend(onnx_gates(&get(&format!("{p}.lstm.bias_hh_l0{sx}"))?, hh));
+            let (wih, whh) = ([4 * h, d + c], [4 * h, h]);
+            w.extend(onnx_gates(&get(&format!("{p}.lstm.weight_ih_l0{sx}"), &wih)?, hh));
+            r.extend(onnx_gates(&get(&format!("{p}.lstm.weight_hh_l0{sx}"), &whh)?, hh));
+            bias.extend(onnx_gates(
+                &get(&format!("{p}.lstm.bias_ih_l0{sx}"), &[4 * h])?,
+                hh,
+            ));
+            bias.extend(onnx_gates(
+                &get(&format!("{p}.lstm.bias_hh_l0{sx}"), &[4 * h])?,
+                hh,
+            ));
         }
         let w = g.weight(&format!("{p}.lstm.W"), &[dirs, 4 * h, d + c], &w);
         let r = g.weight(&format!("{p}.lstm.R"), &[dirs, 4 * h, h], &r);
@@ -263,7 +277,7 @@ pub fn build(
         let y = g.node("Reshape", &[&y, &shape_bs_], vec![]);
 
         let fc = |g: &mut GraphBuilder, x: &str, name: &str, out: i64, inp: i64| -> anyhow::Result<String> {
-            let wv = get(&format!("{p}.{name}.weight"))?;
+            let wv = get(&format!("{p}.{name}.weight"), &[out, inp])?;
             // Stored transposed ([in, out]) so the graph is a plain MatMul.
             let wt: Vec<f32> = (0..inp as usize)
                 .flat_map(|i| (0..out as usize).map(move |o| (i, o)))
@@ -273,7 +287,7 @@ pub fn build(
             let bn = g.weight(
                 &format!("{p}.{name}.bias"),
                 &[out],
-                &get(&format!("{p}.{name}.bias"))?,
+                &get(&format!("{p}.{name}.bias"), &[out])?,
             );
             let mm = g.node("MatMul", &[x, &wn], vec![]);
             Ok(g.node("Add", &[&mm, &bn], vec![]))
@@ -310,7 +324,7 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path) -> anyhow::Result<()> {
         .collect();
     let mut meta = vec![
         (META_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        (META_CONFIG.to_string(), config.to_toml()),
+        (META_CONFIG.to_string(), config.to_toml()?),
         (
             META_MODALITIES.to_string(),
             m.modalities.iter().map(|x| x.key()).collect::<Vec<_>>().join(","),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use tch::{Device, Tensor};
 
-use super::Backend;
+use super::{Backend, RuntimeOptions};
 use crate::model::checkpoint::{model_from_checkpoint, Checkpoint};
 use crate::model::config::ModelConfig;
 use crate::model::Lgss;
@@ -18,14 +18,14 @@ impl TchBackend {
     pub fn open(
         checkpoint: &Path,
         cuda: bool,
-        threads: Option<usize>,
+        opts: &RuntimeOptions,
     ) -> anyhow::Result<(TchBackend, ModelConfig)> {
         let device = if cuda {
-            crate::model::cuda_device("tch-cuda")?
+            crate::model::cuda_device("tch-cuda", opts.tf32)?
         } else {
             Device::Cpu
         };
-        if let Some(t) = threads {
+        if let Some(t) = opts.threads {
             tch::set_num_threads(t as i32);
         }
         let ckpt = Checkpoint::load(checkpoint)?;

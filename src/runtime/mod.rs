@@ -85,6 +85,8 @@ pub struct RuntimeOptions {
     pub ort_lib: Option<PathBuf>,
     /// Sequences per run (tract compiles its plan for this batch size).
     pub batch: usize,
+    /// Let CUDA runtimes use TF32 (faster, less exact); off: full fp32.
+    pub tf32: bool,
 }
 
 fn need<'a>(p: &'a Option<PathBuf>, what: &str, kind: RuntimeKind) -> anyhow::Result<&'a Path> {
@@ -100,7 +102,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<(Box<dyn
     Ok(match kind {
         RuntimeKind::Tch | RuntimeKind::TchCuda => {
             let ckpt = need(&opts.checkpoint, "--checkpoint", kind)?;
-            let (b, c) = libtorch::TchBackend::open(ckpt, kind == RuntimeKind::TchCuda, opts.threads)?;
+            let (b, c) = libtorch::TchBackend::open(ckpt, kind == RuntimeKind::TchCuda, opts)?;
             (Box::new(b), c)
         }
         RuntimeKind::OrtCpu | RuntimeKind::OrtCuda => {

@@ -1,6 +1,9 @@
 //! The `ort-cpu` and `ort-cuda` runtimes: the ONNX file in ONNX Runtime.
 //! CUDA goes through the CUDA execution provider registered with
 //! `error_on_failure()`; otherwise ONNX Runtime silently falls back to CPU.
+//! The EP uses TF32 only when asked (`RuntimeOptions::tf32`), so its results
+//! agree with the CPU's; cuDNN picks conv algorithms by heuristic, which is
+//! deterministic and skips the exhaustive benchmark at start-up.
 
 use std::path::Path;
 
@@ -31,14 +34,17 @@ impl OrtBackend {
             builder = builder.with_intra_threads(t).map_err(|e| err(e.into()))?;
         }
         if cuda {
-            builder = builder
-                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                .map_err(|e| {
-                    anyhow!(
-                        "ort-cuda: the CUDA execution provider cannot be used: {}",
-                        ort::Error::<()>::from(e)
-                    )
-                })?;
+            let ep = ort::ep::CUDA::default()
+                .with_tf32(opts.tf32)
+                .with_conv_algorithm_search(ort::ep::cuda::ConvAlgorithmSearch::Heuristic)
+                .build()
+                .error_on_failure();
+            builder = builder.with_execution_providers([ep]).map_err(|e| {
+                anyhow!(
+                    "ort-cuda: the CUDA execution provider cannot be used: {}",
+                    ort::Error::<()>::from(e)
+                )
+            })?;
         }
         let session = builder.commit_from_file(model).map_err(err)?;
         Ok((

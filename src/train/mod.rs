@@ -231,7 +231,7 @@ fn checkpoint(
     seed: u64,
     pos: &Position,
     data: &str,
-) -> Checkpoint {
+) -> anyhow::Result<Checkpoint> {
     let mut c = Checkpoint::default();
     for (name, t) in model.named_variables() {
         c.tensors.insert(name, t.detach());
@@ -240,7 +240,7 @@ fn checkpoint(
         c.tensors.insert(name, t);
     }
     let m = &mut c.metadata;
-    m.insert("config".into(), config.to_toml());
+    m.insert("config".into(), config.to_toml()?);
     m.insert("seed".into(), seed.to_string());
     m.insert("epoch".into(), pos.epoch.to_string());
     m.insert("batch".into(), pos.batch.to_string());
@@ -251,7 +251,7 @@ fn checkpoint(
     m.insert("best_val_ap_bits".into(), pos.best_val_ap.to_bits().to_string());
     m.insert("data".into(), data.to_string());
     m.insert("lgss_version".into(), env!("CARGO_PKG_VERSION").into());
-    c
+    Ok(c)
 }
 
 /// A one-line description of the training data, kept in checkpoints (and,
@@ -383,7 +383,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             if stop.load(Ordering::SeqCst) && pos.batch < batches.len() {
                 // Stop mid-epoch with a checkpoint that resumes exactly here.
                 pb.finish_and_clear();
-                checkpoint(&model, &adam, &config, seed, &pos, &data).save(&last_path)?;
+                checkpoint(&model, &adam, &config, seed, &pos, &data)?.save(&last_path)?;
                 return Ok(TrainResult::stopped(pos.epoch, history, best_path, last_path));
             }
         }
@@ -411,7 +411,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             pos.best_val_ap = log.val_ap;
         }
         // Serialised once, written as `last` and, when it improved, `best`.
-        let ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data).to_bytes()?;
+        let ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data)?.to_bytes()?;
         if improved {
             crate::fsutil::write_atomic(&best_path, &ckpt)?;
         }
@@ -486,11 +486,17 @@ fn read_history(path: &Path, epochs: usize) -> anyhow::Result<Vec<EpochLog>> {
         }
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut logs: Vec<EpochLog> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    // A run being resumed must have its log: a missing or damaged one is an
+    // error, never silently shortened and rewritten.
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the run's log to resume it", path.display()))?;
+    let mut logs: Vec<EpochLog> = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        logs.push(
+            serde_json::from_str(line)
+                .with_context(|| format!("{}: line {} is not an epoch log", path.display(), i + 1))?,
+        );
+    }
     logs.retain(|l| l.epoch <= epochs);
     let body: String = logs
         .iter()

@@ -55,7 +55,7 @@ fn eval_with_predictions_from_another_dir() {
 fn bad_input_exits_nonzero_naming_the_file() {
     let bad = fixtures().join("bad/rows_mismatch.pkl");
     let out = lgss()
-        .args(["info", "--expect", "full"])
+        .args(["info"])
         .arg(&bad)
         .output()
         .unwrap();

@@ -1,7 +1,8 @@
 //! Integration tests: one binary (linking tch, ort and tract once), one
-//! module per concern. Truth comes from `../shared/fixtures`, written by real
+//! module per concern. Truth comes from `tests/fixtures`, written by real
 //! Python, torch, numpy and scikit-learn.
 
+mod agreement;
 mod cli;
 mod common;
 mod metrics;

@@ -149,11 +149,11 @@ fn import_torch_state_dict_reproduces_pytorch() {
     let mut full = small_config();
     full.model = config;
     let toml_path = dir.join("fixture.toml");
-    std::fs::write(&toml_path, full.to_toml()).unwrap();
+    std::fs::write(&toml_path, full.to_toml().unwrap()).unwrap();
     let out = dir.join("ckpt.safetensors");
     let status = lgss()
         .arg("import-torch")
-        .arg(crate::common::fixtures().join("lgss-small/weights.safetensors"))
+        .arg(crate::common::fixtures().join("lgss-tiny/weights.safetensors"))
         .arg("--config")
         .arg(&toml_path)
         .arg("--out")
@@ -173,10 +173,12 @@ fn import_torch_state_dict_reproduces_pytorch() {
     assert!(d <= 1e-5, "imported model's logits differ by {d}");
     // A config that does not fit the weights is a clear error.
     let wrong = dir.join("wrong.toml");
-    std::fs::write(&wrong, small_config().to_toml()).unwrap();
+    let mut other = small_config();
+    other.model.sim_channel = 8;
+    std::fs::write(&wrong, other.to_toml().unwrap()).unwrap();
     let bad = lgss()
         .arg("import-torch")
-        .arg(crate::common::fixtures().join("lgss-small/weights.safetensors"))
+        .arg(crate::common::fixtures().join("lgss-tiny/weights.safetensors"))
         .args(["--out", "/tmp/lgss-never-written.safetensors", "--config"])
         .arg(&wrong)
         .output()
