@@ -4,15 +4,72 @@
 //! The file is a synthetic 2,400-shot movie (~35 MB) written by Python/torch
 //! itself (`pickle.dump` of the tensors), so both readers parse what real
 //! MovieScenes files contain. Prints medians and the ratio.
+//!
+//! Then the worst hostile inputs of the attack on the reader (repeated
+//! `_codecs.encode` of a memoised 1 MB string; 2.8 MB of one-key SETITEMs),
+//! each with its wall time and peak heap (a counting allocator), beside the
+//! budget 4·N + 64 MiB.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use lgss::data::movie::{Movie, Schema};
 use lgss::data::synth::{self, SynthSize};
 
 const REPS: usize = 15;
+
+/// Counts live heap bytes and their peak.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The two worst inputs found against the old reader.
+fn hostile_inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let mut codecs = vec![0x80, 2, b'X'];
+    codecs.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    codecs.extend(std::iter::repeat_n(b'a', 1 << 20));
+    codecs.extend_from_slice(b"q\x00");
+    for _ in 0..2_000 {
+        codecs.extend_from_slice(b"c_codecs\nencode\nh\x00X\x06\x00\x00\x00latin1\x86R0");
+    }
+    codecs.extend_from_slice(b"N.");
+    let mut setitem = vec![0x80, 2, b'}'];
+    let mut i = 0u64;
+    while setitem.len() < 2_800_000 {
+        let k = format!("k{i:09}");
+        setitem.push(0x8c);
+        setitem.push(k.len() as u8);
+        setitem.extend_from_slice(k.as_bytes());
+        setitem.extend_from_slice(b"K\x01s");
+        i += 1;
+    }
+    setitem.push(b'.');
+    vec![
+        ("_codecs.encode of a memoised 1 MB string, 2,000 times", codecs),
+        ("one-key SETITEMs", setitem),
+    ]
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -74,6 +131,28 @@ fn main() -> anyhow::Result<()> {
         py * 1e3
     );
     println!("  ratio: lgss is {:.2}x Python", py / r);
+
+    println!("hostile inputs (read or refused; peak heap beyond the input):");
+    for (what, bytes) in hostile_inputs() {
+        let before = LIVE.load(Ordering::Relaxed);
+        PEAK.store(before, Ordering::Relaxed);
+        let t = Instant::now();
+        let result = lgss::data::pickle::load(&bytes).map(|v| v.kind());
+        let secs = t.elapsed().as_secs_f64();
+        let peak = PEAK.load(Ordering::Relaxed) - before;
+        let n = bytes.len();
+        println!(
+            "  {what} ({:.2} MB): {} in {:.1} ms, peak {:.1} MB (budget 4N + 64 MiB = {:.1} MB)",
+            n as f64 / 1e6,
+            match result {
+                Ok(kind) => format!("read ({kind})"),
+                Err(e) => format!("refused ({e})"),
+            },
+            secs * 1e3,
+            peak as f64 / 1e6,
+            (4 * n + (64 << 20)) as f64 / 1e6
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -9,9 +9,7 @@ use lgss::rng::Rng;
 /// Scores on a coarse grid, so that ties (which sklearn's AP treats as one
 /// threshold) are frequent.
 fn grid_scores(rng: &mut Rng, n: usize, grid: usize) -> Vec<f64> {
-    (0..n)
-        .map(|_| rng.range(0, grid) as f64 / grid as f64)
-        .collect()
+    (0..n).map(|_| rng.range(0, grid) as f64 / grid as f64).collect()
 }
 
 #[test]

@@ -54,11 +54,7 @@ fn eval_with_predictions_from_another_dir() {
 #[test]
 fn bad_input_exits_nonzero_naming_the_file() {
     let bad = fixtures().join("bad/rows_mismatch.pkl");
-    let out = lgss()
-        .args(["info"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = lgss().args(["info"]).arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

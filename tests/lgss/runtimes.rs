@@ -11,7 +11,7 @@ use crate::common::{fixtures, lgss, run_python, tempdir, train_small};
 use crate::model_exact::{fixture_config, fixture_io};
 
 /// The fixture's PyTorch weights as a checkpoint and an exported ONNX file.
-fn fixture_model_files(dir: &Path) -> (PathBuf, PathBuf) {
+pub fn fixture_model_files(dir: &Path) -> (PathBuf, PathBuf) {
     let (model, _) = fixture_config();
     let mut config =
         lgss::model::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml"))
