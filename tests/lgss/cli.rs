@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use crate::common::{assert_close, expected, fixtures, lgss, tempdir};
 
 #[test]
@@ -106,4 +108,34 @@ fn doctor_loads_onnx_runtime_or_says_why() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/libonnxruntime.so"));
+}
+
+/// `scripts/gpu-check` runs to its end without a GPU: the CUDA steps are
+/// skipped with a clear reason and the CPU rehearsal passes.
+#[test]
+fn gpu_check_rehearses_on_a_cpu() {
+    if tch::Cuda::is_available() {
+        return; // with a device it runs for real (minutes): not a unit test
+    }
+    let dir = tempdir("gpu-check");
+    let out = std::process::Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu-check"))
+        .arg(&dir)
+        .env("LGSS_BIN", env!("CARGO_BIN_EXE_lgss"))
+        .env("LGSS_GPU_EPOCHS", "1")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("| skip | no CUDA device"), "{table}");
+    for step in ["segment --runtime tract", "verify tch,ort-cpu,tract"] {
+        assert!(
+            table.lines().any(|l| l.contains(step) && l.contains("| ok ")),
+            "{step}: {table}"
+        );
+    }
+    assert!(dir.join("gpu-check.md").exists());
 }
