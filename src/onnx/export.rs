@@ -41,6 +41,20 @@ fn onnx_gates(v: &[f32], h: usize) -> Vec<f32> {
 /// columns: 7389 / 4103 / 3547 (also the best block size of 64 … 2048).
 const WINDOW_MAX_BLOCK: i64 = 64;
 
+/// The name of a branch's window-max output `[n, d]` (`p`: `bnet_<modality>`).
+pub fn window_max_name(p: &str) -> String {
+    format!("{p}.window_max")
+}
+
+/// The initializers holding the window conv's rows that can win: `[C', k]`
+/// weights and `[C']` biases.
+pub fn window_max_weight_names(p: &str) -> (String, String) {
+    (
+        format!("{p}.bnet.conv1.weight.active_rows"),
+        format!("{p}.bnet.conv1.bias.active_rows"),
+    )
+}
+
 /// `max_c (Σ_k w[c,k]·x[k,d] + b[c])` per window and column without ever
 /// holding `[C, D]` per window: the columns are cut into blocks, and each
 /// block is one MatMul `[n, block, k+1] × [k+1, C]` (a row of ones carries
@@ -66,8 +80,9 @@ fn window_max(
         .flat_map(|&ch| w[ch * k as usize..(ch + 1) * k as usize].to_vec())
         .collect();
     let b: Vec<f32> = active.iter().map(|&ch| b[ch]).collect();
-    let w = g.weight(&format!("{p}.bnet.conv1.weight.active_rows"), &[c, k], &w);
-    let b = g.weight(&format!("{p}.bnet.conv1.bias.active_rows"), &[c], &b);
+    let (w_name, b_name) = window_max_weight_names(p);
+    let w = g.weight(&w_name, &[c, k], &w);
+    let b = g.weight(&b_name, &[c], &b);
     let axis1 = g.ints("axis1", &[1], &[1]);
     let bcol = g.node("Unsqueeze", &[&b, &axis1], vec![]); // [C, 1]
     let wb = g.node("Concat", &[&w, &bcol], vec![("axis", Attr::Int(1))]); // [C, k+1]
@@ -219,6 +234,8 @@ pub fn build(
         let conv_w = get(&format!("{p}.bnet.conv1.weight"), &[c, 1, k, 1])?;
         let conv_b = get(&format!("{p}.bnet.conv1.bias"), &[c])?;
         let (ctx, kept) = window_max(&mut g, &p, &x4, &conv_w, &conv_b, k, d);
+        // A stable name, so the tract runtime can compute this part itself.
+        let ctx = g.named(&ctx, &window_max_name(&p));
         active_channels.push(format!("{}={kept}/{c}", m.key()));
         let cos_w = get(&format!("{p}.bnet.cos.conv1.weight"), &[c, 1, k / 2, 1])?;
         let cos_b = get(&format!("{p}.bnet.cos.conv1.bias"), &[c])?;

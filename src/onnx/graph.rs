@@ -85,6 +85,19 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// Gives `value` a stable name with an Identity node (runtimes fuse it
+    /// away) and returns that name.
+    pub fn named(&mut self, value: &str, name: &str) -> String {
+        self.nodes.push(pb::NodeProto {
+            input: vec![value.to_string()],
+            output: vec![name.to_string()],
+            name: format!("name_{name}"),
+            op_type: "Identity".into(),
+            ..Default::default()
+        });
+        name.to_string()
+    }
+
     /// Declares `value` a graph output, renaming it with an Identity if needed.
     pub fn output(&mut self, value: &str, name: &str, dims: &[Dim]) {
         if value != name {

@@ -112,7 +112,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<(Box<dyn
         }
         RuntimeKind::Tract => {
             let model = need(&opts.onnx, "--model (an ONNX file)", kind)?;
-            let (b, c) = tract::TractBackend::open(model, opts.batch)?;
+            let (b, c) = tract::TractBackend::open(model, opts.batch, opts.threads)?;
             (Box::new(b), c)
         }
     })

@@ -248,3 +248,73 @@ fn unavailable_runtime_fails_verify() {
     assert!(err.contains("ort-cuda"), "{err}");
     assert!(stdout.contains("unavailable"), "{stdout}");
 }
+
+/// The tract runtime computes each branch's window max in Rust instead of
+/// tract's skinny MatMuls: the same function. Checked element by element
+/// against libtorch's window max (the training code's) within the rounding
+/// of a (k+1)-term f32 sum, and end to end against tract running the whole
+/// ONNX graph.
+#[test]
+fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
+    use lgss::runtime::tract::{window_max, TractBackend, WindowConv};
+    use lgss::runtime::Backend;
+
+    let dir = tempdir("rt-wmax");
+    let (ck, onnx) = fixture_model_files(&dir);
+    let ckpt = Checkpoint::load(&ck).unwrap();
+    let (c, k, d, n) = (16usize, 4usize, 64usize, 37usize);
+    let w = Vec::<f32>::try_from(ckpt.tensors["bnet_place.bnet.conv1.weight"].flatten(0, -1)).unwrap();
+    let b = Vec::<f32>::try_from(&ckpt.tensors["bnet_place.bnet.conv1.bias"]).unwrap();
+    let x: Vec<f32> = (0..n * k * d)
+        .map(|i| ((i * 2654435761usize) % 1000) as f32 / 250.0 - 2.0)
+        .collect();
+    let got = window_max(
+        &WindowConv {
+            w: w.clone(),
+            b: b.clone(),
+            k,
+        },
+        &x,
+        d,
+        2,
+    );
+    let xt = tch::Tensor::from_slice(&x).view([n as i64, k as i64, d as i64]);
+    let want = tch::no_grad(|| {
+        lgss::model::lgss::window_max(
+            &xt,
+            &tch::Tensor::from_slice(&w).view([c as i64, k as i64]),
+            &tch::Tensor::from_slice(&b),
+        )
+    });
+    let want = Vec::<f32>::try_from(want.flatten(0, -1)).unwrap();
+    let u = f32::EPSILON as f64 / 2.0;
+    for win in 0..n {
+        for j in 0..d {
+            // |Σ| rounding of k+1 terms, the largest channel's magnitudes.
+            let scale = (0..c)
+                .map(|ch| {
+                    b[ch].abs() as f64
+                        + (0..k)
+                            .map(|i| (w[ch * k + i] * x[(win * k + i) * d + j]).abs() as f64)
+                            .sum::<f64>()
+                })
+                .fold(0.0, f64::max);
+            let (g, e) = (got[win * d + j] as f64, want[win * d + j] as f64);
+            assert!(
+                (g - e).abs() <= 2.0 * (k + 1) as f64 * u * scale,
+                "window {win} column {j}: {g} vs {e}"
+            );
+        }
+    }
+
+    let io = fixture_io();
+    let inputs: Vec<Vec<f32>> = Modality::ALL
+        .iter()
+        .map(|m| Vec::<f32>::try_from(io.tensors[&format!("input.{}", m.key())].flatten(0, -1)).unwrap())
+        .collect();
+    let (mut rust, _) = TractBackend::open_with(&onnx, 2, None, true).unwrap();
+    let (mut whole, _) = TractBackend::open_with(&onnx, 2, None, false).unwrap();
+    let (a, z) = (rust.run(2, &inputs).unwrap(), whole.run(2, &inputs).unwrap());
+    let dp = a.iter().zip(&z).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    assert!(dp <= 1e-6, "max |Δprob| {dp:e}");
+}
