@@ -1,7 +1,9 @@
 //! Where tract's time goes: runs an exported LGSS (random weights, the
-//! config named by the first argument, default `lgss`) through the tract
-//! plan the `tract` runtime builds, timing every node, and prints the time
-//! per operator type and the slowest nodes.
+//! config named by the first argument, default `lgss`; batch the second,
+//! default 32) through the tract plan the `tract` runtime builds, timing
+//! every node, and prints the time per operator type and the slowest
+//! nodes. A third argument `whole` profiles tract's own window max too
+//! (the runtime computes it in Rust; its time is then printed apart).
 //!
 //! ```sh
 //! cargo run --release --example tract_profile -- lgss 32
@@ -35,13 +37,15 @@ fn main() -> anyhow::Result<()> {
     let onnx = dir.join("model.onnx");
     lgss::onnx::export::export_checkpoint(&ckpt, &onnx)?;
 
-    let mut im = tract_onnx::onnx().model_for_path(&onnx)?;
-    for (i, &md) in m.modalities.iter().enumerate() {
-        let shape = [batch, m.seq_len, m.shot_num, m.feature_dims.get(md)];
-        im = im.with_input_fact(i, f32::fact(shape).into())?;
-    }
+    let whole = args.next().as_deref() == Some("whole");
     let t = Instant::now();
-    let plan = im.into_optimized()?.into_runnable()?;
+    let (typed, _, convs) = lgss::runtime::tract::typed_model(&onnx, batch, !whole)?;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let options = tract_core::runtime::RunOptions {
+        executor: (threads > 1).then(|| tract_linalg::multithread::Executor::multithread(threads)),
+        ..Default::default()
+    };
+    let plan = typed.into_runnable_with_options(&options)?;
     println!("plan compiled in {:.2} s", t.elapsed().as_secs_f64());
     let inputs: TVec<TValue> = m
         .modalities
@@ -53,6 +57,25 @@ fn main() -> anyhow::Result<()> {
             Tensor::from_shape(&shape, &data).map(TValue::from)
         })
         .collect::<TractResult<_>>()?;
+    // The window maxes the runtime computes in Rust, timed here.
+    let mut inputs = inputs;
+    let mut rust_secs = 0.0;
+    if let Some(convs) = &convs {
+        let t = Instant::now();
+        let mut maxes = TVec::new();
+        for ((conv, &md), x) in convs.iter().zip(&m.modalities).zip(inputs.clone()) {
+            let d = m.feature_dims.get(md);
+            let x = x
+                .to_plain_array_view::<f32>()?
+                .iter()
+                .copied()
+                .collect::<Vec<f32>>();
+            let ctx = lgss::runtime::tract::window_max(conv, &x, d, threads);
+            maxes.push(Tensor::from_shape(&[batch * m.seq_len, d], &ctx)?.into());
+        }
+        rust_secs = t.elapsed().as_secs_f64();
+        inputs.extend(maxes);
+    }
     let mut state = tract_core::plan::SimpleState::new(&plan)?;
     state.run(inputs.clone())?; // warm-up
     let runs = 3;
@@ -74,8 +97,10 @@ fn main() -> anyhow::Result<()> {
     let total = t.elapsed();
     let windows = (batch * m.seq_len * runs) as f64;
     println!(
-        "{runs} runs of {batch} sequences: {:.0} windows/s",
-        windows / total.as_secs_f64()
+        "{runs} runs of {batch} sequences: {:.0} windows/s in tract; window max in Rust {:.1} ms a run ({:.0} windows/s)",
+        windows / total.as_secs_f64(),
+        rust_secs * 1e3,
+        (batch * m.seq_len) as f64 / rust_secs
     );
     let mut ops: Vec<_> = by_op.into_iter().collect();
     ops.sort_by_key(|o| std::cmp::Reverse(o.1));
@@ -86,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     let mut nodes: Vec<_> = by_node.into_iter().collect();
     nodes.sort_by_key(|o| std::cmp::Reverse(o.1));
     println!("slowest nodes:");
-    for (node, d) in nodes.iter().take(12) {
+    for (node, d) in nodes.iter().take(24) {
         println!(
             "  {:>6.1}%  {node}",
             100.0 * d.as_secs_f64() / total.as_secs_f64()

@@ -62,51 +62,17 @@ impl TractBackend {
         threads: Option<usize>,
         rust_window_max: bool,
     ) -> anyhow::Result<(TractBackend, ModelConfig)> {
-        let config = onnx_meta::config_of(model)?;
         let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
-        let bytes = std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
-        let mut proto = pb::ModelProto::decode(bytes.as_slice())
-            .map_err(|e| anyhow!("{}: not an ONNX model: {e}", model.display()))?;
-        let n = batch * config.seq_len;
-        let window_max = if rust_window_max {
-            let mut convs = Vec::new();
-            for &m in &config.modalities {
-                let conv = cut_window_max(
-                    &mut proto,
-                    &format!("bnet_{}", m.key()),
-                    n,
-                    config.feature_dims.get(m),
-                )
-                .with_context(|| format!("{}: {m} branch", model.display()))?;
-                convs.push(conv);
-            }
-            Some(convs)
-        } else {
-            None
-        };
-        let mut m = tract_onnx::onnx().model_for_proto_model(&proto).map_err(err)?;
-        for (i, &md) in config.modalities.iter().enumerate() {
-            let shape = [
-                batch,
-                config.seq_len,
-                config.shot_num,
-                config.feature_dims.get(md),
-            ];
-            m = m.with_input_fact(i, f32::fact(shape).into()).map_err(err)?;
-        }
-        if window_max.is_some() {
-            let first = config.modalities.len();
-            for (i, &md) in config.modalities.iter().enumerate() {
-                let shape = [n, config.feature_dims.get(md)];
-                m = m
-                    .with_input_fact(first + i, f32::fact(shape).into())
-                    .map_err(err)?;
-            }
-        }
-        let plan = m.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+        let (m, config, window_max) = typed_model(model, batch, rust_window_max)?;
         let threads = threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |t| t.get()))
             .max(1);
+        // tract runs its matrix products on one thread unless given a pool.
+        let options = tract_onnx::tract_core::runtime::RunOptions {
+            executor: (threads > 1).then(|| tract_linalg::multithread::Executor::multithread(threads)),
+            ..Default::default()
+        };
+        let plan = m.into_runnable_with_options(&options).map_err(err)?;
         Ok((
             TractBackend {
                 plan,
@@ -118,6 +84,59 @@ impl TractBackend {
             config,
         ))
     }
+}
+
+/// The optimised tract model the backend runs for `batch` sequences: the
+/// ONNX file's graph, less each branch's window max when
+/// `rust_window_max` (those become inputs `[batch·seq_len, d]` after the
+/// modalities'), with the conv rows to compute them from.
+pub fn typed_model(
+    model: &Path,
+    batch: usize,
+    rust_window_max: bool,
+) -> anyhow::Result<(TypedModel, ModelConfig, Option<Vec<WindowConv>>)> {
+    let config = onnx_meta::config_of(model)?;
+    let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
+    let bytes = std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
+    let mut proto = pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| anyhow!("{}: not an ONNX model: {e}", model.display()))?;
+    let n = batch * config.seq_len;
+    let window_max = if rust_window_max {
+        let mut convs = Vec::new();
+        for &m in &config.modalities {
+            let conv = cut_window_max(
+                &mut proto,
+                &format!("bnet_{}", m.key()),
+                n,
+                config.feature_dims.get(m),
+            )
+            .with_context(|| format!("{}: {m} branch", model.display()))?;
+            convs.push(conv);
+        }
+        Some(convs)
+    } else {
+        None
+    };
+    let mut m = tract_onnx::onnx().model_for_proto_model(&proto).map_err(err)?;
+    for (i, &md) in config.modalities.iter().enumerate() {
+        let shape = [
+            batch,
+            config.seq_len,
+            config.shot_num,
+            config.feature_dims.get(md),
+        ];
+        m = m.with_input_fact(i, f32::fact(shape).into()).map_err(err)?;
+    }
+    if window_max.is_some() {
+        let first = config.modalities.len();
+        for (i, &md) in config.modalities.iter().enumerate() {
+            let shape = [n, config.feature_dims.get(md)];
+            m = m
+                .with_input_fact(first + i, f32::fact(shape).into())
+                .map_err(err)?;
+        }
+    }
+    Ok((m.into_optimized().map_err(err)?, config, window_max))
 }
 
 /// Removes the node that names branch `p`'s window max, makes that name a
@@ -177,9 +196,9 @@ fn cut_window_max(proto: &mut pb::ModelProto, p: &str, n: usize, d: usize) -> an
     Ok(WindowConv { w, b, k: k as usize })
 }
 
-/// Columns computed together: a block of the window's rows and the running
-/// maximum stay in L1 while every channel passes over them.
-const BLOCK: usize = 64;
+/// Columns computed together: the block of each of the window's k rows
+/// and the running maximum stay in registers while every channel passes.
+const LANES: usize = 16;
 
 /// `out[n, j] = max_c (b[c] + Σ_i w[c, i]·x[n, i, j])` for windows `x`
 /// `[n, k, d]` (row-major), the branch's window max, on `threads` threads.
@@ -190,27 +209,7 @@ pub fn window_max(conv: &WindowConv, x: &[f32], d: usize, threads: usize) -> Vec
     let per = n.div_ceil(threads.max(1)).max(1);
     let work = |xs: &[f32], outs: &mut [f32]| {
         for (win, o) in xs.chunks_exact(k * d).zip(outs.chunks_exact_mut(d)) {
-            for j0 in (0..d).step_by(BLOCK) {
-                let j1 = (j0 + BLOCK).min(d);
-                let mut best = [f32::NEG_INFINITY; BLOCK];
-                let mut acc = [0f32; BLOCK];
-                let width = j1 - j0;
-                for (wc, &bc) in conv.w.chunks_exact(k).zip(&conv.b) {
-                    acc[..width].fill(bc);
-                    for (i, &wi) in wc.iter().enumerate() {
-                        let row = &win[i * d + j0..i * d + j1];
-                        for (a, &xv) in acc[..width].iter_mut().zip(row) {
-                            *a += wi * xv;
-                        }
-                    }
-                    for (m, &a) in best[..width].iter_mut().zip(&acc[..width]) {
-                        if a > *m {
-                            *m = a;
-                        }
-                    }
-                }
-                o[j0..j1].copy_from_slice(&best[..width]);
-            }
+            window_max_one(conv, win, d, o);
         }
     };
     if threads <= 1 || n < 2 * threads {
@@ -223,6 +222,96 @@ pub fn window_max(conv: &WindowConv, x: &[f32], d: usize, threads: usize) -> Vec
         });
     }
     out
+}
+
+/// One window: picks the widest instruction set this CPU has (the binary
+/// targets plain x86-64) and a body specialised for the usual k.
+fn window_max_one(conv: &WindowConv, win: &[f32], d: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
+            unsafe { window_max_avx2(conv, win, d, out) };
+            return;
+        }
+    }
+    dispatch_k::<false>(conv, win, d, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn window_max_avx2(conv: &WindowConv, win: &[f32], d: usize, out: &mut [f32]) {
+    dispatch_k::<true>(conv, win, d, out);
+}
+
+#[inline(always)]
+fn dispatch_k<const FMA: bool>(conv: &WindowConv, win: &[f32], d: usize, out: &mut [f32]) {
+    match conv.k {
+        2 => columns::<2, FMA>(conv, win, d, out),
+        4 => columns::<4, FMA>(conv, win, d, out),
+        6 => columns::<6, FMA>(conv, win, d, out),
+        8 => columns::<8, FMA>(conv, win, d, out),
+        _ => columns_any::<FMA>(conv, win, d, out),
+    }
+}
+
+#[inline(always)]
+fn madd<const FMA: bool>(w: f32, x: f32, acc: f32) -> f32 {
+    if FMA {
+        w.mul_add(x, acc)
+    } else {
+        w * x + acc
+    }
+}
+
+/// The window max for a compile-time k: LANES columns at a time, the k
+/// rows' values and the running maxima held in registers across channels.
+#[inline(always)]
+fn columns<const K: usize, const FMA: bool>(conv: &WindowConv, win: &[f32], d: usize, out: &mut [f32]) {
+    let full = d - d % LANES;
+    for j0 in (0..full).step_by(LANES) {
+        let mut xs = [[0f32; LANES]; K];
+        for (i, row) in xs.iter_mut().enumerate() {
+            row.copy_from_slice(&win[i * d + j0..i * d + j0 + LANES]);
+        }
+        let mut best = [f32::NEG_INFINITY; LANES];
+        for (wc, &bc) in conv.w.chunks_exact(K).zip(&conv.b) {
+            let mut v = [bc; LANES];
+            for (i, row) in xs.iter().enumerate() {
+                for (a, &xv) in v.iter_mut().zip(row) {
+                    *a = madd::<FMA>(wc[i], xv, *a);
+                }
+            }
+            for (m, &a) in best.iter_mut().zip(&v) {
+                *m = if a > *m { a } else { *m };
+            }
+        }
+        out[j0..j0 + LANES].copy_from_slice(&best);
+    }
+    tail::<FMA>(conv, win, d, full, out);
+}
+
+/// Any k: the same, one column at a time.
+#[inline(always)]
+fn columns_any<const FMA: bool>(conv: &WindowConv, win: &[f32], d: usize, out: &mut [f32]) {
+    tail::<FMA>(conv, win, d, 0, out);
+}
+
+/// Columns `from..d`, one at a time.
+#[inline(always)]
+fn tail<const FMA: bool>(conv: &WindowConv, win: &[f32], d: usize, from: usize, out: &mut [f32]) {
+    let k = conv.k;
+    for j in from..d {
+        let mut best = f32::NEG_INFINITY;
+        for (wc, &bc) in conv.w.chunks_exact(k).zip(&conv.b) {
+            let mut a = bc;
+            for (i, &wi) in wc.iter().enumerate() {
+                a = madd::<FMA>(wi, win[i * d + j], a);
+            }
+            best = if a > best { a } else { best };
+        }
+        out[j] = best;
+    }
 }
 
 impl Backend for TractBackend {
