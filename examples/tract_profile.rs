@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     let model = Lgss::new(m, tch::Device::Cpu);
     let mut ckpt = Checkpoint::default();
     for (k, v) in model.named_variables() {
-        ckpt.tensors.insert(k, v.detach());
+        ckpt.insert_tch(k, &v.detach())?;
     }
     ckpt.metadata.insert("config".into(), config.to_toml()?);
     let dir = std::env::temp_dir().join(format!("lgss-tract-profile-{}", std::process::id()));

@@ -11,4 +11,5 @@ pub mod onnx;
 pub mod rng;
 pub mod runtime;
 pub mod segment;
+#[cfg(feature = "tch")]
 pub mod train;

@@ -2,12 +2,29 @@
 
 use std::path::Path;
 
-use ort::ep::ExecutionProvider;
-
-use crate::runtime::ort_lib;
-
 pub fn run(ort_lib_path: Option<&Path>) -> anyhow::Result<()> {
     println!("lgss        {}", env!("CARGO_PKG_VERSION"));
+    let features: Vec<&str> = [
+        ("tch", cfg!(feature = "tch")),
+        ("ort", cfg!(feature = "ort")),
+        ("tract", cfg!(feature = "tract")),
+        ("cuda", cfg!(feature = "cuda")),
+    ]
+    .iter()
+    .filter(|f| f.1)
+    .map(|f| f.0)
+    .collect();
+    println!("features    {}", features.join(", "));
+    libtorch();
+    onnxruntime(ort_lib_path)?;
+    if cfg!(feature = "tract") {
+        println!("tract       built in (pure Rust)");
+    }
+    Ok(())
+}
+
+#[cfg(feature = "tch")]
+fn libtorch() {
     println!(
         "libtorch    {} (rpath)",
         option_env!("LGSS_LIBTORCH_LIB").unwrap_or("?")
@@ -29,6 +46,18 @@ pub fn run(ort_lib_path: Option<&Path>) -> anyhow::Result<()> {
             }
         );
     }
+}
+
+#[cfg(not(feature = "tch"))]
+fn libtorch() {
+    println!("libtorch    not in this build (feature `tch`: train, import-torch, tch runtimes)");
+}
+
+#[cfg(feature = "ort")]
+fn onnxruntime(ort_lib_path: Option<&Path>) -> anyhow::Result<()> {
+    use crate::runtime::ort_lib;
+    use ort::ep::ExecutionProvider;
+
     let path = ort_lib::loaded_path(ort_lib_path)?;
     println!("onnxruntime {}", path.display());
     println!("            {}", ort_lib::build_info());
@@ -41,5 +70,11 @@ pub fn run(ort_lib_path: Option<&Path>) -> anyhow::Result<()> {
             "not in this build (ort-cuda needs onnxruntime-gpu: LGSS_FEATURES=cuda scripts/setup)"
         }
     );
+    Ok(())
+}
+
+#[cfg(not(feature = "ort"))]
+fn onnxruntime(_: Option<&Path>) -> anyhow::Result<()> {
+    println!("onnxruntime not in this build (feature `ort`: ort-cpu, ort-cuda runtimes)");
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "tch")]
 use crate::model::checkpoint::{load_weights, Checkpoint};
+#[cfg(feature = "tch")]
 use crate::model::{Config, Lgss};
 
 #[derive(Debug, clap::Args)]
@@ -17,6 +19,12 @@ pub struct Args {
     out: PathBuf,
 }
 
+#[cfg(not(feature = "tch"))]
+pub fn run(_: Args) -> anyhow::Result<()> {
+    Err(super::not_built("import-torch", "tch"))
+}
+
+#[cfg(feature = "tch")]
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     let state = Checkpoint::load(&args.file)?;
@@ -36,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut ckpt = Checkpoint::default();
     for (name, t) in model.named_variables() {
-        ckpt.tensors.insert(name, t.detach());
+        ckpt.insert_tch(name, &t.detach())?;
     }
     ckpt.metadata.insert("config".into(), config.to_toml()?);
     ckpt.metadata

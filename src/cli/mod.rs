@@ -68,6 +68,16 @@ pub mod exit {
 #[error("{0}")]
 pub struct InvalidInput(pub String);
 
+/// The error of a command this build does not have.
+#[allow(dead_code)]
+fn not_built(command: &str, feature: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`lgss {command}` is not in this build of lgss: build it with the `{feature}` feature \
+         (cargo install --path . --locked --features {feature}; it needs libtorch, which \
+         the README's set-up installs)"
+    )
+}
+
 fn is_invalid_input(e: &anyhow::Error) -> bool {
     e.chain()
         .any(|c| c.is::<InvalidInput>() || c.is::<crate::data::LoadError>())

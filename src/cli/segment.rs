@@ -50,8 +50,10 @@ pub struct Args {
     /// Movie pickles or directories of tt*.pkl.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    #[arg(long, default_value = "ort-cpu")]
-    runtime: RuntimeKind,
+    /// tract, ort-cpu, ort-cuda, tch or tch-cuda (default: the best CPU
+    /// runtime this build has: ort-cpu, else tract).
+    #[arg(long)]
+    runtime: Option<RuntimeKind>,
     #[command(flatten)]
     model: ModelArgs,
     /// Write one file per movie here (else print to stdout).
@@ -103,6 +105,11 @@ fn csv(s: &Segmentation) -> String {
 }
 
 pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
+    let runtime = match args.runtime {
+        Some(r) => r,
+        None => RuntimeKind::default_built().context("this build of lgss has no runtime")?,
+    };
+    crate::runtime::require_built(runtime)?;
     if args.write_pkl && args.out.is_none() {
         bail!("--write-pkl needs --out DIR");
     }
@@ -116,7 +123,7 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     }
-    let (mut backend, config) = open(args.runtime, &args.model.options(ort_lib))?;
+    let (mut backend, config) = open(runtime, &args.model.options(ort_lib))?;
     let schema = schema_for(&config);
     let pb = super::progress::bar(files.len(), "segment");
     // One bad movie must not stop the others: each failure is reported by
@@ -124,7 +131,16 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
     let mut failed: Vec<(PathBuf, anyhow::Error)> = Vec::new();
     let mut written: HashMap<String, PathBuf> = HashMap::new();
     for file in &files {
-        let r = segment_one(file, &args, backend.as_mut(), &config, &schema, &pb, &mut written);
+        let r = segment_one(
+            file,
+            &args,
+            runtime,
+            backend.as_mut(),
+            &config,
+            &schema,
+            &pb,
+            &mut written,
+        );
         if let Err(e) = r {
             pb.suspend(|| eprintln!("error: {e:#}"));
             failed.push((file.clone(), e));
@@ -137,7 +153,7 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
             "segmented {} of {} movies with {} into {}",
             files.len() - failed.len(),
             files.len(),
-            args.runtime,
+            runtime,
             out.display()
         );
     }
@@ -162,9 +178,11 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
     bail!(summary)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn segment_one(
     file: &Path,
     args: &Args,
+    runtime: RuntimeKind,
     backend: &mut dyn crate::runtime::Backend,
     config: &crate::model::config::ModelConfig,
     schema: &crate::data::movie::Schema,
@@ -191,7 +209,7 @@ fn segment_one(
     let seg = Segmentation {
         imdb_id: movie.imdb_id.clone(),
         file: file.to_path_buf(),
-        runtime: args.runtime.to_string(),
+        runtime: runtime.to_string(),
         n_shots: movie.n_shots(),
         threshold: args.threshold,
         fps: args.fps,

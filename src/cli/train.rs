@@ -1,14 +1,21 @@
 //! `lgss train`: train LGSS on a directory of MovieScenes pickles.
 
 use std::path::PathBuf;
+#[cfg(feature = "tch")]
 use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "tch")]
 use std::sync::Arc;
 
+#[cfg(feature = "tch")]
 use anyhow::Context;
+#[cfg(feature = "tch")]
 use tch::Device;
 
+#[cfg(feature = "tch")]
 use crate::data::dataset::movie_files;
+#[cfg(feature = "tch")]
 use crate::model::Config;
+#[cfg(feature = "tch")]
 use crate::train::{train, TrainOptions};
 
 #[derive(Debug, clap::Args)]
@@ -50,6 +57,7 @@ pub struct Args {
 }
 
 /// The device `--device` names; CUDA with its fp32 precision set.
+#[cfg(feature = "tch")]
 pub fn device(name: &str, tf32: bool) -> anyhow::Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
@@ -59,6 +67,12 @@ pub fn device(name: &str, tf32: bool) -> anyhow::Result<Device> {
     }
 }
 
+#[cfg(not(feature = "tch"))]
+pub fn run(_: Args) -> anyhow::Result<()> {
+    Err(super::not_built("train", "tch"))
+}
+
+#[cfg(feature = "tch")]
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut config = Config::load(&args.config)?;
     if let Some(e) = args.epochs {

@@ -23,8 +23,9 @@ pub struct Args {
     data: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Runtimes to compare; the first is the reference.
-    #[arg(long, value_delimiter = ',', default_value = "tch,ort-cpu,tract")]
+    /// Runtimes to compare; the first is the reference (default: the CPU
+    /// runtimes this build has, of tch, ort-cpu and tract).
+    #[arg(long, value_delimiter = ',')]
     runtimes: Vec<RuntimeKind>,
     /// Largest allowed max|Δp| against the first runtime (default 1e-5, or
     /// ~0.08 with --tf32: see the README's "Do the runtimes agree?").
@@ -65,10 +66,15 @@ pub struct Report {
 }
 
 pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
-    if args.runtimes.is_empty() {
-        bail!("--runtimes is empty");
+    let runtimes = if args.runtimes.is_empty() {
+        RuntimeKind::cpu_built()
+    } else {
+        args.runtimes.clone()
+    };
+    if runtimes.is_empty() {
+        bail!("this build of lgss has no runtime to verify");
     }
-    let tf32 = args.model.tf32 && args.runtimes.iter().any(|r| r.is_cuda());
+    let tf32 = args.model.tf32 && runtimes.iter().any(|r| r.is_cuda());
     let bound = args.max_dp.unwrap_or_else(|| max_dp_bound(tf32));
     let files = movie_files(&args.data)?;
     let mut movies: Option<Vec<Movie>> = None;
@@ -77,7 +83,7 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
     let mut ok = true;
     let mut windows = 0;
-    for &kind in &args.runtimes {
+    for &kind in &runtimes {
         let opened = open(kind, &args.model.options(ort_lib));
         let (mut backend, config) = match opened {
             Ok(x) => x,

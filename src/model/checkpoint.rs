@@ -8,11 +8,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use tch::{Device, Tensor};
 
 use super::config::Config;
-use super::lgss::Lgss;
 use crate::data::pickle::decode_le;
+use crate::data::tensor::{Tensor, TensorData};
 use crate::fsutil::write_atomic;
 
 /// Prefixes of optimizer tensors; model weights have none.
@@ -21,7 +20,9 @@ pub const EXP_AVG_SQ: &str = "adam.exp_avg_sq.";
 
 const FORMAT: &str = "lgss-checkpoint-1";
 
-/// A checkpoint in memory: named f32 tensors (on the CPU) and metadata.
+/// A checkpoint in memory: named f32 (or i64) tensors as plain host arrays,
+/// and metadata. Host arrays, so that export and the inference-only build
+/// need no libtorch.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
     pub tensors: BTreeMap<String, Tensor>,
@@ -59,15 +60,23 @@ impl Checkpoint {
 
     /// The checkpoint as a safetensors file.
     pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
-        let mut owned: Vec<(&str, Vec<f32>, Vec<usize>)> = Vec::with_capacity(self.tensors.len());
+        let mut owned: Vec<(&str, Dtype, Vec<u8>, Vec<usize>)> = Vec::with_capacity(self.tensors.len());
         for (name, t) in &self.tensors {
-            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            let values = super::f32_values(t).with_context(|| format!("checkpoint tensor {name}"))?;
-            owned.push((name, values, shape));
+            let dtype = match &t.data {
+                TensorData::F32(_) => Dtype::F32,
+                TensorData::I64(_) => Dtype::I64,
+                other => bail!(
+                    "checkpoint tensor {name} is {}; F32 and I64 are supported",
+                    other.dtype()
+                ),
+            };
+            let mut bytes = Vec::new();
+            t.data.write_le(&mut bytes);
+            owned.push((name, dtype, bytes, t.shape.clone()));
         }
         let mut views = Vec::with_capacity(owned.len());
-        for (name, values, shape) in &owned {
-            let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck::cast_slice(values))
+        for (name, dtype, bytes, shape) in &owned {
+            let view = TensorView::new(*dtype, shape.clone(), bytes)
                 .map_err(|e| anyhow!("checkpoint tensor {name}: {e:?}"))?;
             views.push((*name, view));
         }
@@ -94,48 +103,102 @@ impl Checkpoint {
         let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{e:?}"))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
-            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
             let data = view.data();
-            let t = match view.dtype() {
-                Dtype::F32 => Tensor::from_slice(&decode_le::<f32, 4>(data, f32::from_le_bytes)),
-                Dtype::I64 => Tensor::from_slice(&decode_le::<i64, 8>(data, i64::from_le_bytes)),
+            let values = match view.dtype() {
+                Dtype::F32 => TensorData::F32(decode_le::<f32, 4>(data, f32::from_le_bytes)),
+                Dtype::I64 => TensorData::I64(decode_le::<i64, 8>(data, i64::from_le_bytes)),
                 other => bail!("tensor {name} is {other:?}; F32 and I64 are supported"),
             };
-            tensors.insert(name, t.view(shape.as_slice()));
+            if view.shape().iter().product::<usize>() != values.len() {
+                bail!("tensor {name}: shape {:?} does not fit its data", view.shape());
+            }
+            tensors.insert(name, Tensor::new(view.shape().to_vec(), values));
         }
         Ok(Checkpoint { tensors, metadata })
     }
 }
 
-/// Copies weights into the model; every model variable must be present with
-/// its shape (extra tensors, such as optimizer state, are ignored).
-pub fn load_weights(model: &mut Lgss, weights: &BTreeMap<String, Tensor>) -> anyhow::Result<()> {
-    let vars = model.vs.variables();
-    let mut names: Vec<&String> = vars.keys().collect();
-    names.sort();
-    tch::no_grad(|| -> anyhow::Result<()> {
-        for name in names {
-            let src = weights
+/// Conversions between checkpoint tensors and libtorch's.
+#[cfg(feature = "tch")]
+mod libtorch {
+    use std::collections::BTreeMap;
+
+    use anyhow::{anyhow, bail};
+
+    use super::{Checkpoint, Tensor, TensorData};
+    use crate::model::Lgss;
+
+    /// A host tensor as a libtorch CPU tensor.
+    pub fn to_tch(t: &Tensor) -> tch::Tensor {
+        let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+        let flat = match &t.data {
+            TensorData::F32(v) => tch::Tensor::from_slice(v),
+            TensorData::F64(v) => tch::Tensor::from_slice(v),
+            TensorData::I64(v) => tch::Tensor::from_slice(v),
+            TensorData::I32(v) => tch::Tensor::from_slice(v),
+            TensorData::U8(v) => tch::Tensor::from_slice(v),
+            TensorData::Bool(v) => tch::Tensor::from_slice(v),
+        };
+        flat.view(shape.as_slice())
+    }
+
+    /// A libtorch tensor (any device) as a host f32 tensor.
+    pub fn from_tch(t: &tch::Tensor) -> anyhow::Result<Tensor> {
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        Ok(Tensor::new(shape, TensorData::F32(crate::model::f32_values(t)?)))
+    }
+
+    impl Checkpoint {
+        /// A tensor as a libtorch CPU tensor.
+        pub fn tch(&self, name: &str) -> anyhow::Result<tch::Tensor> {
+            self.tensors
                 .get(name)
-                .ok_or_else(|| anyhow!("weight {name} missing"))?;
-            let mut dst = vars[name].shallow_clone();
-            if src.size() != dst.size() {
-                bail!(
-                    "weight {name} has shape {:?}, the model expects {:?}",
-                    src.size(),
-                    dst.size()
-                );
-            }
-            dst.copy_(src);
+                .map(to_tch)
+                .ok_or_else(|| anyhow!("checkpoint has no tensor {name}"))
         }
-        Ok(())
-    })
+
+        /// Stores a libtorch tensor (copied to the host as f32).
+        pub fn insert_tch(&mut self, name: impl Into<String>, t: &tch::Tensor) -> anyhow::Result<()> {
+            let name = name.into();
+            let host = from_tch(t).map_err(|e| anyhow!("checkpoint tensor {name}: {e}"))?;
+            self.tensors.insert(name, host);
+            Ok(())
+        }
+    }
+
+    /// Copies weights into the model; every model variable must be present
+    /// with its shape (extra tensors, such as optimizer state, are ignored).
+    pub fn load_weights(model: &mut Lgss, weights: &BTreeMap<String, Tensor>) -> anyhow::Result<()> {
+        let vars = model.vs.variables();
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        tch::no_grad(|| -> anyhow::Result<()> {
+            for name in names {
+                let src = weights
+                    .get(name)
+                    .ok_or_else(|| anyhow!("weight {name} missing"))?;
+                let mut dst = vars[name].shallow_clone();
+                let want: Vec<usize> = dst.size().iter().map(|&d| d as usize).collect();
+                if src.shape != want {
+                    bail!(
+                        "weight {name} has shape {:?}, the model expects {want:?}",
+                        src.shape
+                    );
+                }
+                dst.copy_(&to_tch(src));
+            }
+            Ok(())
+        })
+    }
+
+    /// A model built from a checkpoint's config and weights.
+    pub fn model_from_checkpoint(ckpt: &Checkpoint, device: tch::Device) -> anyhow::Result<Lgss> {
+        let config = ckpt.config()?;
+        let mut model = Lgss::new(&config.model, device);
+        load_weights(&mut model, &ckpt.tensors)?;
+        Ok(model)
+    }
 }
 
-/// A model built from a checkpoint's config and weights.
-pub fn model_from_checkpoint(ckpt: &Checkpoint, device: Device) -> anyhow::Result<Lgss> {
-    let config = ckpt.config()?;
-    let mut model = Lgss::new(&config.model, device);
-    load_weights(&mut model, &ckpt.tensors)?;
-    Ok(model)
-}
+#[cfg(feature = "tch")]
+pub use libtorch::{from_tch, load_weights, model_from_checkpoint, to_tch};

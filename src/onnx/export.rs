@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
-use tch::Tensor;
 
 use super::graph::{Attr, Dim, GraphBuilder};
+use crate::data::tensor::Tensor;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::ModelConfig;
 
@@ -206,13 +206,13 @@ pub fn build(
         let t = weights
             .get(name)
             .ok_or_else(|| anyhow!("weight {name} missing"))?;
-        if t.size() != shape {
+        if !t.shape.iter().map(|&d| d as i64).eq(shape.iter().copied()) {
             anyhow::bail!(
                 "weight {name} has shape {:?}, the config implies {shape:?}",
-                t.size()
+                t.shape
             );
         }
-        crate::model::f32_values(t)
+        Ok(t.to_f32())
     };
     let (k, s) = (config.shot_num as i64, config.seq_len as i64);
     let c = config.sim_channel as i64;
@@ -351,10 +351,7 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path) -> anyhow::Result<()> {
     if let Some(d) = ckpt.metadata.get("data") {
         meta.push((META_DATA.to_string(), d.clone()));
     }
-    let weights: BTreeMap<String, Tensor> = ckpt
-        .weights()
-        .map(|(k, v)| (k.clone(), v.shallow_clone()))
-        .collect();
+    let weights: BTreeMap<String, Tensor> = ckpt.weights().map(|(k, v)| (k.clone(), v.clone())).collect();
     let bytes = build(m, &weights, &meta).context("building the ONNX graph")?;
     crate::fsutil::write_atomic(out, &bytes)
 }

@@ -3,10 +3,14 @@
 //! both from the exported ONNX file. Every backend gets the same windows
 //! (`crate::segment`) and returns boundary probabilities.
 
+#[cfg(feature = "tch")]
 pub mod libtorch;
 pub mod onnx_meta;
+#[cfg(feature = "ort")]
 pub mod onnxruntime;
+#[cfg(feature = "ort")]
 pub mod ort_lib;
+#[cfg(feature = "tract")]
 pub mod tract;
 
 use std::path::{Path, PathBuf};
@@ -57,6 +61,41 @@ impl RuntimeKind {
     pub fn is_cuda(self) -> bool {
         matches!(self, RuntimeKind::TchCuda | RuntimeKind::OrtCuda)
     }
+
+    /// The cargo feature that builds this runtime.
+    pub fn feature(self) -> &'static str {
+        match self {
+            RuntimeKind::Tch | RuntimeKind::TchCuda => "tch",
+            RuntimeKind::OrtCpu | RuntimeKind::OrtCuda => "ort",
+            RuntimeKind::Tract => "tract",
+        }
+    }
+
+    /// Whether this binary was built with the runtime.
+    pub fn is_built(self) -> bool {
+        const BUILT: [(&str, bool); 3] = [
+            ("tch", cfg!(feature = "tch")),
+            ("ort", cfg!(feature = "ort")),
+            ("tract", cfg!(feature = "tract")),
+        ];
+        BUILT.iter().any(|&(f, on)| on && f == self.feature())
+    }
+
+    /// The runtime `segment` uses by default: the best CPU runtime built
+    /// (ONNX Runtime, else tract, else libtorch).
+    pub fn default_built() -> Option<RuntimeKind> {
+        [RuntimeKind::OrtCpu, RuntimeKind::Tract, RuntimeKind::Tch]
+            .into_iter()
+            .find(|k| k.is_built())
+    }
+
+    /// The CPU runtimes this binary has, for `verify`'s default.
+    pub fn cpu_built() -> Vec<RuntimeKind> {
+        [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract]
+            .into_iter()
+            .filter(|k| k.is_built())
+            .collect()
+    }
 }
 
 impl std::str::FromStr for RuntimeKind {
@@ -94,26 +133,45 @@ fn need<'a>(p: &'a Option<PathBuf>, what: &str, kind: RuntimeKind) -> anyhow::Re
         .with_context(|| format!("--runtime {kind} needs {what}"))
 }
 
+/// An error naming the feature that builds `kind`, if this build lacks it.
+pub fn require_built(kind: RuntimeKind) -> anyhow::Result<()> {
+    if !kind.is_built() {
+        bail!(
+            "--runtime {kind} is not in this build of lgss: build it with the `{}` feature \
+             (cargo install --path . --locked --features {})",
+            kind.feature(),
+            kind.feature()
+        );
+    }
+    Ok(())
+}
+
 /// Opens a runtime and returns it with the model's configuration.
 pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<(Box<dyn Backend>, ModelConfig)> {
     if opts.batch == 0 {
         bail!("--batch must be at least 1");
     }
-    Ok(match kind {
+    require_built(kind)?;
+    match kind {
+        #[cfg(feature = "tch")]
         RuntimeKind::Tch | RuntimeKind::TchCuda => {
             let ckpt = need(&opts.checkpoint, "--checkpoint", kind)?;
             let (b, c) = libtorch::TchBackend::open(ckpt, kind == RuntimeKind::TchCuda, opts)?;
-            (Box::new(b), c)
+            Ok((Box::new(b), c))
         }
+        #[cfg(feature = "ort")]
         RuntimeKind::OrtCpu | RuntimeKind::OrtCuda => {
             let model = need(&opts.onnx, "--model (an ONNX file)", kind)?;
             let (b, c) = onnxruntime::OrtBackend::open(model, kind == RuntimeKind::OrtCuda, opts)?;
-            (Box::new(b), c)
+            Ok((Box::new(b), c))
         }
+        #[cfg(feature = "tract")]
         RuntimeKind::Tract => {
             let model = need(&opts.onnx, "--model (an ONNX file)", kind)?;
             let (b, c) = tract::TractBackend::open(model, opts.batch, opts.threads)?;
-            (Box::new(b), c)
+            Ok((Box::new(b), c))
         }
-    })
+        #[allow(unreachable_patterns)]
+        _ => bail!("--runtime {kind} is not in this build of lgss"),
+    }
 }

@@ -109,7 +109,11 @@ impl Adam {
     }
 
     /// Restores moment estimates saved by [`Adam::state_tensors`].
-    pub fn load_state(&mut self, tensors: &BTreeMap<String, Tensor>, step: i64) -> anyhow::Result<()> {
+    pub fn load_state(
+        &mut self,
+        tensors: &BTreeMap<String, crate::data::tensor::Tensor>,
+        step: i64,
+    ) -> anyhow::Result<()> {
         tch::no_grad(|| -> anyhow::Result<()> {
             for s in &mut self.slots {
                 for (prefix, dst) in [(EXP_AVG, &mut s.exp_avg), (EXP_AVG_SQ, &mut s.exp_avg_sq)] {
@@ -117,7 +121,15 @@ impl Adam {
                     let src = tensors
                         .get(&key)
                         .ok_or_else(|| anyhow!("optimizer state {key} missing"))?;
-                    dst.copy_(src);
+                    let src = crate::model::checkpoint::to_tch(src);
+                    if src.size() != dst.size() {
+                        anyhow::bail!(
+                            "optimizer state {key} has shape {:?}, expected {:?}",
+                            src.size(),
+                            dst.size()
+                        );
+                    }
+                    dst.copy_(&src);
                 }
             }
             Ok(())

@@ -234,10 +234,10 @@ fn checkpoint(
 ) -> anyhow::Result<Checkpoint> {
     let mut c = Checkpoint::default();
     for (name, t) in model.named_variables() {
-        c.tensors.insert(name, t.detach());
+        c.insert_tch(name, &t.detach())?;
     }
     for (name, t) in adam.state_tensors() {
-        c.tensors.insert(name, t);
+        c.insert_tch(name, &t)?;
     }
     let m = &mut c.metadata;
     m.insert("config".into(), config.to_toml()?);

@@ -352,8 +352,8 @@ fn export_checks_weight_shapes() {
     let dir = tempdir("hostile-export");
     let (ck, _) = crate::runtimes::fixture_model_files(&dir);
     let mut c = lgss::model::checkpoint::Checkpoint::load(&ck).unwrap();
-    let w = c.tensors["bnet_place.fc1.weight"].narrow(0, 0, 50).copy();
-    c.tensors.insert("bnet_place.fc1.weight".into(), w);
+    let w = c.tch("bnet_place.fc1.weight").unwrap().narrow(0, 0, 50).copy();
+    c.insert_tch("bnet_place.fc1.weight", &w).unwrap();
     let bad = dir.join("bad.safetensors");
     c.save(&bad).unwrap();
     let out = lgss()

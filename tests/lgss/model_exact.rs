@@ -58,7 +58,7 @@ pub fn fixture_model_as(formulation: Formulation) -> Lgss {
 pub fn fixture_inputs(io: &Checkpoint) -> Vec<Tensor> {
     Modality::ALL
         .iter()
-        .map(|m| io.tensors[&format!("input.{}", m.key())].shallow_clone())
+        .map(|m| io.tch(&format!("input.{}", m.key())).unwrap())
         .collect()
 }
 
@@ -79,16 +79,16 @@ fn forward_matches_pytorch() {
         let io = fixture_io();
         let out = tch::no_grad(|| model.forward(&fixture_inputs(&io)));
         let what = |s: &str| format!("{formulation:?} {s}");
-        assert_close(&what("logits"), &out.logits, &io.tensors["logits"], 1e-5);
+        assert_close(&what("logits"), &out.logits, &io.tch("logits").unwrap(), 1e-5);
         for (m, l) in Modality::ALL.iter().zip(&out.branch_logits) {
             assert_close(
                 &what(&format!("logits.{m}")),
                 l,
-                &io.tensors[&format!("logits.{}", m.key())],
+                &io.tch(&format!("logits.{}", m.key())).unwrap(),
                 1e-5,
             );
         }
-        assert_close(&what("prob"), &out.prob(), &io.tensors["prob"], 1e-5);
+        assert_close(&what("prob"), &out.prob(), &io.tch("prob").unwrap(), 1e-5);
     }
 }
 
@@ -111,10 +111,10 @@ fn loss_gradients_and_adam_step_match_pytorch() {
         let model = fixture_model_as(formulation);
         let io = fixture_io();
         let what = |s: &str| format!("{formulation:?} {s}");
-        let target = io.tensors["target"].to_kind(tch::Kind::Int64);
+        let target = io.tch("target").unwrap().to_kind(tch::Kind::Int64);
         let out = model.forward(&fixture_inputs(&io));
         let l = loss(&out.logits, &target, [0.5, 5.0]);
-        assert_close(&what("loss"), &l.view([1]), &io.tensors["loss"], 1e-5);
+        assert_close(&what("loss"), &l.view([1]), &io.tch("loss").unwrap(), 1e-5);
         let params = model.named_variables();
         let mut adam = Adam::new(
             params
@@ -129,7 +129,10 @@ fn loss_gradients_and_adam_step_match_pytorch() {
         let mut tolerances = Vec::new();
         for (name, p) in &params {
             let g = p.grad().to_kind(tch::Kind::Double);
-            let want = io.tensors[&format!("grad.{name}")].to_kind(tch::Kind::Double);
+            let want = io
+                .tch(&format!("grad.{name}"))
+                .unwrap()
+                .to_kind(tch::Kind::Double);
             assert_close(&what(&format!("grad {name}")), &g, &want, 1e-5);
             let g_total = (&g + p.detach().to_kind(tch::Kind::Double) * 5e-4).abs();
             let slope = (g_total + eps).pow_tensor_scalar(-2.0) * (lr * eps);
@@ -142,7 +145,10 @@ fn loss_gradients_and_adam_step_match_pytorch() {
         }
         adam.step();
         for ((name, p), tol) in params.iter().zip(&tolerances) {
-            let want = io.tensors[&format!("after_step.{name}")].to_kind(tch::Kind::Double);
+            let want = io
+                .tch(&format!("after_step.{name}"))
+                .unwrap()
+                .to_kind(tch::Kind::Double);
             let excess = ((p.to_kind(tch::Kind::Double) - want).abs() - tol)
                 .max()
                 .double_value(&[]);
@@ -156,7 +162,7 @@ fn loss_gradients_and_adam_step_match_pytorch() {
         assert_close(
             &what("logits after step"),
             &after.logits,
-            &io.tensors["logits_after_step"],
+            &io.tch("logits_after_step").unwrap(),
             1e-5,
         );
     }
@@ -177,7 +183,7 @@ fn lstm_runs_in_training_mode_exactly_when_gradients_are_recorded() {
     let out = model.forward(&inputs);
     assert_eq!(model.last_lstm_train_mode(), Some(true), "training forward");
     assert!(out.logits.requires_grad());
-    let target = io.tensors["target"].to_kind(tch::Kind::Int64);
+    let target = io.tch("target").unwrap().to_kind(tch::Kind::Int64);
     loss(&out.logits, &target, [0.5, 5.0]).backward();
 
     let _ = tch::no_grad(|| model.forward(&inputs));

@@ -39,9 +39,9 @@ fn exported_fixture_reproduces_pytorch_in_every_runtime() {
     let io = fixture_io();
     let inputs: Vec<Vec<f32>> = Modality::ALL
         .iter()
-        .map(|m| Vec::<f32>::try_from(io.tensors[&format!("input.{}", m.key())].flatten(0, -1)).unwrap())
+        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
         .collect();
-    let want: Vec<f32> = Vec::try_from(&io.tensors["prob"]).unwrap();
+    let want: Vec<f32> = io.tensors["prob"].to_f32();
     for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
         let opts = RuntimeOptions {
             onnx: Some(onnx.clone()),
@@ -135,6 +135,8 @@ fn verify_segment_and_write_pkl_agree() {
         .args([
             "verify",
             "--json",
+            "--tolerance",
+            "1e-6",
             "--batch",
             "3",
             "--runtimes",
@@ -263,8 +265,8 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
     let (ck, onnx) = fixture_model_files(&dir);
     let ckpt = Checkpoint::load(&ck).unwrap();
     let (c, k, d, n) = (16usize, 4usize, 64usize, 37usize);
-    let w = Vec::<f32>::try_from(ckpt.tensors["bnet_place.bnet.conv1.weight"].flatten(0, -1)).unwrap();
-    let b = Vec::<f32>::try_from(&ckpt.tensors["bnet_place.bnet.conv1.bias"]).unwrap();
+    let w = ckpt.tensors["bnet_place.bnet.conv1.weight"].to_f32();
+    let b = ckpt.tensors["bnet_place.bnet.conv1.bias"].to_f32();
     let x: Vec<f32> = (0..n * k * d)
         .map(|i| ((i * 2654435761usize) % 1000) as f32 / 250.0 - 2.0)
         .collect();
@@ -310,7 +312,7 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
     let io = fixture_io();
     let inputs: Vec<Vec<f32>> = Modality::ALL
         .iter()
-        .map(|m| Vec::<f32>::try_from(io.tensors[&format!("input.{}", m.key())].flatten(0, -1)).unwrap())
+        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
         .collect();
     let (mut rust, _) = TractBackend::open_with(&onnx, 2, None, true).unwrap();
     let (mut whole, _) = TractBackend::open_with(&onnx, 2, None, false).unwrap();

@@ -124,7 +124,7 @@ fn resume_continues_exactly() {
     let b = Checkpoint::load(&parts.join("last.safetensors")).unwrap();
     assert_eq!(a.tensors.len(), b.tensors.len());
     for (name, t) in &a.tensors {
-        assert!(t.equal(&b.tensors[name]), "{name} differs after resume");
+        assert!(t == &b.tensors[name], "{name} differs after resume");
     }
     assert_eq!(a.metadata, b.metadata);
     let log = |d: &str| std::fs::read_to_string(dir.join(d).join("metrics.jsonl")).unwrap();
@@ -169,7 +169,10 @@ fn import_torch_state_dict_reproduces_pytorch() {
     let model = lgss::model::checkpoint::model_from_checkpoint(&ckpt, Device::Cpu).unwrap();
     let io = crate::model_exact::fixture_io();
     let logits = tch::no_grad(|| model.forward(&crate::model_exact::fixture_inputs(&io)).logits);
-    let d = (&logits - &io.tensors["logits"]).abs().max().double_value(&[]);
+    let d = (&logits - &io.tch("logits").unwrap())
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(d <= 1e-5, "imported model's logits differ by {d}");
     // A config that does not fit the weights is a clear error.
     let wrong = dir.join("wrong.toml");

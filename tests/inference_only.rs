@@ -1,0 +1,149 @@
+//! What an inference-only build (`--no-default-features --features tract`,
+//! no libtorch, no Python) must do, checked against PyTorch's own outputs
+//! for the `lgss-tiny` fixture: export from a safetensors checkpoint,
+//! segment and verify with tract; commands and runtimes it was not built
+//! with fail naming the feature that builds them. Runs in every build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lgss::data::movie::Modality;
+use lgss::model::checkpoint::Checkpoint;
+use lgss::model::Config;
+use lgss::runtime::{open, Backend, RuntimeKind, RuntimeOptions};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lgss() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lgss"))
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lgss-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The PyTorch fixture's weights as an lgss checkpoint (its config is
+/// `models/lgss-small.toml`'s model: the same widths and sizes).
+fn fixture_checkpoint(dir: &Path) -> PathBuf {
+    let tiny = root().join("tests/fixtures/lgss-tiny");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny.join("model.json")).unwrap()).unwrap();
+    let config = Config::load(&root().join("models/lgss-small.toml")).unwrap();
+    assert_eq!(
+        config.model.sim_channel as u64,
+        json["sim_channel"].as_u64().unwrap()
+    );
+    assert_eq!(
+        config.model.lstm_hidden_size as u64,
+        json["lstm_hidden_size"].as_u64().unwrap()
+    );
+    assert_eq!(
+        config.model.feature_dims.place as u64,
+        json["feature_dims"]["place"].as_u64().unwrap()
+    );
+    let mut ckpt = Checkpoint::load(&tiny.join("weights.safetensors")).unwrap();
+    ckpt.metadata.insert("config".into(), config.to_toml().unwrap());
+    let path = dir.join("tiny.safetensors");
+    ckpt.save(&path).unwrap();
+    path
+}
+
+#[test]
+fn export_and_tract_reproduce_pytorch_without_libtorch() {
+    let dir = tempdir("inference-only");
+    let ck = fixture_checkpoint(&dir);
+    let onnx = dir.join("tiny.onnx");
+    let out = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let io = Checkpoint::load(&root().join("tests/fixtures/lgss-tiny/io.safetensors")).unwrap();
+    let inputs: Vec<Vec<f32>> = Modality::ALL
+        .iter()
+        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
+        .collect();
+    let want = io.tensors["prob"].to_f32();
+    let opts = RuntimeOptions {
+        onnx: Some(onnx.clone()),
+        batch: 2,
+        ..Default::default()
+    };
+    let (mut backend, config): (Box<dyn Backend>, _) = open(RuntimeKind::Tract, &opts).unwrap();
+    assert_eq!(config.sim_channel, 16);
+    let got = backend.run(2, &inputs).unwrap();
+    let d = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d <= 1e-5, "tract vs PyTorch: max |Δprob| {d:e}");
+
+    // The command line, as a user of the inference-only build runs it.
+    let data = dir.join("data");
+    let size = lgss::data::synth::SynthSize {
+        min_shots: 30,
+        max_shots: 60,
+        ..lgss::data::synth::SynthSize::small()
+    };
+    lgss::data::synth::write_dataset(&data, 3, 2, &size, &|| {}).unwrap();
+    let out = lgss()
+        .args(["segment", "--runtime", "tract", "--model"])
+        .arg(&onnx)
+        .arg("--out")
+        .arg(dir.join("seg"))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = lgss()
+        .args(["verify", "--runtimes", "tract", "--data"])
+        .arg(&data)
+        .arg("--model")
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What was not built says which feature builds it.
+#[test]
+fn missing_features_are_named() {
+    let dir = tempdir("inference-only-missing");
+    if !cfg!(feature = "tch") {
+        let out = lgss()
+            .args(["train", "--data"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(dir.join("run"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("`tch` feature"), "{err}");
+    }
+    if !cfg!(feature = "ort") {
+        let out = lgss()
+            .args(["segment", "--runtime", "ort-cpu", "--model", "x.onnx", "y.pkl"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("`ort` feature"), "{err}");
+    }
+    let out = lgss().arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("features"), "{text}");
+    assert_eq!(
+        text.contains("libtorch    not in this build"),
+        !cfg!(feature = "tch"),
+        "{text}"
+    );
+}
