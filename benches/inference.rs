@@ -105,17 +105,17 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         let t_open = Instant::now();
-        let (mut backend, cfg) = if rust_window_max {
+        let mut backend = if rust_window_max {
             open(kind, &opts)?
         } else {
-            let (b, c) = lgss::runtime::tract::TractBackend::open_with(&onnx, batch, None, false)?;
-            (Box::new(b) as Box<dyn lgss::runtime::Backend>, c)
+            let b = lgss::runtime::tract::TractBackend::open_with(&onnx, batch, None, false)?;
+            Box::new(b) as Box<dyn lgss::runtime::Backend>
         };
         let open_secs = t_open.elapsed().as_secs_f64();
         let warm = trim(&movie, (batch * m.seq_len + 1).min(shots));
-        movie_probabilities(backend.as_mut(), &warm, &cfg, batch)?;
+        movie_probabilities(backend.as_mut(), &warm, batch)?;
         let t0 = Instant::now();
-        movie_probabilities(backend.as_mut(), &movie, &cfg, batch)?;
+        movie_probabilities(backend.as_mut(), &movie, batch)?;
         let rate = (shots - 1) as f64 / t0.elapsed().as_secs_f64();
         let secs = (shots - 1) as f64 / rate;
         let extra = format!(

@@ -20,9 +20,9 @@ fn main() -> anyhow::Result<()> {
         batch: 32,
         ..Default::default()
     };
-    let (mut backend, config) = open(RuntimeKind::Tract, &opts)?;
-    let movie = Movie::load(movie.as_ref(), &schema_for(&config))?;
-    let prob = movie_probabilities(backend.as_mut(), &movie, &config, opts.batch)?;
+    let mut backend = open(RuntimeKind::Tract, &opts)?;
+    let movie = Movie::load(movie.as_ref(), &schema_for(backend.config()))?;
+    let prob = movie_probabilities(backend.as_mut(), &movie, opts.batch)?;
     for s in scenes(&prob, &movie.shot_end_frame, 0.5, 24.0) {
         println!(
             "scene {:>3}: shots {:>4}-{:<4} {} - {} (confidence {:.2})",

@@ -29,9 +29,9 @@ pub fn schema_for(config: &ModelConfig) -> Schema {
 pub fn movie_probabilities(
     backend: &mut dyn Backend,
     movie: &Movie,
-    config: &ModelConfig,
     batch: usize,
 ) -> anyhow::Result<Vec<f64>> {
+    let config = backend.config().clone();
     let n = movie.n_shots();
     let seqs = sequences(0, n, config.seq_len);
     let feats: Vec<&crate::data::movie::Features> = config
@@ -65,7 +65,8 @@ pub fn movie_probabilities(
                 v
             })
             .collect();
-        let prob = backend.run(chunk.len(), &inputs)?;
+        let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let prob = backend.run(chunk.len(), &views)?;
         anyhow::ensure!(
             prob.len() == chunk.len() * config.seq_len,
             "{}: runtime returned {} values",

@@ -78,9 +78,10 @@ fn export_and_tract_reproduce_pytorch_without_libtorch() {
         batch: 2,
         ..Default::default()
     };
-    let (mut backend, config): (Box<dyn Backend>, _) = open(RuntimeKind::Tract, &opts).unwrap();
-    assert_eq!(config.sim_channel, 16);
-    let got = backend.run(2, &inputs).unwrap();
+    let mut backend: Box<dyn Backend> = open(RuntimeKind::Tract, &opts).unwrap();
+    assert_eq!(backend.config().sim_channel, 16);
+    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let got = backend.run(2, &views).unwrap();
     let d = got
         .iter()
         .zip(&want)
@@ -145,5 +146,45 @@ fn missing_features_are_named() {
         text.contains("libtorch    not in this build"),
         !cfg!(feature = "tch"),
         "{text}"
+    );
+}
+
+/// A model that records another input interface is refused by name.
+#[test]
+fn models_of_another_interface_are_refused() {
+    use prost::Message;
+    let dir = tempdir("inference-only-interface");
+    let ck = fixture_checkpoint(&dir);
+    let onnx = dir.join("tiny.onnx");
+    let out = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut proto = tract_onnx::pb::ModelProto::decode(std::fs::read(&onnx).unwrap().as_slice()).unwrap();
+    let entry = proto
+        .metadata_props
+        .iter_mut()
+        .find(|p| p.key == "lgss.interface")
+        .expect("the export records its interface");
+    assert_eq!(entry.value, lgss::runtime::INTERFACE);
+    entry.value = "shots-9".into();
+    let other = dir.join("other.onnx");
+    std::fs::write(&other, proto.encode_to_vec()).unwrap();
+    let opts = RuntimeOptions {
+        onnx: Some(other),
+        batch: 2,
+        ..Default::default()
+    };
+    let err = open(RuntimeKind::Tract, &opts)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("shots-9") && err.contains(lgss::runtime::INTERFACE),
+        "{err}"
     );
 }

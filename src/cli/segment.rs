@@ -123,24 +123,15 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     }
-    let (mut backend, config) = open(runtime, &args.model.options(ort_lib))?;
-    let schema = schema_for(&config);
+    let mut backend = open(runtime, &args.model.options(ort_lib))?;
+    let schema = schema_for(backend.config());
     let pb = super::progress::bar(files.len(), "segment");
     // One bad movie must not stop the others: each failure is reported by
     // name now and summarised at the end.
     let mut failed: Vec<(PathBuf, anyhow::Error)> = Vec::new();
     let mut written: HashMap<String, PathBuf> = HashMap::new();
     for file in &files {
-        let r = segment_one(
-            file,
-            &args,
-            runtime,
-            backend.as_mut(),
-            &config,
-            &schema,
-            &pb,
-            &mut written,
-        );
+        let r = segment_one(file, &args, runtime, backend.as_mut(), &schema, &pb, &mut written);
         if let Err(e) = r {
             pb.suspend(|| eprintln!("error: {e:#}"));
             failed.push((file.clone(), e));
@@ -184,7 +175,6 @@ fn segment_one(
     args: &Args,
     runtime: RuntimeKind,
     backend: &mut dyn crate::runtime::Backend,
-    config: &crate::model::config::ModelConfig,
     schema: &crate::data::movie::Schema,
     pb: &indicatif::ProgressBar,
     written: &mut HashMap<String, PathBuf>,
@@ -204,7 +194,7 @@ fn segment_one(
         }
         written.insert(movie.output_stem(), file.to_path_buf());
     }
-    let prob = movie_probabilities(backend, &movie, config, args.model.batch)
+    let prob = movie_probabilities(backend, &movie, args.model.batch)
         .with_context(|| format!("{}", file.display()))?;
     let seg = Segmentation {
         imdb_id: movie.imdb_id.clone(),

@@ -85,7 +85,7 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
     let mut windows = 0;
     for &kind in &runtimes {
         let opened = open(kind, &args.model.options(ort_lib));
-        let (mut backend, config) = match opened {
+        let mut backend = match opened {
             Ok(x) => x,
             Err(e) => {
                 ok = false;
@@ -106,7 +106,7 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
         if movies.is_none() {
             let schema = Schema {
                 require_ground_truth: true,
-                ..crate::segment::schema_for(&config)
+                ..crate::segment::schema_for(backend.config())
             };
             let pb = super::progress::bar(files.len(), "load");
             movies = Some(crate::data::dataset::load_all(&files, &schema, &|| pb.inc(1))?);
@@ -117,12 +117,7 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
         let t0 = Instant::now();
         let mut probs = Vec::with_capacity(movies.len());
         for m in movies {
-            probs.push(movie_probabilities(
-                backend.as_mut(),
-                m,
-                &config,
-                args.model.batch,
-            )?);
+            probs.push(movie_probabilities(backend.as_mut(), m, args.model.batch)?);
             pb.inc(1);
         }
         let seconds = t0.elapsed().as_secs_f64();

@@ -87,6 +87,15 @@ pub struct Config {
     pub train: TrainConfig,
 }
 
+impl ModelConfig {
+    /// The shape of modality `m`'s input for `batch` sequences:
+    /// `[batch, seq_len, shot_num, D]` (the window interface every runtime
+    /// and the ONNX graph share).
+    pub fn input_shape(&self, m: crate::data::movie::Modality, batch: usize) -> [usize; 4] {
+        [batch, self.seq_len, self.shot_num, self.feature_dims.get(m)]
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text =

@@ -23,6 +23,8 @@ pub const META_VERSION: &str = "lgss.version";
 pub const META_MODALITIES: &str = "lgss.modalities";
 pub const META_FEATURE_DIMS: &str = "lgss.feature_dims";
 pub const META_DATA: &str = "lgss.training_data";
+/// The runtimes' input interface (`crate::runtime::INTERFACE`).
+pub const META_INTERFACE: &str = "lgss.interface";
 /// Window-conv channels kept per modality (those that can be the maximum).
 pub const META_ACTIVE_CHANNELS: &str = "lgss.window_max_channels";
 
@@ -341,6 +343,7 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path) -> anyhow::Result<()> {
         .collect();
     let mut meta = vec![
         (META_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (META_INTERFACE.to_string(), crate::runtime::INTERFACE.to_string()),
         (META_CONFIG.to_string(), config.to_toml()?),
         (
             META_MODALITIES.to_string(),

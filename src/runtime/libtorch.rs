@@ -15,11 +15,7 @@ pub struct TchBackend {
 }
 
 impl TchBackend {
-    pub fn open(
-        checkpoint: &Path,
-        cuda: bool,
-        opts: &RuntimeOptions,
-    ) -> anyhow::Result<(TchBackend, ModelConfig)> {
+    pub fn open(checkpoint: &Path, cuda: bool, opts: &RuntimeOptions) -> anyhow::Result<TchBackend> {
         let device = if cuda {
             crate::model::cuda_device("tch-cuda", opts.tf32)?
         } else {
@@ -31,14 +27,10 @@ impl TchBackend {
         let ckpt = Checkpoint::load(checkpoint)?;
         let mut model = model_from_checkpoint(&ckpt, device)?;
         model.prune_for_inference()?;
-        let config = model.config.clone();
-        Ok((
-            TchBackend {
-                model,
-                name: if cuda { "tch-cuda" } else { "tch" },
-            },
-            config,
-        ))
+        Ok(TchBackend {
+            model,
+            name: if cuda { "tch-cuda" } else { "tch" },
+        })
     }
 }
 
@@ -47,20 +39,19 @@ impl Backend for TchBackend {
         self.name
     }
 
-    fn run(&mut self, batch: usize, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+    fn config(&self) -> &ModelConfig {
+        &self.model.config
+    }
+
+    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>> {
         let c = &self.model.config;
         let device = self.model.device();
         let xs: Vec<Tensor> = c
             .modalities
             .iter()
             .zip(inputs)
-            .map(|(&m, data)| {
-                let shape = [
-                    batch as i64,
-                    c.seq_len as i64,
-                    c.shot_num as i64,
-                    c.feature_dims.get(m) as i64,
-                ];
+            .map(|(&m, &data)| {
+                let shape = c.input_shape(m, batch).map(|d| d as i64);
                 Tensor::from_slice(data).view(shape).to_device(device)
             })
             .collect();

@@ -2,6 +2,18 @@
 //! (`tch`, from a checkpoint), ONNX Runtime (`ort`, CPU or CUDA) and tract,
 //! both from the exported ONNX file. Every backend gets the same windows
 //! (`crate::segment`) and returns boundary probabilities.
+//!
+//! **The interface is windows** (`[batch, seq_len, shot_num, D]` per
+//! modality, [`ModelConfig::input_shape`]), version [`INTERFACE`], recorded
+//! in each exported model's metadata; a model of another version is refused
+//! with a message. Per-shot features plus window indices would save the
+//! `shot_num`-fold replication of the input, but that replication costs
+//! ~1% of CPU inference here (the windows are assembled from cached rows
+//! while the LSTM's matrix products take the time), and the index form needs
+//! a Gather over a per-movie dynamic axis that tract's fixed-batch plan
+//! (its LSTM refuses a symbolic batch) cannot compile. On a GPU the same
+//! windows are assembled on the device from resident per-shot features
+//! (the CUDA issue's plan) without changing this interface.
 
 #[cfg(feature = "tch")]
 pub mod libtorch;
@@ -19,14 +31,21 @@ use anyhow::{bail, Context};
 
 use crate::model::config::ModelConfig;
 
+/// The version of the window interface (see the module's doc); exported
+/// models carry it as `lgss.interface`.
+pub const INTERFACE: &str = "windows-1";
+
 /// A model that maps windows to boundary probabilities.
 pub trait Backend {
     /// The runtime's name as `--runtime` spells it.
     fn name(&self) -> &str;
+    /// The model's configuration (what its inputs look like).
+    fn config(&self) -> &ModelConfig;
     /// Probabilities for `batch` sequences: `inputs[i]` holds the i-th
-    /// configured modality as `[batch, seq_len, shot_num, D]`, row-major.
-    /// Returns `[batch * seq_len]`.
-    fn run(&mut self, batch: usize, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>>;
+    /// configured modality as [`ModelConfig::input_shape`], row-major,
+    /// borrowed (runtimes that can read it in place do). Returns
+    /// `[batch * seq_len]`.
+    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>>;
 }
 
 /// The runtimes `--runtime` accepts.
@@ -146,8 +165,8 @@ pub fn require_built(kind: RuntimeKind) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens a runtime and returns it with the model's configuration.
-pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<(Box<dyn Backend>, ModelConfig)> {
+/// Opens a runtime; its [`Backend::config`] is the model's configuration.
+pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<Box<dyn Backend>> {
     if opts.batch == 0 {
         bail!("--batch must be at least 1");
     }
@@ -156,20 +175,29 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<(Box<dyn
         #[cfg(feature = "tch")]
         RuntimeKind::Tch | RuntimeKind::TchCuda => {
             let ckpt = need(&opts.checkpoint, "--checkpoint", kind)?;
-            let (b, c) = libtorch::TchBackend::open(ckpt, kind == RuntimeKind::TchCuda, opts)?;
-            Ok((Box::new(b), c))
+            Ok(Box::new(libtorch::TchBackend::open(
+                ckpt,
+                kind == RuntimeKind::TchCuda,
+                opts,
+            )?))
         }
         #[cfg(feature = "ort")]
         RuntimeKind::OrtCpu | RuntimeKind::OrtCuda => {
             let model = need(&opts.onnx, "--model (an ONNX file)", kind)?;
-            let (b, c) = onnxruntime::OrtBackend::open(model, kind == RuntimeKind::OrtCuda, opts)?;
-            Ok((Box::new(b), c))
+            Ok(Box::new(onnxruntime::OrtBackend::open(
+                model,
+                kind == RuntimeKind::OrtCuda,
+                opts,
+            )?))
         }
         #[cfg(feature = "tract")]
         RuntimeKind::Tract => {
             let model = need(&opts.onnx, "--model (an ONNX file)", kind)?;
-            let (b, c) = tract::TractBackend::open(model, opts.batch, opts.threads)?;
-            Ok((Box::new(b), c))
+            Ok(Box::new(tract::TractBackend::open(
+                model,
+                opts.batch,
+                opts.threads,
+            )?))
         }
         #[allow(unreachable_patterns)]
         _ => bail!("--runtime {kind} is not in this build of lgss"),

@@ -7,13 +7,24 @@ use prost::Message;
 use tract_onnx::pb;
 
 use crate::model::config::{Config, ModelConfig};
-use crate::onnx::export::META_CONFIG;
+use crate::onnx::export::{META_CONFIG, META_INTERFACE};
 
 /// Reads the LGSS config from an exported ONNX file.
 pub fn config_of(path: &Path) -> anyhow::Result<ModelConfig> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let model = pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| anyhow!("{}: not an ONNX model: {e}", path.display()))?;
+    // Models from before the interface was recorded use windows too.
+    if let Some(p) = model.metadata_props.iter().find(|p| p.key == META_INTERFACE) {
+        if p.value != super::INTERFACE {
+            anyhow::bail!(
+                "{}: the model's input interface is \"{}\", this lgss reads \"{}\": export the checkpoint again with this lgss",
+                path.display(),
+                crate::data::pickle::printable(&p.value),
+                super::INTERFACE
+            );
+        }
+    }
     let text = model
         .metadata_props
         .iter()

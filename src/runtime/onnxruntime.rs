@@ -21,11 +21,7 @@ pub struct OrtBackend {
 }
 
 impl OrtBackend {
-    pub fn open(
-        model: &Path,
-        cuda: bool,
-        opts: &RuntimeOptions,
-    ) -> anyhow::Result<(OrtBackend, ModelConfig)> {
+    pub fn open(model: &Path, cuda: bool, opts: &RuntimeOptions) -> anyhow::Result<OrtBackend> {
         let config = onnx_meta::config_of(model)?;
         let env = ort_lib::init(opts.ort_lib.as_deref())?;
         let err = |e: ort::Error| anyhow!("{}: ONNX Runtime: {e}", model.display());
@@ -47,14 +43,11 @@ impl OrtBackend {
             })?;
         }
         let session = builder.commit_from_file(model).map_err(err)?;
-        Ok((
-            OrtBackend {
-                session,
-                config: config.clone(),
-                name: if cuda { "ort-cuda" } else { "ort-cpu" },
-            },
+        Ok(OrtBackend {
+            session,
             config,
-        ))
+            name: if cuda { "ort-cuda" } else { "ort-cpu" },
+        })
     }
 }
 
@@ -63,14 +56,18 @@ impl Backend for OrtBackend {
         self.name
     }
 
-    fn run(&mut self, batch: usize, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
         let mut values = Vec::with_capacity(inputs.len());
-        // The graph's inputs are named after the modalities (onnx::export).
-        for (&m, data) in c.modalities.iter().zip(inputs) {
-            let shape = [batch, c.seq_len, c.shot_num, c.feature_dims.get(m)];
-            let t = TensorRef::from_array_view((shape, data.as_slice()))
-                .map_err(|e| anyhow!("ort input {m}: {e}"))?;
+        // The graph's inputs are named after the modalities (onnx::export);
+        // ONNX Runtime reads the caller's buffers in place.
+        for (&m, &data) in c.modalities.iter().zip(inputs) {
+            let shape = c.input_shape(m, batch);
+            let t = TensorRef::from_array_view((shape, data)).map_err(|e| anyhow!("ort input {m}: {e}"))?;
             values.push((
                 std::borrow::Cow::from(m.key()),
                 ort::session::SessionInputValue::from(t),

@@ -47,11 +47,7 @@ pub struct WindowConv {
 
 impl TractBackend {
     /// The backend as `--runtime tract` uses it: window max in Rust.
-    pub fn open(
-        model: &Path,
-        batch: usize,
-        threads: Option<usize>,
-    ) -> anyhow::Result<(TractBackend, ModelConfig)> {
+    pub fn open(model: &Path, batch: usize, threads: Option<usize>) -> anyhow::Result<TractBackend> {
         Self::open_with(model, batch, threads, true)
     }
 
@@ -61,7 +57,7 @@ impl TractBackend {
         batch: usize,
         threads: Option<usize>,
         rust_window_max: bool,
-    ) -> anyhow::Result<(TractBackend, ModelConfig)> {
+    ) -> anyhow::Result<TractBackend> {
         let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
         let (m, config, window_max) = typed_model(model, batch, rust_window_max)?;
         let threads = threads
@@ -73,16 +69,13 @@ impl TractBackend {
             ..Default::default()
         };
         let plan = m.into_runnable_with_options(&options).map_err(err)?;
-        Ok((
-            TractBackend {
-                plan,
-                config: config.clone(),
-                batch,
-                window_max,
-                threads,
-            },
+        Ok(TractBackend {
+            plan,
             config,
-        ))
+            batch,
+            window_max,
+            threads,
+        })
     }
 }
 
@@ -319,7 +312,11 @@ impl Backend for TractBackend {
         "tract"
     }
 
-    fn run(&mut self, batch: usize, inputs: &[Vec<f32>]) -> anyhow::Result<Vec<f32>> {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
         anyhow::ensure!(
             batch <= self.batch,
@@ -328,11 +325,17 @@ impl Backend for TractBackend {
         );
         let mut values: TVec<TValue> = TVec::new();
         let mut maxes: TVec<TValue> = TVec::new();
-        for (i, (&m, data)) in c.modalities.iter().zip(inputs).enumerate() {
+        for (i, (&m, &data)) in c.modalities.iter().zip(inputs).enumerate() {
             let d = c.feature_dims.get(m);
-            let shape = [self.batch, c.seq_len, c.shot_num, d];
-            let mut padded = data.clone();
-            padded.resize(shape.iter().product(), 0.0);
+            let shape = c.input_shape(m, self.batch);
+            // Only a short last batch is copied, to pad it to the plan's batch.
+            let padded: std::borrow::Cow<[f32]> = if data.len() == shape.iter().product::<usize>() {
+                std::borrow::Cow::Borrowed(data)
+            } else {
+                let mut v = data.to_vec();
+                v.resize(shape.iter().product(), 0.0);
+                std::borrow::Cow::Owned(v)
+            };
             if let Some(convs) = &self.window_max {
                 let ctx = window_max(&convs[i], &padded, d, self.threads);
                 let t = Tensor::from_shape(&[self.batch * c.seq_len, d], &ctx)

@@ -169,6 +169,8 @@ fn a_hundred_thousand_shots_work_in_info_eval_and_segment() {
         last.contains(",99999,"),
         "the last scene ends at the last shot: {last}"
     );
+    // The movie is 64 MB: do not leave it behind.
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn segment(dir: &Path, out: &Path, inputs: &[&Path]) -> std::process::Output {

@@ -49,9 +49,10 @@ fn exported_fixture_reproduces_pytorch_in_every_runtime() {
             batch: 2,
             ..Default::default()
         };
-        let (mut backend, config) = open(kind, &opts).unwrap();
-        assert_eq!(config.sim_channel, 16);
-        let got = backend.run(2, &inputs).unwrap();
+        let mut backend = open(kind, &opts).unwrap();
+        assert_eq!(backend.config().sim_channel, 16);
+        let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let got = backend.run(2, &views).unwrap();
         let d = got
             .iter()
             .zip(&want)
@@ -314,9 +315,10 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
         .iter()
         .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
         .collect();
-    let (mut rust, _) = TractBackend::open_with(&onnx, 2, None, true).unwrap();
-    let (mut whole, _) = TractBackend::open_with(&onnx, 2, None, false).unwrap();
-    let (a, z) = (rust.run(2, &inputs).unwrap(), whole.run(2, &inputs).unwrap());
+    let mut rust = TractBackend::open_with(&onnx, 2, None, true).unwrap();
+    let mut whole = TractBackend::open_with(&onnx, 2, None, false).unwrap();
+    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let (a, z) = (rust.run(2, &views).unwrap(), whole.run(2, &views).unwrap());
     let dp = a.iter().zip(&z).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
     assert!(dp <= 1e-6, "max |Δprob| {dp:e}");
 }
