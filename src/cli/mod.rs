@@ -10,6 +10,7 @@ mod segment;
 mod synth;
 mod train;
 mod verify;
+pub mod workspace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,10 @@ pub struct Cli {
     /// ONNX Runtime library to load (default: $LGSS_ORT_LIB, else the project's .venv).
     #[arg(long, global = true, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
+    /// Workspace holding data/movies, runs/ and an optional lgss.toml
+    /// (default: $LGSS_WORKSPACE, else the current folder).
+    #[arg(long, global = true, value_name = "DIR")]
+    workspace: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -92,14 +97,15 @@ pub fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    let ws = workspace::Workspace::new(cli.workspace.as_deref());
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Synth(a) => synth::run(a),
-        Command::Train(a) => train::run(a),
-        Command::Export(a) => export::run(a),
-        Command::Segment(a) => segment::run(a, cli.ort_lib.as_deref()),
-        Command::Verify(a) => verify::run(a, cli.ort_lib.as_deref()),
+        Command::Train(a) => train::run(a, &ws),
+        Command::Export(a) => export::run(a, &ws),
+        Command::Segment(a) => segment::run(a, cli.ort_lib.as_deref(), &ws),
+        Command::Verify(a) => verify::run(a, cli.ort_lib.as_deref(), &ws),
         Command::ImportTorch(a) => import_torch::run(a),
         Command::Doctor => doctor::run(cli.ort_lib.as_deref()),
     };

@@ -33,15 +33,34 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn options(&self, ort_lib: Option<&Path>) -> RuntimeOptions {
-        RuntimeOptions {
-            onnx: self.model.clone(),
-            checkpoint: self.checkpoint.clone(),
+    /// The runtime options for `kinds`, with the model and checkpoint the
+    /// workspace's latest run has where none was given and a runtime needs it.
+    pub fn options(
+        &self,
+        ort_lib: Option<&Path>,
+        ws: &super::workspace::Workspace,
+        kinds: &[RuntimeKind],
+    ) -> anyhow::Result<RuntimeOptions> {
+        let needs_onnx = kinds.iter().any(|k| k.feature() != "tch");
+        let needs_checkpoint = kinds.iter().any(|k| k.feature() == "tch");
+        let onnx = match &self.model {
+            Some(m) => Some(m.clone()),
+            None if needs_onnx => Some(ws.latest_model()?),
+            None => None,
+        };
+        let checkpoint = match &self.checkpoint {
+            Some(c) => Some(c.clone()),
+            None if needs_checkpoint => Some(ws.latest_checkpoint()?),
+            None => None,
+        };
+        Ok(RuntimeOptions {
+            onnx,
+            checkpoint,
             threads: self.threads,
             ort_lib: ort_lib.map(Path::to_path_buf),
             batch: self.batch,
             tf32: self.tf32,
-        }
+        })
     }
 }
 
@@ -104,12 +123,14 @@ fn csv(s: &Segmentation) -> String {
     out
 }
 
-pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
     let runtime = match args.runtime {
         Some(r) => r,
         None => RuntimeKind::default_built().context("this build of lgss has no runtime")?,
     };
     crate::runtime::require_built(runtime)?;
+    // The model first: without one there is nothing to do with the inputs.
+    let opts = args.model.options(ort_lib, ws, &[runtime])?;
     if args.write_pkl && args.out.is_none() {
         bail!("--write-pkl needs --out DIR");
     }
@@ -123,7 +144,7 @@ pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     }
-    let mut backend = open(runtime, &args.model.options(ort_lib))?;
+    let mut backend = open(runtime, &opts)?;
     let schema = schema_for(backend.config());
     let pb = super::progress::bar(files.len(), "segment");
     // One bad movie must not stop the others: each failure is reported by

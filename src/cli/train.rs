@@ -20,15 +20,19 @@ use crate::train::{train, TrainOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory of tt*.pkl movies (with ground truth).
+    /// Directory of tt*.pkl movies with ground truth (default: the
+    /// workspace's data/movies).
     #[arg(long)]
-    data: PathBuf,
-    /// Model and recipe (TOML), e.g. models/lgss.toml.
-    #[arg(long, default_value = "models/lgss.toml")]
-    config: PathBuf,
-    /// Run directory: checkpoints, metrics.jsonl, curves.png, test_metrics.json.
+    data: Option<PathBuf>,
+    /// Model and recipe (TOML), e.g. models/lgss-small.toml (default: the
+    /// workspace's lgss.toml, else the paper's config, built in).
     #[arg(long)]
-    out: PathBuf,
+    config: Option<PathBuf>,
+    /// Run directory: checkpoints, metrics.jsonl, curves.png,
+    /// test_metrics.json (default: a new runs/<timestamp> in the workspace,
+    /// which runs/latest then points at).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// auto: CUDA when libtorch sees a GPU, else CPU.
     #[arg(long, default_value = "auto", value_parser = ["auto", "cuda", "cpu"])]
     device: String,
@@ -68,13 +72,27 @@ pub fn device(name: &str, tf32: bool) -> anyhow::Result<Device> {
 }
 
 #[cfg(not(feature = "tch"))]
-pub fn run(_: Args) -> anyhow::Result<()> {
+pub fn run(_: Args, _: &super::workspace::Workspace) -> anyhow::Result<()> {
     Err(super::not_built("train", "tch"))
 }
 
 #[cfg(feature = "tch")]
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = Config::load(&args.config)?;
+pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
+    let data = match &args.data {
+        Some(d) => d.clone(),
+        None => ws.require_data()?,
+    };
+    let (mut config, config_name) = match args.config.clone().or_else(|| ws.config()) {
+        Some(path) => (Config::load(&path)?, path.display().to_string()),
+        None => (
+            Config::from_toml(super::workspace::DEFAULT_CONFIG).context("the built-in config")?,
+            "the paper's config (models/lgss.toml, built in)".to_string(),
+        ),
+    };
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => ws.new_run(),
+    };
     if let Some(e) = args.epochs {
         config.train.epochs = e;
     }
@@ -86,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     config.validate().context("after command-line overrides")?;
     let device = device(&args.device, args.tf32)?;
-    let files = movie_files(&args.data)?;
+    let files = movie_files(&data)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // A second Ctrl-C kills as usual; the first asks for a clean stop.
@@ -102,16 +120,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     eprintln!(
-        "training {} on {} movies from {} on {:?}",
-        args.config.display(),
+        "training {config_name} on {} movies from {} on {:?} into {}",
         files.len(),
-        args.data.display(),
-        device
+        data.display(),
+        device,
+        out.display()
     );
     let opts = TrainOptions {
         files,
         config,
-        out: args.out.clone(),
+        out: out.clone(),
         device,
         seed: args.seed,
         val_movies: args.val_movies,
@@ -120,12 +138,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         show_progress: true,
     };
     let result = train(&opts, stop)?;
+    // runs/latest follows the newest run of the workspace that has a checkpoint.
+    if ws.is_run(&out) && result.last_checkpoint.exists() {
+        ws.set_latest(&out)?;
+    }
     if result.interrupted {
         eprintln!(
             "stopped after {} epochs; continue with: lgss train --data {} --out {} --resume {}",
             result.epochs_done,
-            args.data.display(),
-            args.out.display(),
+            data.display(),
+            out.display(),
             result.last_checkpoint.display()
         );
         return Ok(());
@@ -145,7 +167,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!(
         "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json",
-        args.out.display()
+        out.display()
     );
     Ok(())
 }

@@ -65,7 +65,11 @@ pub struct Report {
     pub ok: bool,
 }
 
-pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
+pub fn verify(
+    args: &Args,
+    ort_lib: Option<&Path>,
+    ws: &super::workspace::Workspace,
+) -> anyhow::Result<Report> {
     let runtimes = if args.runtimes.is_empty() {
         RuntimeKind::cpu_built()
     } else {
@@ -84,7 +88,10 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
     let mut ok = true;
     let mut windows = 0;
     for &kind in &runtimes {
-        let opened = open(kind, &args.model.options(ort_lib));
+        let opened = args
+            .model
+            .options(ort_lib, ws, &[kind])
+            .and_then(|o| open(kind, &o));
         let mut backend = match opened {
             Ok(x) => x,
             Err(e) => {
@@ -181,8 +188,8 @@ pub fn verify(args: &Args, ort_lib: Option<&Path>) -> anyhow::Result<Report> {
     })
 }
 
-pub fn run(args: Args, ort_lib: Option<&Path>) -> anyhow::Result<()> {
-    let report = verify(&args, ort_lib)?;
+pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
+    let report = verify(&args, ort_lib, ws)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -139,3 +139,99 @@ fn gpu_check_rehearses_on_a_cpu() {
     }
     assert!(dir.join("gpu-check.md").exists());
 }
+
+/// The card's three commands as users type them, in a workspace with its
+/// own (small) lgss.toml: `lgss train`, `lgss export --onnx`,
+/// `lgss segment movie.pkl`; and the errors that say what to run first.
+#[test]
+fn the_three_commands_run_as_typed_in_a_workspace() {
+    let ws = tempdir("workspace");
+    let run = |args: &[&str]| {
+        let out = lgss()
+            .args(args)
+            .current_dir(&ws)
+            .env_remove("LGSS_WORKSPACE")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["train"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("data/movies") && err.contains("lgss synth --out"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["segment", "movie.pkl"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("lgss export --onnx"), "{err}");
+
+    let (code, _, err) = run(&[
+        "synth",
+        "--out",
+        "data/movies",
+        "--movies",
+        "6",
+        "--seed",
+        "1",
+        "--size",
+        "small",
+        "--shots",
+        "40..70",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml"),
+        ws.join("lgss.toml"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["train", "--epochs", "1", "--device", "cpu"]);
+    assert_eq!(code, Some(0), "{err}");
+    let latest = ws.join("runs/latest");
+    assert!(
+        latest.join("best.safetensors").exists(),
+        "runs/latest points at the run"
+    );
+    let first = std::fs::read_link(&latest).unwrap();
+    let (code, _, err) = run(&["export", "--onnx"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(latest.join("model.onnx").exists(), "{err}");
+    let (code, out, err) = run(&["segment", "data/movies/tt0000006.pkl"]);
+    assert_eq!(code, Some(0), "{err}");
+    let seg: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(seg["imdb_id"], "tt0000006");
+    assert_eq!(seg["runtime"], "ort-cpu", "the best CPU runtime built");
+    let (code, _, err) = run(&["segment", "--runtime", "tract", "data/movies/tt0000001.pkl"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // A second run moves runs/latest; --workspace and LGSS_WORKSPACE reach it from elsewhere.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (code, _, err) = run(&["train", "--epochs", "1", "--device", "cpu"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_ne!(std::fs::read_link(&latest).unwrap(), first);
+    let elsewhere = lgss()
+        .args(["--workspace"])
+        .arg(&ws)
+        .args(["export", "--onnx"])
+        .output()
+        .unwrap();
+    assert!(
+        elsewhere.status.success(),
+        "{}",
+        String::from_utf8_lossy(&elsewhere.stderr)
+    );
+    let via_env = lgss()
+        .args(["segment", "--runtime", "tract"])
+        .arg(ws.join("data/movies/tt0000002.pkl"))
+        .env("LGSS_WORKSPACE", &ws)
+        .output()
+        .unwrap();
+    assert!(
+        via_env.status.success(),
+        "{}",
+        String::from_utf8_lossy(&via_env.stderr)
+    );
+}
