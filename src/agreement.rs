@@ -217,23 +217,10 @@ fn widen(eps: f64) -> f64 {
 /// a_min/(a_min + b_max) and a_max/(a_max + b_min). Sound for every such
 /// q; with ε = 0 both ends are AP(p) exactly. O(n log n).
 pub fn ap_interval(truth: &[bool], p: &[f64], eps: f64) -> (f64, f64) {
-    let mut pos: Vec<f64> = truth
-        .iter()
-        .zip(p)
-        .filter(|(t, _)| **t)
-        .map(|(_, &s)| s)
-        .collect();
-    let mut neg: Vec<f64> = truth
-        .iter()
-        .zip(p)
-        .filter(|(t, _)| !**t)
-        .map(|(_, &s)| s)
-        .collect();
+    let (pos, neg) = (sorted_scores(truth, p, true), sorted_scores(truth, p, false));
     if pos.is_empty() {
         return (0.0, 0.0);
     }
-    pos.sort_by(f64::total_cmp);
-    neg.sort_by(f64::total_cmp);
     let two = widen(2.0 * eps);
     let at_or_above = |v: &[f64], x: f64| v.len() - v.partition_point(|&s| s < x);
     let (mut lo, mut hi) = (0.0, 0.0);
@@ -257,16 +244,22 @@ pub fn ap_interval(truth: &[bool], p: &[f64], eps: f64) -> (f64, f64) {
     (lo / n, hi / n)
 }
 
+/// The scores of the boundaries whose truth is `label`, ascending.
+fn sorted_scores(truth: &[bool], p: &[f64], label: bool) -> Vec<f64> {
+    let mut v: Vec<f64> = truth
+        .iter()
+        .zip(p)
+        .filter(|(t, _)| **t == label)
+        .map(|(_, &s)| s)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
 /// (positive, negative) pairs whose scores are within 2ε: the pairs whose
 /// order can differ between two runtimes that differ by at most ε.
 pub fn swappable_pairs(truth: &[bool], p: &[f64], eps: f64) -> u64 {
-    let mut neg: Vec<f64> = truth
-        .iter()
-        .zip(p)
-        .filter(|(t, _)| !**t)
-        .map(|(_, &s)| s)
-        .collect();
-    neg.sort_by(f64::total_cmp);
+    let neg = sorted_scores(truth, p, false);
     let two = widen(2.0 * eps);
     truth
         .iter()

@@ -48,8 +48,9 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.{}.{n}.tmp", host(), std::process::id()))
 }
 
-/// This machine's name, reduced to characters safe in a file name.
-fn host() -> &'static str {
+/// This machine's name, reduced to characters safe in a file name (as temp
+/// file names carry it).
+pub fn host() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HOST.get_or_init(|| {
         let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

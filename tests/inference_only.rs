@@ -53,10 +53,9 @@ fn fixture_checkpoint(dir: &Path) -> PathBuf {
     path
 }
 
-#[test]
-fn export_and_tract_reproduce_pytorch_without_libtorch() {
-    let dir = tempdir("inference-only");
-    let ck = fixture_checkpoint(&dir);
+/// `lgss export` of the fixture checkpoint into `dir`.
+fn exported_fixture(dir: &Path) -> PathBuf {
+    let ck = fixture_checkpoint(dir);
     let onnx = dir.join("tiny.onnx");
     let out = lgss()
         .args(["export", "--onnx"])
@@ -66,6 +65,13 @@ fn export_and_tract_reproduce_pytorch_without_libtorch() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    onnx
+}
+
+#[test]
+fn export_and_tract_reproduce_pytorch_without_libtorch() {
+    let dir = tempdir("inference-only");
+    let onnx = exported_fixture(&dir);
 
     let io = Checkpoint::load(&root().join("tests/fixtures/lgss-tiny/io.safetensors")).unwrap();
     let inputs: Vec<Vec<f32>> = Modality::ALL
@@ -154,16 +160,7 @@ fn missing_features_are_named() {
 fn models_of_another_interface_are_refused() {
     use prost::Message;
     let dir = tempdir("inference-only-interface");
-    let ck = fixture_checkpoint(&dir);
-    let onnx = dir.join("tiny.onnx");
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ck)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let onnx = exported_fixture(&dir);
     let mut proto = tract_onnx::pb::ModelProto::decode(std::fs::read(&onnx).unwrap().as_slice()).unwrap();
     let entry = proto
         .metadata_props

@@ -88,26 +88,24 @@ impl GraphBuilder {
     /// Gives `value` a stable name with an Identity node (runtimes fuse it
     /// away) and returns that name.
     pub fn named(&mut self, value: &str, name: &str) -> String {
+        self.identity(value, name, format!("name_{name}"));
+        name.to_string()
+    }
+
+    fn identity(&mut self, value: &str, name: &str, node: String) {
         self.nodes.push(pb::NodeProto {
             input: vec![value.to_string()],
             output: vec![name.to_string()],
-            name: format!("name_{name}"),
+            name: node,
             op_type: "Identity".into(),
             ..Default::default()
         });
-        name.to_string()
     }
 
     /// Declares `value` a graph output, renaming it with an Identity if needed.
     pub fn output(&mut self, value: &str, name: &str, dims: &[Dim]) {
         if value != name {
-            self.nodes.push(pb::NodeProto {
-                input: vec![value.to_string()],
-                output: vec![name.to_string()],
-                name: format!("output_{name}"),
-                op_type: "Identity".into(),
-                ..Default::default()
-            });
+            self.identity(value, name, format!("output_{name}"));
         }
         self.outputs
             .push(value_info(name, pb::tensor_proto::DataType::Float, dims));

@@ -280,18 +280,7 @@ fn bad_movies_are_reported_and_the_rest_segmented() {
 #[test]
 fn stale_temp_files_are_cleaned_up() {
     let dir = tempdir("hostile-tmp");
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    let host: String = host
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let host = lgss::fsutil::host();
     // A pid that is not running: above the kernel's pid_max.
     let dead = dir.join(format!(".tt0000001.pkl.{host}.4194305.0.tmp"));
     let live = dir.join(format!(".tt0000002.pkl.{host}.{}.0.tmp", std::process::id()));
