@@ -19,11 +19,17 @@ pub struct Tf32State {
     pub cublas_matmul: bool,
     pub cudnn_conv: bool,
     pub cudnn_rnn: bool,
+    /// What ATen code that names no operator is told.
+    pub cudnn_any: bool,
 }
 
 impl Tf32State {
     pub fn any(self) -> bool {
-        self.cublas_matmul || self.cudnn_conv || self.cudnn_rnn
+        self.cublas_matmul || self.cudnn_conv || self.cudnn_rnn || self.cudnn_any
+    }
+
+    pub fn all(self) -> bool {
+        self.cublas_matmul && self.cudnn_conv && self.cudnn_rnn && self.cudnn_any
     }
 }
 
@@ -49,6 +55,7 @@ pub fn tf32_state() -> anyhow::Result<Tf32State> {
         cublas_matmul: bits & 1 != 0,
         cudnn_conv: bits & 2 != 0,
         cudnn_rnn: bits & 4 != 0,
+        cudnn_any: bits & 8 != 0,
     })
 }
 

@@ -207,3 +207,19 @@ fn lstm_runs_in_training_mode_exactly_when_gradients_are_recorded() {
         "the inference runtime's model"
     );
 }
+
+/// The C++ shim reaches libtorch's own TF32 switches (tch binds none):
+/// what it sets, libtorch reports back through every getter ATen uses —
+/// per operator and without one (which libtorch refuses to answer after
+/// its newer per-operator setter). Global settings, CPU-independent, so
+/// this runs without a GPU; it ends with the default, full fp32.
+#[test]
+fn tf32_switches_reach_libtorch() {
+    use lgss::model::cuda::{set_tf32, tf32_state};
+    set_tf32(true).unwrap();
+    let on = tf32_state().unwrap();
+    set_tf32(false).unwrap();
+    let off = tf32_state().unwrap();
+    assert!(on.all(), "{on:?}");
+    assert!(!off.any(), "{off:?}");
+}
