@@ -9,6 +9,7 @@
 //! not bind; it is compiled against the same libtorch's headers.
 
 fn main() {
+    long_version();
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
@@ -38,4 +39,32 @@ fn build_tf32_shim(libtorch_lib: &std::path::Path) {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .file(shim)
         .compile("lgss_tf32");
+}
+
+/// `lgss --version`: the version, the build's features and the pinned
+/// native-library crates (from Cargo.lock, so it cannot drift).
+fn long_version() {
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    let version_of = |name: &str| {
+        let key = format!("name = \"{name}\"\nversion = \"");
+        lock.find(&key)
+            .and_then(|i| lock[i + key.len()..].split('"').next())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let mut parts = Vec::new();
+    for (feature, lib) in [("TCH", "tch"), ("ORT", "ort"), ("TRACT", "tract-onnx")] {
+        if std::env::var_os(format!("CARGO_FEATURE_{feature}")).is_some() {
+            parts.push(format!("{lib} {}", version_of(lib)));
+        }
+    }
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        parts.push("cuda".into());
+    }
+    println!(
+        "cargo:rustc-env=LGSS_LONG_VERSION={} ({})",
+        std::env::var("CARGO_PKG_VERSION").unwrap_or_default(),
+        parts.join(", ")
+    );
 }

@@ -145,6 +145,14 @@ fn missing_features_are_named() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("`ort` feature"), "{err}");
     }
+    let version = String::from_utf8_lossy(&lgss().arg("--version").output().unwrap().stdout).into_owned();
+    assert!(version.contains("tract-onnx 0.23.9"), "{version}");
+    assert_eq!(version.contains("tch 0.24.0"), cfg!(feature = "tch"), "{version}");
+    assert_eq!(
+        version.contains("ort 2.0.0-rc.15"),
+        cfg!(feature = "ort"),
+        "{version}"
+    );
     let out = lgss().arg("doctor").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("features"), "{text}");

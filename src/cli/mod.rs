@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 /// LGSS movie scene segmentation: MovieScenes data, training, ONNX export,
 /// inference and the challenge's metrics.
 #[derive(Debug, Parser)]
-#[command(name = "lgss", version, about)]
+#[command(name = "lgss", version = env!("LGSS_LONG_VERSION"), about)]
 pub struct Cli {
     /// ONNX Runtime library to load (default: $LGSS_ORT_LIB, else the project's .venv).
     #[arg(long, global = true, value_name = "PATH")]
