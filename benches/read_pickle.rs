@@ -10,10 +10,8 @@
 //! each with its wall time and peak heap (a counting allocator), beside the
 //! budget 4·N + 64 MiB.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use lgss::data::movie::{Movie, Schema};
@@ -21,28 +19,8 @@ use lgss::data::synth::{self, SynthSize};
 
 const REPS: usize = 15;
 
-/// Counts live heap bytes and their peak.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: lgss::heap::Counting = lgss::heap::Counting;
 
 /// The two worst inputs found against the old reader.
 fn hostile_inputs() -> Vec<(&'static str, Vec<u8>)> {
@@ -134,12 +112,11 @@ fn main() -> anyhow::Result<()> {
 
     println!("hostile inputs (read or refused; peak heap beyond the input):");
     for (what, bytes) in hostile_inputs() {
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let base = lgss::heap::start();
         let t = Instant::now();
         let result = lgss::data::pickle::load(&bytes).map(|v| v.kind());
         let secs = t.elapsed().as_secs_f64();
-        let peak = PEAK.load(Ordering::Relaxed) - before;
+        let peak = lgss::heap::peak_since(base);
         let n = bytes.len();
         println!(
             "  {what} ({:.2} MB): {} in {:.1} ms, peak {:.1} MB (budget 4N + 64 MiB = {:.1} MB)",

@@ -5,6 +5,7 @@ pub mod agreement;
 pub mod cli;
 pub mod data;
 pub mod fsutil;
+pub mod heap;
 pub mod metrics;
 pub mod model;
 pub mod onnx;

@@ -17,52 +17,14 @@
 //! runs 10^6 (`LGSS_FUZZ_SEED` picks another sequence). A failing case is
 //! written to `target/fuzz-failures/` for a regression test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lgss::data::movie::{Movie, Schema};
 use lgss::data::synth::{self, SynthSize};
 use lgss::rng::Rng;
 
-/// Counts live heap bytes and their peak.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let live =
-                    LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
-                PEAK.fetch_max(live, Ordering::Relaxed);
-            } else {
-                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: lgss::heap::Counting = lgss::heap::Counting;
 
 const MIB: usize = 1 << 20;
 
@@ -330,10 +292,9 @@ fn reader_survives_mutated_pickles_within_budget() {
         for _ in 0..rng.range(0, 2) {
             input = mutate(&mut rng, &input, other);
         }
-        let before = LIVE.load(Ordering::Relaxed);
-        PEAK.store(before, Ordering::Relaxed);
+        let base = lgss::heap::start();
         let result = std::panic::catch_unwind(|| Movie::from_pickle_bytes(&input, &schema).is_ok());
-        let peak = PEAK.load(Ordering::Relaxed) - before;
+        let peak = lgss::heap::peak_since(base);
         let limit = 4 * input.len() + 64 * MIB;
         let save = |why: &str| {
             let _ = std::fs::create_dir_all(&failures);
