@@ -11,6 +11,7 @@ pub mod model;
 pub mod onnx;
 pub mod rng;
 pub mod runtime;
+pub mod scene_formats;
 pub mod segment;
 #[cfg(feature = "tch")]
 pub mod train;

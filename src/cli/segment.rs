@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::data::dataset::expand_inputs;
 use crate::data::movie::Movie;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
+use crate::scene_formats::{self, SceneFormat};
 use crate::segment::{movie_probabilities, scenes, schema_for, Scene};
 
 /// How to reach a model, shared by `segment` and `verify`.
@@ -78,8 +79,10 @@ pub struct Args {
     /// Write one file per movie here (else print to stdout).
     #[arg(long)]
     out: Option<PathBuf>,
-    #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
-    format: String,
+    /// json (probabilities and scenes), csv, webvtt (chapters), edl (CMX
+    /// 3600) or otio (OpenTimelineIO).
+    #[arg(long, value_enum, default_value_t = SceneFormat::Json)]
+    format: SceneFormat,
     /// A boundary is a scene cut when its probability is at least this.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
@@ -101,26 +104,6 @@ pub struct Segmentation {
     pub fps: f64,
     pub boundary_probabilities: Vec<f64>,
     pub scenes: Vec<Scene>,
-}
-
-fn csv(s: &Segmentation) -> String {
-    let mut out =
-        String::from("imdb_id,scene,first_shot,last_shot,first_frame,last_frame,start,end,confidence\n");
-    for sc in &s.scenes {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{:.6}\n",
-            s.imdb_id,
-            sc.index,
-            sc.first_shot,
-            sc.last_shot,
-            sc.first_frame,
-            sc.last_frame,
-            sc.start,
-            sc.end,
-            sc.confidence
-        ));
-    }
-    out
 }
 
 pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
@@ -227,10 +210,14 @@ fn segment_one(
         scenes: scenes(&prob, &movie.shot_end_frame, args.threshold, args.fps),
         boundary_probabilities: prob.clone(),
     };
-    let text = if args.format == "csv" {
-        csv(&seg)
-    } else {
-        serde_json::to_string(&seg)? + "\n"
+    let text = match args.format {
+        SceneFormat::Json => serde_json::to_string(&seg)? + "\n",
+        SceneFormat::Csv => scene_formats::csv(&seg.imdb_id, &seg.scenes),
+        SceneFormat::Webvtt => scene_formats::webvtt(&seg.scenes),
+        SceneFormat::Edl => scene_formats::edl(&seg.imdb_id, &seg.scenes, seg.fps),
+        SceneFormat::Otio => {
+            serde_json::to_string_pretty(&scene_formats::otio(&seg.imdb_id, &seg.scenes, seg.fps))? + "\n"
+        }
     };
     match &args.out {
         Some(out) => {
@@ -245,7 +232,10 @@ fn segment_one(
                     )
                 });
             }
-            crate::fsutil::write_atomic(&out.join(format!("{stem}.{}", args.format)), text.as_bytes())?;
+            crate::fsutil::write_atomic(
+                &out.join(format!("{stem}.{}", args.format.extension())),
+                text.as_bytes(),
+            )?;
             if args.write_pkl {
                 movie.prediction = Some(prob);
                 crate::data::pickle_write::write_movie(&out.join(format!("{stem}.pkl")), &movie)?;

@@ -322,3 +322,136 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
     let dp = a.iter().zip(&z).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
     assert!(dp <= 1e-6, "max |Δprob| {dp:e}");
 }
+
+/// Every `--format` holds the same scenes as the JSON output: CSV rows,
+/// WebVTT cues (parsed back), CMX 3600 events and OpenTimelineIO clips
+/// (parsed back), with frame-exact ranges at the given fps.
+#[test]
+fn scene_formats_carry_the_same_scenes() {
+    let dir = tempdir("rt-formats");
+    let (ck, onnx) = fixture_model_files(&dir);
+    let mut movie = lgss::data::synth::movie(
+        4,
+        0,
+        &lgss::data::synth::SynthSize {
+            min_shots: 90,
+            max_shots: 90,
+            ..lgss::data::synth::SynthSize::small()
+        },
+    );
+    movie.imdb_id = "tt0000042".into();
+    let file = dir.join("tt0000042.pkl");
+    lgss::data::pickle_write::write_movie(&file, &movie).unwrap();
+    let out_dir = dir.join("out");
+    for format in ["json", "csv", "webvtt", "edl", "otio"] {
+        let out = lgss()
+            .args([
+                "segment",
+                "--runtime",
+                "tract",
+                "--fps",
+                "25",
+                "--threshold",
+                "0.3",
+                "--format",
+                format,
+                "--model",
+            ])
+            .arg(&onnx)
+            .arg("--checkpoint")
+            .arg(&ck)
+            .arg("--out")
+            .arg(&out_dir)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let read = |ext: &str| std::fs::read_to_string(out_dir.join(format!("tt0000042.{ext}"))).unwrap();
+    let seg: serde_json::Value = serde_json::from_str(&read("json")).unwrap();
+    let scenes = seg["scenes"].as_array().unwrap();
+    assert!(scenes.len() > 1, "a threshold that cuts");
+    let frame = |s: &serde_json::Value, k: &str| s[k].as_i64().unwrap();
+
+    assert_eq!(read("csv").lines().count(), scenes.len() + 1);
+
+    let vtt = read("vtt");
+    let mut lines = vtt.lines();
+    assert_eq!(lines.next(), Some("WEBVTT"));
+    let cues: Vec<Vec<&str>> = vtt
+        .split("\n\n")
+        .skip(1)
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| c.lines().collect())
+        .collect();
+    assert_eq!(cues.len(), scenes.len());
+    for (cue, s) in cues.iter().zip(scenes) {
+        let (a, b) = cue[1].split_once(" --> ").expect("a cue timing line");
+        assert_eq!((a, b), (s["start"].as_str().unwrap(), s["end"].as_str().unwrap()));
+    }
+
+    // CMX 3600 at 25 fps: HH:MM:SS:FF of the first frame and one past the last.
+    let smpte = |f: i64| {
+        format!(
+            "{:02}:{:02}:{:02}:{:02}",
+            f / 25 / 3600,
+            f / 25 / 60 % 60,
+            f / 25 % 60,
+            f % 25
+        )
+    };
+    let edl = read("edl");
+    let events: Vec<&str> = edl.lines().filter(|l| l.contains("  AX  ")).collect();
+    assert_eq!(events.len(), scenes.len());
+    let last = scenes.last().unwrap();
+    let want = format!(
+        "{} {}",
+        smpte(frame(last, "first_frame")),
+        smpte(frame(last, "last_frame") + 1)
+    );
+    assert!(
+        events.last().unwrap().ends_with(&format!("{want} {want}")),
+        "{}",
+        events.last().unwrap()
+    );
+
+    // The real OpenTimelineIO library reads the file back.
+    let parsed = run_python(
+        "import sys, opentimelineio as otio\n\
+         t = otio.adapters.read_from_file(sys.argv[1])\n\
+         c = list(t.find_clips())\n\
+         print(len(c), c[0].source_range.start_time.value, c[-1].source_range.end_time_exclusive().value, c[0].source_range.start_time.rate)",
+        &[&out_dir.join("tt0000042.otio")],
+    );
+    let first = &scenes[0];
+    assert_eq!(
+        parsed.split_whitespace().collect::<Vec<_>>(),
+        [
+            scenes.len().to_string(),
+            format!("{:.1}", frame(first, "first_frame") as f64),
+            format!("{:.1}", (frame(last, "last_frame") + 1) as f64),
+            "25.0".to_string()
+        ],
+        "{parsed}"
+    );
+    let otio: serde_json::Value = serde_json::from_str(&read("otio")).unwrap();
+    assert_eq!(otio["OTIO_SCHEMA"], "Timeline.1");
+    let clips = otio["tracks"]["children"][0]["children"].as_array().unwrap();
+    assert_eq!(clips.len(), scenes.len());
+    for (c, s) in clips.iter().zip(scenes) {
+        let r = &c["source_range"];
+        assert_eq!(r["start_time"]["rate"], 25.0);
+        assert_eq!(
+            r["start_time"]["value"].as_f64().unwrap() as i64,
+            frame(s, "first_frame")
+        );
+        assert_eq!(
+            r["duration"]["value"].as_f64().unwrap() as i64,
+            frame(s, "last_frame") + 1 - frame(s, "first_frame")
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Scenes where video tools read them: lgss's JSON, CSV, WebVTT chapters,
+//! CMX 3600 EDL and OpenTimelineIO JSON. Every format is written from the
+//! same scenes (frames are exact; timecodes at the movie's fps).
+
+use crate::segment::Scene;
+
+/// `--format` of `lgss segment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SceneFormat {
+    /// lgss's JSON: probabilities and scenes (one object per movie).
+    Json,
+    /// One row per scene.
+    Csv,
+    /// WebVTT chapters (one cue per scene), for players.
+    Webvtt,
+    /// CMX 3600 edit decision list (one event per scene), for editors.
+    Edl,
+    /// OpenTimelineIO JSON (one clip per scene on a video track).
+    Otio,
+}
+
+impl SceneFormat {
+    /// The file extension outputs get.
+    pub fn extension(self) -> &'static str {
+        match self {
+            SceneFormat::Json => "json",
+            SceneFormat::Csv => "csv",
+            SceneFormat::Webvtt => "vtt",
+            SceneFormat::Edl => "edl",
+            SceneFormat::Otio => "otio",
+        }
+    }
+}
+
+/// One row per scene, with a header.
+pub fn csv(imdb_id: &str, scenes: &[Scene]) -> String {
+    let mut out =
+        String::from("imdb_id,scene,first_shot,last_shot,first_frame,last_frame,start,end,confidence\n");
+    for sc in scenes {
+        out.push_str(&format!(
+            "{imdb_id},{},{},{},{},{},{},{},{:.6}\n",
+            sc.index,
+            sc.first_shot,
+            sc.last_shot,
+            sc.first_frame,
+            sc.last_frame,
+            sc.start,
+            sc.end,
+            sc.confidence
+        ));
+    }
+    out
+}
+
+/// WebVTT chapters: a cue per scene from its first frame to the end of
+/// its last, titled "Scene N".
+pub fn webvtt(scenes: &[Scene]) -> String {
+    let mut out = String::from("WEBVTT\n\n");
+    for sc in scenes {
+        out.push_str(&format!(
+            "{}\n{} --> {}\nScene {}\n\n",
+            sc.index + 1,
+            sc.start,
+            sc.end,
+            sc.index + 1
+        ));
+    }
+    out
+}
+
+/// `HH:MM:SS:FF` of a frame at an integer timebase (non-drop frame).
+fn smpte(frame: i64, base: i64) -> String {
+    let (secs, ff) = (frame / base, frame % base);
+    format!(
+        "{:02}:{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ff
+    )
+}
+
+/// A CMX 3600 EDL: one video cut event per scene, source and record times
+/// equal (the movie itself), non-drop frame at the fps rounded to a whole
+/// timebase (23.976 → 24, as NDF timecode counts).
+pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64) -> String {
+    let base = (fps.round() as i64).max(1);
+    let title: String = imdb_id.chars().filter(|c| !c.is_control()).take(70).collect();
+    let mut out = format!("TITLE: {title}\nFCM: NON-DROP FRAME\n\n");
+    for sc in scenes {
+        let (a, b) = (smpte(sc.first_frame, base), smpte(sc.last_frame + 1, base));
+        out.push_str(&format!(
+            "{:03}  AX       V     C        {a} {b} {a} {b}\n* FROM CLIP NAME: {title} scene {}\n\n",
+            sc.index + 1,
+            sc.index + 1
+        ));
+    }
+    out
+}
+
+/// OpenTimelineIO JSON: a timeline with one video track holding a clip per
+/// scene, each with its source range in frames at the movie's fps.
+pub fn otio(imdb_id: &str, scenes: &[Scene], fps: f64) -> serde_json::Value {
+    let time = |v: i64| serde_json::json!({"OTIO_SCHEMA": "RationalTime.1", "rate": fps, "value": v as f64});
+    let clips: Vec<serde_json::Value> = scenes
+        .iter()
+        .map(|sc| {
+            serde_json::json!({
+                "OTIO_SCHEMA": "Clip.1",
+                "name": format!("Scene {}", sc.index + 1),
+                "metadata": {"lgss": {"first_shot": sc.first_shot, "last_shot": sc.last_shot, "confidence": sc.confidence}},
+                "source_range": {
+                    "OTIO_SCHEMA": "TimeRange.1",
+                    "start_time": time(sc.first_frame),
+                    "duration": time(sc.last_frame + 1 - sc.first_frame),
+                },
+                "effects": [],
+                "markers": [],
+                "enabled": true,
+                "media_reference": {"OTIO_SCHEMA": "MissingReference.1", "name": imdb_id, "metadata": {}, "available_range": null},
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "OTIO_SCHEMA": "Timeline.1",
+        "name": imdb_id,
+        "metadata": {},
+        "global_start_time": null,
+        "tracks": {
+            "OTIO_SCHEMA": "Stack.1",
+            "name": "tracks",
+            "metadata": {},
+            "source_range": null,
+            "effects": [],
+            "markers": [],
+            "enabled": true,
+            "children": [{
+                "OTIO_SCHEMA": "Track.1",
+                "name": "scenes",
+                "kind": "Video",
+                "metadata": {},
+                "source_range": null,
+                "effects": [],
+                "markers": [],
+                "enabled": true,
+                "children": clips,
+            }],
+        },
+    })
+}
