@@ -44,11 +44,7 @@ fn main() -> anyhow::Result<()> {
 
     tch::manual_seed(0);
     let model = Lgss::new(m, tch::Device::Cpu);
-    let mut ckpt = Checkpoint::default();
-    for (k, v) in model.named_variables() {
-        ckpt.insert_tch(k, &v.detach())?;
-    }
-    ckpt.metadata.insert("config".into(), config.to_toml()?);
+    let ckpt = Checkpoint::of_model(&model, &config)?;
     let ck = dir.join("model.safetensors");
     ckpt.save(&ck)?;
     let onnx = dir.join("model.onnx");

@@ -27,11 +27,7 @@ fn main() -> anyhow::Result<()> {
     let m = &config.model;
     tch::manual_seed(0);
     let model = Lgss::new(m, tch::Device::Cpu);
-    let mut ckpt = Checkpoint::default();
-    for (k, v) in model.named_variables() {
-        ckpt.insert_tch(k, &v.detach())?;
-    }
-    ckpt.metadata.insert("config".into(), config.to_toml()?);
+    let ckpt = Checkpoint::of_model(&model, &config)?;
     let dir = std::env::temp_dir().join(format!("lgss-tract-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let onnx = dir.join("model.onnx");

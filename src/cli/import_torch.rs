@@ -42,11 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             extra
         );
     }
-    let mut ckpt = Checkpoint::default();
-    for (name, t) in model.named_variables() {
-        ckpt.insert_tch(name, &t.detach())?;
-    }
-    ckpt.metadata.insert("config".into(), config.to_toml()?);
+    let mut ckpt = Checkpoint::of_model(&model, &config)?;
     ckpt.metadata
         .insert("imported_from".into(), args.file.display().to_string());
     ckpt.save(&args.out)?;

@@ -157,6 +157,16 @@ mod libtorch {
                 .ok_or_else(|| anyhow!("checkpoint has no tensor {name}"))
         }
 
+        /// A model's weights (by state_dict name) with its config.
+        pub fn of_model(model: &Lgss, config: &crate::model::Config) -> anyhow::Result<Checkpoint> {
+            let mut c = Checkpoint::default();
+            for (name, t) in model.named_variables() {
+                c.insert_tch(name, &t.detach())?;
+            }
+            c.metadata.insert("config".into(), config.to_toml()?);
+            Ok(c)
+        }
+
         /// Stores a libtorch tensor (copied to the host as f32).
         pub fn insert_tch(&mut self, name: impl Into<String>, t: &tch::Tensor) -> anyhow::Result<()> {
             let name = name.into();

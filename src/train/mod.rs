@@ -232,15 +232,11 @@ fn checkpoint(
     pos: &Position,
     data: &str,
 ) -> anyhow::Result<Checkpoint> {
-    let mut c = Checkpoint::default();
-    for (name, t) in model.named_variables() {
-        c.insert_tch(name, &t.detach())?;
-    }
+    let mut c = Checkpoint::of_model(model, config)?;
     for (name, t) in adam.state_tensors() {
         c.insert_tch(name, &t)?;
     }
     let m = &mut c.metadata;
-    m.insert("config".into(), config.to_toml()?);
     m.insert("seed".into(), seed.to_string());
     m.insert("epoch".into(), pos.epoch.to_string());
     m.insert("batch".into(), pos.batch.to_string());
