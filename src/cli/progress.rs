@@ -1,5 +1,7 @@
 //! Progress bars on stderr; indicatif hides them when stderr is not a terminal.
 
+use std::sync::Mutex;
+
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub fn bar(len: usize, what: &str) -> ProgressBar {
@@ -12,11 +14,57 @@ pub fn bar(len: usize, what: &str) -> ProgressBar {
     pb
 }
 
-/// A bar that draws only when `shown` (library callers may want silence).
-pub fn bar_shown(len: usize, what: &str, shown: bool) -> ProgressBar {
-    let pb = bar(len, what);
-    if !shown {
-        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+/// The library's [`crate::progress::Progress`] drawn as bars, notes as lines.
+#[derive(Debug, Default)]
+pub struct Bars {
+    current: Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn with(&self, f: impl FnOnce(&ProgressBar)) {
+        if let Ok(guard) = self.current.lock() {
+            if let Some(pb) = guard.as_ref() {
+                f(pb);
+            }
+        }
     }
-    pb
+}
+
+impl crate::progress::Progress for Bars {
+    fn start(&self, what: &str, len: usize, done: usize) {
+        let pb = bar(len, what);
+        pb.set_position(done as u64);
+        if let Ok(mut guard) = self.current.lock() {
+            if let Some(old) = guard.replace(pb) {
+                old.finish_and_clear();
+            }
+        }
+    }
+
+    fn advance(&self, n: usize) {
+        self.with(|pb| pb.inc(n as u64));
+    }
+
+    fn status(&self, msg: &str) {
+        self.with(|pb| pb.set_message(msg.to_string()));
+    }
+
+    fn finish(&self) {
+        if let Ok(mut guard) = self.current.lock() {
+            if let Some(pb) = guard.take() {
+                pb.finish_and_clear();
+            }
+        }
+    }
+
+    fn note(&self, line: &str) {
+        let mut shown = false;
+        self.with(|pb| {
+            pb.suspend(|| eprintln!("{line}"));
+            shown = true;
+        });
+        if !shown {
+            eprintln!("{line}");
+        }
+    }
 }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::data::dataset::expand_inputs;
-use crate::data::movie::Movie;
+use crate::data::dataset::{expand_inputs, file_stem, read_file_list, Shard};
+use crate::data::movie::{output_stem, Movie};
+use crate::manifest::{RunKey, Status};
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
 use crate::segment::{movie_probabilities, scenes, schema_for, Scene};
@@ -68,15 +69,32 @@ impl ModelArgs {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Movie pickles or directories of tt*.pkl.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "files_from")]
     inputs: Vec<PathBuf>,
+    /// Also segment the movies listed in LIST, one path a line (`-`: stdin;
+    /// blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "LIST")]
+    files_from: Option<PathBuf>,
+    /// Segment only shard INDEX of COUNT (INDEX from 0): a movie's shard is
+    /// the FNV-1a 64-bit hash of its file name stem modulo COUNT, so shards
+    /// are disjoint and stable when files are added.
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<Shard>,
+    /// Skip movies whose outputs in --out were finished with the same model
+    /// and options (see --out's manifest/); redo the others.
+    #[arg(long, requires = "out")]
+    skip_done: bool,
+    /// Print a summary of what was done, skipped and failed as JSON on stdout.
+    #[arg(long, requires = "out")]
+    json: bool,
     /// tract, ort-cpu, ort-cuda, tch or tch-cuda (default: the best CPU
     /// runtime this build has: ort-cpu, else tract).
     #[arg(long)]
     runtime: Option<RuntimeKind>,
     #[command(flatten)]
     model: ModelArgs,
-    /// Write one file per movie here (else print to stdout).
+    /// Write one file per movie here, named after the movie file's stem, and
+    /// a manifest entry per finished movie in manifest/ (else print to stdout).
     #[arg(long)]
     out: Option<PathBuf>,
     /// json (probabilities and scenes), csv, webvtt (chapters), edl (CMX
@@ -106,6 +124,48 @@ pub struct Segmentation {
     pub scenes: Vec<Scene>,
 }
 
+/// `--json`'s summary.
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    runtime: String,
+    model: PathBuf,
+    model_sha256: String,
+    shard: Option<String>,
+    out: PathBuf,
+    /// Movies given (files, directories' tt*.pkl and the list), before sharding.
+    listed: usize,
+    done: Vec<Finished>,
+    skipped: Vec<Finished>,
+    failed: Vec<Failed>,
+}
+
+#[derive(Debug, Serialize)]
+struct Finished {
+    stem: String,
+    input: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Failed {
+    input: PathBuf,
+    error: String,
+}
+
+/// The movie files to do: inputs and the list, in the order given, then
+/// this shard's.
+fn gather(args: &Args) -> anyhow::Result<(usize, Vec<PathBuf>)> {
+    let mut named = args.inputs.clone();
+    if let Some(list) = &args.files_from {
+        named.extend(read_file_list(list)?);
+    }
+    let mut files = expand_inputs(&named)?;
+    let listed = files.len();
+    if let Some(shard) = &args.shard {
+        files.retain(|f| shard.contains(f));
+    }
+    Ok((listed, files))
+}
+
 pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
     let runtime = match args.runtime {
         Some(r) => r,
@@ -120,83 +180,168 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
     if args.fps.is_nan() || args.fps <= 0.0 {
         bail!("--fps must be positive");
     }
-    let files = expand_inputs(&args.inputs)?;
-    if files.is_empty() {
+    let (listed, files) = gather(&args)?;
+    if listed == 0 {
         bail!("no movie files given");
     }
-    if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let model_file = match runtime.feature() {
+        "tch" => opts.checkpoint.clone(),
+        _ => opts.onnx.clone(),
     }
-    let mut backend = open(runtime, &opts)?;
-    let schema = schema_for(backend.config());
+    .context("no model for this runtime")?;
+    let mut summary = Summary {
+        runtime: runtime.to_string(),
+        model: model_file.clone(),
+        shard: args.shard.map(|s| s.to_string()),
+        listed,
+        ..Summary::default()
+    };
+    let key = match &args.out {
+        Some(out) => {
+            std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+            summary.out = out.clone();
+            summary.model_sha256 = crate::manifest::sha256_file(&model_file)?;
+            Some(RunKey {
+                model_sha256: summary.model_sha256.clone(),
+                options: serde_json::json!({
+                    "format": args.format.extension(),
+                    "threshold": args.threshold,
+                    "fps": args.fps,
+                    "write_pkl": args.write_pkl,
+                }),
+            })
+        }
+        None => None,
+    };
+    let mut backend = None;
     let pb = super::progress::bar(files.len(), "segment");
     // One bad movie must not stop the others: each failure is reported by
     // name now and summarised at the end.
-    let mut failed: Vec<(PathBuf, anyhow::Error)> = Vec::new();
-    let mut written: HashMap<String, PathBuf> = HashMap::new();
+    let mut failures: Vec<anyhow::Error> = Vec::new();
+    let mut stems: HashMap<String, PathBuf> = HashMap::new();
     for file in &files {
-        let r = segment_one(file, &args, runtime, backend.as_mut(), &schema, &pb, &mut written);
-        if let Err(e) = r {
-            pb.suspend(|| eprintln!("error: {e:#}"));
-            failed.push((file.clone(), e));
+        let stem = output_stem(&file_stem(file));
+        let r = (|| -> anyhow::Result<bool> {
+            if let Some(first) = stems.insert(stem.clone(), file.clone()) {
+                return Err(crate::data::LoadError {
+                    path: file.to_path_buf(),
+                    problem: format!(
+                        "its outputs would be named {stem}, as those of {}: not written over them",
+                        first.display()
+                    ),
+                }
+                .into());
+            }
+            if let (true, Some(out), Some(key)) = (args.skip_done, &args.out, &key) {
+                match crate::manifest::status(out, &stem, key) {
+                    Status::Done => return Ok(false),
+                    Status::Todo(why) if why != "not done yet" => {
+                        pb.suspend(|| eprintln!("note: {}: redoing: {why}", file.display()))
+                    }
+                    Status::Todo(_) => {}
+                }
+            }
+            // Opened at the first movie to do, so a rerun with nothing left
+            // costs no model load.
+            if backend.is_none() {
+                backend = Some(open(runtime, &opts)?);
+            }
+            let b = backend.as_mut().context("no backend")?;
+            segment_one(
+                file,
+                &stem,
+                &args,
+                runtime,
+                b.as_mut(),
+                &pb,
+                &model_file,
+                key.as_ref(),
+            )?;
+            Ok(true)
+        })();
+        match r {
+            Ok(true) => summary.done.push(Finished {
+                stem,
+                input: file.clone(),
+            }),
+            Ok(false) => summary.skipped.push(Finished {
+                stem,
+                input: file.clone(),
+            }),
+            Err(e) => {
+                pb.suspend(|| eprintln!("error: {e:#}"));
+                summary.failed.push(Failed {
+                    input: file.clone(),
+                    error: format!("{e:#}"),
+                });
+                failures.push(e);
+            }
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
     if let Some(out) = &args.out {
+        let of = match &args.shard {
+            Some(s) => format!("{} movies in shard {s} ({listed} listed)", files.len()),
+            None => format!("{} movies", files.len()),
+        };
         eprintln!(
-            "segmented {} of {} movies with {} into {}",
-            files.len() - failed.len(),
-            files.len(),
-            runtime,
+            "segmented {}, skipped {} already done, {} failed, of {of} with {runtime} into {}",
+            summary.done.len(),
+            summary.skipped.len(),
+            summary.failed.len(),
             out.display()
         );
     }
-    if failed.is_empty() {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    if failures.is_empty() {
         return Ok(());
     }
-    let names: Vec<String> = failed.iter().map(|(f, _)| f.display().to_string()).collect();
-    let summary = format!(
+    let names: Vec<String> = summary
+        .failed
+        .iter()
+        .map(|f| f.input.display().to_string())
+        .collect();
+    let msg = format!(
         "{} of {} movies failed: {}",
-        failed.len(),
+        failures.len(),
         files.len(),
         names.join(", ")
     );
     // Bad input only: exit code INVALID_INPUT ("done, with errors");
     // anything else is a failure of the run.
-    if failed
+    if failures
         .iter()
-        .all(|(_, e)| e.chain().any(|c| c.is::<crate::data::LoadError>()))
+        .all(|e| e.chain().any(|c| c.is::<crate::data::LoadError>()))
     {
-        bail!(super::InvalidInput(summary));
+        bail!(super::InvalidInput(msg));
     }
-    bail!(summary)
+    bail!(msg)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn segment_one(
     file: &Path,
+    stem: &str,
     args: &Args,
     runtime: RuntimeKind,
     backend: &mut dyn crate::runtime::Backend,
-    schema: &crate::data::movie::Schema,
     pb: &indicatif::ProgressBar,
-    written: &mut HashMap<String, PathBuf>,
+    model_file: &Path,
+    key: Option<&RunKey>,
 ) -> anyhow::Result<()> {
-    let mut movie = Movie::load(file, schema)?;
-    if args.out.is_some() {
-        if let Some(first) = written.get(&movie.output_stem()) {
-            return Err(crate::data::LoadError {
-                path: file.to_path_buf(),
-                problem: format!(
-                    "imdb_id {} is also that of {}: not written over its outputs",
-                    movie.imdb_id,
-                    first.display()
-                ),
-            }
-            .into());
-        }
-        written.insert(movie.output_stem(), file.to_path_buf());
+    let schema = schema_for(backend.config());
+    let mut movie = Movie::load(file, &schema)?;
+    if args.out.is_some() && file_stem(file) != movie.imdb_id {
+        pb.suspend(|| {
+            eprintln!(
+                "note: {}: imdb_id \"{}\" differs from the file name; its outputs are named {stem}",
+                file.display(),
+                crate::data::pickle::printable(&movie.imdb_id)
+            )
+        });
     }
     let prob = movie_probabilities(backend, &movie, args.model.batch)
         .with_context(|| format!("{}", file.display()))?;
@@ -219,31 +364,39 @@ fn segment_one(
             serde_json::to_string_pretty(&scene_formats::otio(&seg.imdb_id, &seg.scenes, seg.fps))? + "\n"
         }
     };
-    match &args.out {
-        Some(out) => {
-            // Named by a stem that cannot leave `out`, whatever the file's imdb_id says.
-            let stem = movie.output_stem();
-            if stem != movie.imdb_id {
-                pb.suspend(|| {
-                    eprintln!(
-                        "note: {}: imdb_id \"{}\" is not tt + digits; its outputs are named {stem}",
-                        file.display(),
-                        crate::data::pickle::printable(&movie.imdb_id)
-                    )
-                });
-            }
-            crate::fsutil::write_atomic(
-                &out.join(format!("{stem}.{}", args.format.extension())),
-                text.as_bytes(),
-            )?;
-            if args.write_pkl {
-                movie.prediction = Some(prob);
-                crate::data::pickle_write::write_movie(&out.join(format!("{stem}.pkl")), &movie)?;
-            }
+    let (Some(out), Some(key)) = (&args.out, key) else {
+        pb.suspend(|| print!("{text}"));
+        return Ok(());
+    };
+    let mut outputs = vec![format!("{stem}.{}", args.format.extension())];
+    if args.write_pkl {
+        let pkl = out.join(format!("{stem}.pkl"));
+        if same_file(&pkl, file) {
+            bail!(
+                "{}: --write-pkl would write over this input; choose another --out",
+                file.display()
+            );
         }
-        None => {
-            pb.suspend(|| print!("{text}"));
-        }
+        movie.prediction = Some(prob);
+        crate::data::pickle_write::write_movie(&pkl, &movie)?;
+        outputs.push(format!("{stem}.pkl"));
     }
-    Ok(())
+    crate::fsutil::write_atomic(&out.join(&outputs[0]), text.as_bytes())?;
+    crate::manifest::record(
+        out,
+        stem,
+        file,
+        &movie.imdb_id,
+        model_file,
+        &runtime.to_string(),
+        key,
+        &outputs,
+    )
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }

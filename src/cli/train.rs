@@ -135,7 +135,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         val_movies: args.val_movies,
         resume: args.resume,
         stop_after_epochs: None,
-        show_progress: true,
+        progress: std::sync::Arc::new(super::progress::Bars::default()),
     };
     let result = train(&opts, stop)?;
     // runs/latest follows the newest run of the workspace that has a checkpoint.

@@ -51,3 +51,99 @@ pub fn load_all(files: &[PathBuf], schema: &Schema, progress: &dyn Fn()) -> anyh
     }
     Ok(movies)
 }
+
+/// FNV-1a, 64-bit: a hash fixed across platforms, releases and processes
+/// (std's `DefaultHasher` is none of these), for shard assignment and names.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// One of `count` disjoint parts of a catalogue (`--shard INDEX/COUNT`,
+/// INDEX from 0). A movie belongs to the shard `fnv1a64(stem) % COUNT`, where
+/// stem is its file name without `.pkl`: adding files never moves another
+/// file to a different shard, and a shard never opens another's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    pub fn of(stem: &str, count: u64) -> u64 {
+        fnv1a64(stem.as_bytes()) % count
+    }
+
+    pub fn contains(&self, file: &Path) -> bool {
+        Shard::of(&file_stem(file), self.count) == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("\"{s}\" is not INDEX/COUNT with 0 <= INDEX < COUNT (e.g. 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u64 = i.trim().parse().map_err(|_| bad())?;
+        let count: u64 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// A movie file's stem: its name without the `.pkl` extension (lossy UTF-8).
+pub fn file_stem(file: &Path) -> String {
+    file.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The paths listed in `list`, one a line (`--files-from`). Blank lines and
+/// lines starting with `#` are skipped; relative paths are relative to the
+/// current folder, as in tar and rsync. `-` reads standard input.
+pub fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let text = if list.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("standard input: cannot read the file list")?
+    } else {
+        std::fs::read_to_string(list)
+            .with_context(|| format!("{}: cannot read the file list", list.display()))?
+    };
+    Ok(text
+        .lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(PathBuf::from)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published FNV-1a test vectors: the shard of a file must never
+    /// change between releases or machines.
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn shards_parse_and_refuse_out_of_range() {
+        assert_eq!("2/5".parse::<Shard>(), Ok(Shard { index: 2, count: 5 }));
+        for bad in ["5/5", "0/0", "1", "-1/3", "a/b", "1/2/3"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+}

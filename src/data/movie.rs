@@ -149,14 +149,6 @@ impl Movie {
         self.features[m.index()].as_ref()
     }
 
-    /// A file name stem for this movie's outputs that can never leave the
-    /// output folder: the imdb_id itself when it is `tt` and digits (every
-    /// real one), else its letters, digits, `-` and `_` (others become `_`)
-    /// followed by a hash of the whole id, so distinct ids stay distinct.
-    pub fn output_stem(&self) -> String {
-        output_stem(&self.imdb_id)
-    }
-
     /// Reads and validates a MovieScenes pickle.
     pub fn load(path: &Path, schema: &Schema) -> Result<Movie, LoadError> {
         let err = |problem: String| LoadError {
@@ -381,12 +373,20 @@ fn first_non_finite(data: &[f32]) -> Option<usize> {
     None
 }
 
-/// See [`Movie::output_stem`].
+/// A file name stem for outputs that can never leave the output folder:
+/// `name` itself when it is a plain name (letters, digits, `_`, `-`, `.`, at
+/// most 64, starting with a letter, digit or `_`: every real imdb_id and
+/// file stem), else its letters, digits, `-` and `_` (others become `_`)
+/// followed by a hash of the whole name, so distinct names stay distinct.
 pub fn output_stem(imdb_id: &str) -> String {
-    let canonical = imdb_id.len() > 2
-        && imdb_id.len() <= 32
-        && imdb_id.starts_with("tt")
-        && imdb_id[2..].bytes().all(|b| b.is_ascii_digit());
+    // Safe as it is: a plain name that cannot leave a folder, hide, or be
+    // taken for an option.
+    let canonical = !imdb_id.is_empty()
+        && imdb_id.len() <= 64
+        && imdb_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        && (imdb_id.as_bytes()[0].is_ascii_alphanumeric() || imdb_id.as_bytes()[0] == b'_');
     if canonical {
         return imdb_id.to_string();
     }
@@ -401,9 +401,6 @@ pub fn output_stem(imdb_id: &str) -> String {
             _ => '_',
         })
         .collect();
-    // FNV-1a, 64-bit: fixed across platforms and releases.
-    let hash = imdb_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = super::dataset::fnv1a64(imdb_id.as_bytes());
     format!("{}-{hash:016x}", if kept.is_empty() { "movie" } else { &kept })
 }

@@ -45,7 +45,8 @@ pub struct TrainOptions {
     /// Stop after this many epochs in this process (tests use it to
     /// interrupt a run); the run's total stays `config.train.epochs`.
     pub stop_after_epochs: Option<usize>,
-    pub show_progress: bool,
+    /// Where loading and epochs report progress (`progress::Silent` for none).
+    pub progress: std::sync::Arc<dyn crate::progress::Progress>,
 }
 
 /// One line of `metrics.jsonl`.
@@ -279,9 +280,10 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
 
-    let pb = crate::cli::progress::bar_shown(opts.files.len(), "load", opts.show_progress);
-    let bank = Bank::load(&opts.files, &config.model, opts.device, &|| pb.inc(1))?;
-    pb.finish_and_clear();
+    let progress = opts.progress.as_ref();
+    progress.start("load", opts.files.len(), 0);
+    let bank = Bank::load(&opts.files, &config.model, opts.device, &|| progress.advance(1))?;
+    progress.finish();
     let data = data_summary(&bank);
     if let Some(c) = &resume {
         if c.metadata.get("data").map(String::as_str) != Some(data.as_str()) {
@@ -350,12 +352,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         let mut order = train_seqs.clone();
         Rng::derive(seed ^ EPOCH_STREAM, pos.epoch as u64).shuffle(&mut order);
         let batches: Vec<&[Sequence]> = order.chunks(batch_size).collect();
-        let pb = crate::cli::progress::bar_shown(
-            batches.len(),
-            &format!("epoch {}", pos.epoch + 1),
-            opts.show_progress,
-        );
-        pb.set_position(pos.batch as u64);
+        progress.start(&format!("epoch {}", pos.epoch + 1), batches.len(), pos.batch);
         let mut windows = 0usize;
         while pos.batch < batches.len() {
             let b = bank.batch(batches[pos.batch]);
@@ -369,21 +366,21 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             pos.batch += 1;
             windows += b.windows;
             let rate = windows as f64 / t0.elapsed().as_secs_f64();
-            pb.set_message(format!(
+            progress.status(&format!(
                 "epoch {} loss {:.4} {:.0} win/s",
                 pos.epoch + 1,
                 pos.loss_sum / pos.loss_batches as f64,
                 rate
             ));
-            pb.inc(1);
+            progress.advance(1);
             if stop.load(Ordering::SeqCst) && pos.batch < batches.len() {
                 // Stop mid-epoch with a checkpoint that resumes exactly here.
-                pb.finish_and_clear();
+                progress.finish();
                 checkpoint(&model, &adam, &config, seed, &pos, &data)?.save(&last_path)?;
                 return Ok(TrainResult::stopped(pos.epoch, history, best_path, last_path));
             }
         }
-        pb.finish_and_clear();
+        progress.finish();
         let train_seconds = t0.elapsed().as_secs_f64();
         let val_pred = bank.predict(&model, &val_seqs, 64, config.train.class_weights)?;
         let val = score_sequences(&bank, &val_pred.probs, &val_seqs)?;
@@ -413,16 +410,14 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         }
         crate::fsutil::write_atomic(&last_path, &ckpt)?;
         append_line(&metrics_path, &serde_json::to_string(&log)?)?;
-        if opts.show_progress {
-            eprintln!(
-                "epoch {:>3}/{epochs}  lr {:.0e}  train loss {:.4}  val loss {:.4}  val AP {:.4}  mAP {:.4}  Miou {:.4}  {:.0} win/s{}",
-                log.epoch, log.lr, log.train_loss, log.val_loss, log.val_ap, log.val_map, log.val_miou, log.windows_per_s,
-                if improved { "  *best" } else { "" }
-            );
-        }
+        progress.note(&format!(
+            "epoch {:>3}/{epochs}  lr {:.0e}  train loss {:.4}  val loss {:.4}  val AP {:.4}  mAP {:.4}  Miou {:.4}  {:.0} win/s{}",
+            log.epoch, log.lr, log.train_loss, log.val_loss, log.val_ap, log.val_map, log.val_miou, log.windows_per_s,
+            if improved { "  *best" } else { "" }
+        ));
         history.push(log);
         if let Err(e) = plot::curves(&history, &opts.out.join("curves.png")) {
-            eprintln!("warning: could not draw curves.png: {e:#}");
+            progress.note(&format!("warning: could not draw curves.png: {e:#}"));
         }
         if stop.load(Ordering::SeqCst) {
             interrupted = true;

@@ -11,5 +11,6 @@ mod model_exact;
 mod pickle_read;
 mod pickle_write;
 mod runtimes;
+mod shard;
 mod synth;
 mod train;

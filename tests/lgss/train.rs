@@ -26,7 +26,7 @@ fn options(data: &std::path::Path, out: &std::path::Path, config: Config) -> Tra
         val_movies: None,
         resume: None,
         stop_after_epochs: None,
-        show_progress: false,
+        progress: std::sync::Arc::new(lgss::progress::Silent),
     }
 }
 
