@@ -13,11 +13,19 @@ pub struct Args {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Feature widths to require: `full` (2048/512/512/512, all four), or `any`.
-    #[arg(long, default_value = "any", value_parser = ["any", "full"])]
-    expect: String,
+    #[arg(long, value_enum, default_value_t = Expect::Any)]
+    expect: Expect,
     /// Print one JSON object per file instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Expect {
+    /// Any feature widths, any modalities.
+    Any,
+    /// MovieScenes' widths: place 2048, cast/action/audio 512.
+    Full,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +99,7 @@ fn describe(file: PathBuf, m: &Movie) -> Info {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let schema = if args.expect == "full" {
+    let schema = if args.expect == Expect::Full {
         Schema::movie_scenes()
     } else {
         Schema::any()

@@ -1,5 +1,6 @@
 //! The `lgss` command line: one file per subcommand.
 
+mod completions;
 mod doctor;
 mod eval;
 mod export;
@@ -52,7 +53,9 @@ enum Command {
     /// Turn a PyTorch LGSS state_dict (safetensors) into a checkpoint.
     ImportTorch(import_torch::Args),
     /// Show which libtorch and ONNX Runtime this binary uses, and whether CUDA works.
-    Doctor,
+    Doctor(doctor::Args),
+    /// Print a shell completion script: `lgss completions bash > /etc/bash_completion.d/lgss`.
+    Completions(completions::Args),
 }
 
 /// Exit codes, so batch jobs can tell a bad file from a broken run.
@@ -107,7 +110,8 @@ pub fn main() -> ExitCode {
         Command::Segment(a) => segment::run(a, cli.ort_lib.as_deref(), &ws),
         Command::Verify(a) => verify::run(a, cli.ort_lib.as_deref(), &ws),
         Command::ImportTorch(a) => import_torch::run(a),
-        Command::Doctor => doctor::run(cli.ort_lib.as_deref()),
+        Command::Doctor(a) => doctor::run(a, cli.ort_lib.as_deref()),
+        Command::Completions(a) => completions::run(a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

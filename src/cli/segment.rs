@@ -87,8 +87,8 @@ pub struct Args {
     /// Print a summary of what was done, skipped and failed as JSON on stdout.
     #[arg(long, requires = "out")]
     json: bool,
-    /// tract, ort-cpu, ort-cuda, tch or tch-cuda (default: the best CPU
-    /// runtime this build has: ort-cpu, else tract).
+    /// The runtime (default: the best CPU runtime this build has: ort-cpu,
+    /// else tract).
     #[arg(long)]
     runtime: Option<RuntimeKind>,
     #[command(flatten)]

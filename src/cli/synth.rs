@@ -19,8 +19,8 @@ pub struct Args {
     seed: u64,
     /// `full`: the real feature widths (2048/512/512/512), 500-2,500 shots;
     /// `small`: narrow features and short movies for tests and CPU demos.
-    #[arg(long, default_value = "full", value_parser = ["full", "small"])]
-    size: String,
+    #[arg(long, value_enum, default_value_t = Size::Full)]
+    size: Size,
     /// Shots per movie as MIN..MAX, overriding the size's default.
     #[arg(long, value_name = "MIN..MAX")]
     shots: Option<String>,
@@ -46,7 +46,7 @@ fn parse_range(s: &str) -> anyhow::Result<(usize, usize)> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut size = SynthSize::by_name(&args.size).context("unknown --size")?;
+    let mut size = SynthSize::by_name(args.size.name()).context("unknown --size")?;
     if let Some(r) = &args.shots {
         (size.min_shots, size.max_shots) = parse_range(r)?;
     }
@@ -59,9 +59,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     eprintln!(
         "wrote {} movies ({} size, seed {}) to {}",
         paths.len(),
-        args.size,
+        args.size.name(),
         args.seed,
         args.out.display()
     );
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Size {
+    /// The real feature widths, 500-2,500 shots.
+    Full,
+    /// Narrow features and short movies.
+    Small,
+}
+
+impl Size {
+    fn name(self) -> &'static str {
+        match self {
+            Size::Full => "full",
+            Size::Small => "small",
+        }
+    }
 }

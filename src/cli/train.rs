@@ -33,9 +33,9 @@ pub struct Args {
     /// which runs/latest then points at).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// auto: CUDA when libtorch sees a GPU, else CPU.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "cuda", "cpu"])]
-    device: String,
+    /// Where to train.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     /// On CUDA, let cuBLAS/cuDNN use TF32 (faster, ~1e-3 relative error);
     /// off by default so GPU and CPU results agree.
     #[arg(long)]
@@ -58,16 +58,30 @@ pub struct Args {
     /// the checkpoint's own config and seed (the overrides above are ignored).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Print the run's summary as JSON on stdout (epochs, checkpoints, test
+    /// scores) instead of tables; epoch lines still go to stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else the CPU.
+    Auto,
+    /// The first CUDA device; an error without one.
+    Cuda,
+    /// The CPU.
+    Cpu,
 }
 
 /// The device `--device` names; CUDA with its fp32 precision set.
 #[cfg(feature = "tch")]
-pub fn device(name: &str, tf32: bool) -> anyhow::Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => crate::model::cuda_device("--device cuda", tf32),
-        _ if tch::Cuda::is_available() => crate::model::cuda_device("--device auto", tf32),
-        _ => Ok(Device::Cpu),
+pub fn device(choice: DeviceChoice, tf32: bool) -> anyhow::Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda => crate::model::cuda_device("--device cuda", tf32),
+        DeviceChoice::Auto if tch::Cuda::is_available() => crate::model::cuda_device("--device auto", tf32),
+        DeviceChoice::Auto => Ok(Device::Cpu),
     }
 }
 
@@ -103,7 +117,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         config.train.lr = lr;
     }
     config.validate().context("after command-line overrides")?;
-    let device = device(&args.device, args.tf32)?;
+    let device = device(args.device, args.tf32)?;
     let files = movie_files(&data)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -142,6 +156,21 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
     if ws.is_run(&out) && result.last_checkpoint.exists() {
         ws.set_latest(&out)?;
     }
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Summary<'a> {
+            run: &'a std::path::Path,
+            #[serde(flatten)]
+            result: &'a crate::train::TrainResult,
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Summary {
+                run: &out,
+                result: &result
+            })?
+        );
+    }
     if result.interrupted {
         eprintln!(
             "stopped after {} epochs; continue with: lgss train --data {} --out {} --resume {}",
@@ -150,6 +179,9 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
             out.display(),
             result.last_checkpoint.display()
         );
+        return Ok(());
+    }
+    if args.json {
         return Ok(());
     }
     if let Some(test) = &result.test {

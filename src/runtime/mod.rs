@@ -49,12 +49,17 @@ pub trait Backend {
 }
 
 /// The runtimes `--runtime` accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeKind {
+    /// The checkpoint in libtorch on the CPU.
     Tch,
+    /// The checkpoint in libtorch on CUDA.
     TchCuda,
+    /// The ONNX model in ONNX Runtime on the CPU.
     OrtCpu,
+    /// The ONNX model in ONNX Runtime's CUDA execution provider.
     OrtCuda,
+    /// The ONNX model in tract (pure Rust, CPU).
     Tract,
 }
 

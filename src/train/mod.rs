@@ -67,7 +67,7 @@ pub struct EpochLog {
 }
 
 /// What a finished (or stopped) run produced.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct TrainResult {
     pub epochs_done: usize,
     pub interrupted: bool,

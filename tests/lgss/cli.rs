@@ -102,6 +102,17 @@ fn doctor_loads_onnx_runtime_or_says_why() {
     let out = lgss().arg("doctor").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1.31"));
+    let out = lgss().args(["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["features"], serde_json::json!(["tch", "ort", "tract"]));
+    assert!(
+        report["onnxruntime"]["lib"]
+            .as_str()
+            .unwrap()
+            .ends_with("libonnxruntime.so.1.31.1"),
+        "{report}"
+    );
+    assert_eq!(report["libtorch"]["cuda_available"], tch::Cuda::is_available());
     let out = lgss()
         .args(["doctor", "--ort-lib", "/nonexistent/libonnxruntime.so"])
         .output()
@@ -209,9 +220,19 @@ fn the_three_commands_run_as_typed_in_a_workspace() {
 
     // A second run moves runs/latest; --workspace and LGSS_WORKSPACE reach it from elsewhere.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let (code, _, err) = run(&["train", "--epochs", "1", "--device", "cpu"]);
+    let (code, out, err) = run(&["train", "--epochs", "1", "--device", "cpu", "--json"]);
     assert_eq!(code, Some(0), "{err}");
     assert_ne!(std::fs::read_link(&latest).unwrap(), first);
+    // --json: the run's summary on stdout, nothing else.
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["epochs_done"], 1);
+    assert_eq!(summary["interrupted"], false);
+    assert_eq!(
+        ws.join(summary["run"].as_str().unwrap()).canonicalize().unwrap(),
+        latest.canonicalize().unwrap()
+    );
+    let ap = summary["test"]["AP"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&ap), "{summary}");
     let elsewhere = lgss()
         .args(["--workspace"])
         .arg(&ws)
@@ -234,4 +255,46 @@ fn the_three_commands_run_as_typed_in_a_workspace() {
         "{}",
         String::from_utf8_lossy(&via_env.stderr)
     );
+}
+
+/// `lgss completions bash`, loaded into a real bash, completes
+/// subcommands, flags and the choices of value-enum flags.
+#[test]
+fn bash_completion_completes_flags_and_choices() {
+    let script = lgss().args(["completions", "bash"]).output().unwrap();
+    assert!(script.status.success());
+    let dir = tempdir("completions");
+    let file = dir.join("lgss.bash");
+    std::fs::write(&file, &script.stdout).unwrap();
+    let complete = |words: &str| {
+        let probe = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _lgss lgss \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+             echo \"${{COMPREPLY[@]}}\"",
+            file.display()
+        );
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(probe)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("lgss seg"), "segment");
+    assert_eq!(complete("lgss segment --sha"), "--shard");
+    assert_eq!(
+        complete("lgss segment --runtime \"\""),
+        "tch tch-cuda ort-cpu ort-cuda tract"
+    );
+    assert_eq!(complete("lgss synth --size \"\""), "full small");
+    assert_eq!(complete("lgss train --device \"\""), "auto cuda cpu");
+    for shell in ["zsh", "fish"] {
+        let out = lgss().args(["completions", shell]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("skip-done") && text.contains("ort-cuda"),
+            "{shell}"
+        );
+    }
 }
