@@ -1,7 +1,7 @@
 //! `lgss eval`: the challenge's metrics over a directory of movies.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -14,8 +14,9 @@ use crate::metrics::{evaluate, MovieBoundaries, Scores};
 pub struct Args {
     /// Directory of tt*.pkl files with ground truth and shot end frames.
     dir: PathBuf,
-    /// Take predictions from the same-named files in this directory instead
-    /// of each file's own scene_transition_boundary_prediction.
+    /// Take predictions from this directory instead of each file's own
+    /// scene_transition_boundary_prediction: its tt*.pkl movies, or the .json
+    /// files `lgss segment --out` writes, matched by imdb_id.
     #[arg(long)]
     pred: Option<PathBuf>,
     /// Print one JSON object with the script's keys (AP, mAP, Miou, …).
@@ -46,24 +47,28 @@ pub fn load_scored(dir: &std::path::Path, pred: Option<&std::path::Path>) -> any
         }
     }
     if let Some(pred_dir) = pred {
-        let pred_files = movie_files(pred_dir)?;
+        let pred_files = prediction_files(pred_dir)?;
         let schema = Schema {
             require_prediction: true,
             ..Schema::any()
         };
         let mut by_id: HashMap<String, (PathBuf, Vec<f64>)> = HashMap::new();
         for f in pred_files {
-            let m = Movie::load(&f, &schema)?;
-            let p = m.prediction.context("validated prediction missing")?;
-            if let Some((first, _)) = by_id.get(&m.imdb_id) {
+            let (imdb_id, p) = if f.extension().is_some_and(|e| e == "json") {
+                read_segment_json(&f)?
+            } else {
+                let m = Movie::load(&f, &schema)?;
+                (m.imdb_id, m.prediction.context("validated prediction missing")?)
+            };
+            if let Some((first, _)) = by_id.get(&imdb_id) {
                 bail!(InvalidInput(format!(
                     "{} and {} hold the same imdb_id {}",
                     first.display(),
                     f.display(),
-                    m.imdb_id
+                    imdb_id
                 )));
             }
-            by_id.insert(m.imdb_id, (f, p));
+            by_id.insert(imdb_id, (f, p));
         }
         for m in &mut movies {
             let Some((file, p)) = by_id.remove(&m.imdb_id) else {
@@ -87,6 +92,64 @@ pub fn load_scored(dir: &std::path::Path, pred: Option<&std::path::Path>) -> any
         }
     }
     Ok(movies)
+}
+
+/// The prediction files of `dir`: tt*.pkl movies and `segment`'s .json
+/// outputs, sorted by name.
+fn prediction_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list directory", dir.display()))?;
+    let mut files = Vec::new();
+    for e in entries {
+        let path = e
+            .with_context(|| format!("{}: cannot list directory", dir.display()))?
+            .path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let movie = name.starts_with("tt") && name.ends_with(".pkl");
+        if (movie || name.ends_with(".json")) && !name.starts_with('.') && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        bail!(InvalidInput(format!(
+            "{}: no predictions (tt*.pkl movies or `lgss segment --out` .json files)",
+            dir.display()
+        )));
+    }
+    Ok(files)
+}
+
+/// The imdb_id and boundary probabilities of a `lgss segment` JSON output.
+fn read_segment_json(path: &Path) -> anyhow::Result<(String, Vec<f64>)> {
+    #[derive(serde::Deserialize)]
+    struct Output {
+        imdb_id: String,
+        boundary_probabilities: Vec<f64>,
+    }
+    let bad = |problem: String| {
+        anyhow::Error::from(crate::data::LoadError {
+            path: path.to_path_buf(),
+            problem,
+        })
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let out: Output = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(format!(
+            "not an `lgss segment` JSON output (imdb_id, boundary_probabilities): {e}"
+        ))
+    })?;
+    if let Some(i) = out
+        .boundary_probabilities
+        .iter()
+        .position(|p| !(0.0..=1.0).contains(p))
+    {
+        return Err(bad(format!(
+            "boundary_probabilities[{i}] = {} is not a probability",
+            out.boundary_probabilities[i]
+        )));
+    }
+    Ok((out.imdb_id, out.boundary_probabilities))
 }
 
 /// Scores loaded movies (each must have ground truth and a prediction).

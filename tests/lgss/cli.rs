@@ -298,3 +298,90 @@ fn bash_completion_completes_flags_and_choices() {
         );
     }
 }
+
+/// `eval --pred` reads `lgss segment`'s JSON outputs: the fixture movies' own
+/// predictions written in that format by Python score exactly as the
+/// challenge script scored them; and a real `segment --out` folder scores as
+/// the same run's `--write-pkl` movies do.
+#[test]
+fn eval_reads_segment_json_predictions() {
+    let dir = tempdir("pred-json");
+    let json_dir = dir.join("json");
+    std::fs::create_dir_all(&json_dir).unwrap();
+    crate::common::run_python(
+        "import glob, json, os, pickle, sys, torch
+for f in sorted(glob.glob(os.path.join(sys.argv[1], 'tt*.pkl'))):
+    d = pickle.load(open(f, 'rb'))
+    p = d['scene_transition_boundary_prediction'].double().tolist()
+    out = {'imdb_id': d['imdb_id'], 'boundary_probabilities': p, 'scenes': []}
+    json.dump(out, open(os.path.join(sys.argv[2], d['imdb_id'] + '.json'), 'w'))",
+        &[&fixtures().join("movies"), &json_dir],
+    );
+    let eval_on = |pred: &Path, truth: &Path| {
+        let out = lgss()
+            .args(["eval", "--json", "--pred"])
+            .arg(pred)
+            .arg(truth)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let got = eval_on(&json_dir, &fixtures().join("movies"));
+    for key in ["AP", "mAP", "Miou"] {
+        assert_close(
+            key,
+            got[key].as_f64().unwrap(),
+            expected()["scores_movies_dir"][key].as_f64().unwrap(),
+            1e-9,
+        );
+    }
+
+    let (_, onnx) = crate::runtimes::fixture_model_files(&dir);
+    let data = dir.join("data");
+    let synth = lgss()
+        .args([
+            "synth", "--size", "small", "--movies", "3", "--seed", "4", "--out",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let seg = lgss()
+        .args(["segment", "--runtime", "tract", "--write-pkl", "--model"])
+        .arg(&onnx)
+        .arg("--out")
+        .arg(dir.join("seg"))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(seg.status.success(), "{}", String::from_utf8_lossy(&seg.stderr));
+    let pkl_dir = dir.join("pkl");
+    std::fs::create_dir_all(&pkl_dir).unwrap();
+    let json_dir = dir.join("seg-json");
+    std::fs::create_dir_all(&json_dir).unwrap();
+    for e in std::fs::read_dir(dir.join("seg")).unwrap() {
+        let p = e.unwrap().path();
+        match p.extension().and_then(|x| x.to_str()) {
+            Some("pkl") => std::fs::rename(&p, pkl_dir.join(p.file_name().unwrap())).unwrap(),
+            Some("json") => std::fs::rename(&p, json_dir.join(p.file_name().unwrap())).unwrap(),
+            _ => {}
+        }
+    }
+    assert_eq!(eval_on(&json_dir, &data), eval_on(&pkl_dir, &data));
+
+    // A file that is not a segment output is named with the problem.
+    std::fs::write(json_dir.join("notes.json"), b"{\"imdb_id\": \"tt1\"}").unwrap();
+    let out = lgss()
+        .args(["eval", "--pred"])
+        .arg(&json_dir)
+        .arg(&data)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("notes.json") && err.contains("boundary_probabilities"),
+        "{err}"
+    );
+}
