@@ -15,5 +15,6 @@ pub mod rng;
 pub mod runtime;
 pub mod scene_formats;
 pub mod segment;
+pub mod timeline;
 #[cfg(feature = "tch")]
 pub mod train;

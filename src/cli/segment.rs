@@ -110,6 +110,11 @@ pub struct Args {
     /// Also write each movie back with its prediction replaced (needs --out).
     #[arg(long)]
     write_pkl: bool,
+    /// Also draw each movie's timeline as <stem>.png: boundary probability,
+    /// threshold, predicted scenes and ground-truth scenes; into --out, else
+    /// the workspace's plots/.
+    #[arg(long)]
+    plot: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -208,10 +213,20 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
                     "threshold": args.threshold,
                     "fps": args.fps,
                     "write_pkl": args.write_pkl,
+                    "plot": args.plot,
                 }),
             })
         }
         None => None,
+    };
+    let plot_dir = match (&args.out, args.plot) {
+        (_, false) => None,
+        (Some(out), true) => Some(out.clone()),
+        (None, true) => {
+            let dir = ws.plots();
+            std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            Some(dir)
+        }
     };
     let mut backend = None;
     let pb = super::progress::bar(files.len(), "segment");
@@ -247,16 +262,12 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
                 backend = Some(open(runtime, &opts)?);
             }
             let b = backend.as_mut().context("no backend")?;
-            segment_one(
-                file,
-                &stem,
-                &args,
-                runtime,
-                b.as_mut(),
-                &pb,
-                &model_file,
-                key.as_ref(),
-            )?;
+            let dest = Dest {
+                key: key.as_ref(),
+                model_file: &model_file,
+                plot_dir: plot_dir.as_deref(),
+            };
+            segment_one(file, &stem, &args, runtime, b.as_mut(), &pb, &dest)?;
             Ok(true)
         })();
         match r {
@@ -293,6 +304,9 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
             out.display()
         );
     }
+    if let (Some(dir), None) = (&plot_dir, &args.out) {
+        eprintln!("timelines in {}", dir.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
@@ -321,7 +335,14 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
     bail!(msg)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a movie's outputs go beyond stdout.
+struct Dest<'a> {
+    /// Set with `--out`: the manifest's key for this run.
+    key: Option<&'a RunKey>,
+    model_file: &'a Path,
+    plot_dir: Option<&'a Path>,
+}
+
 fn segment_one(
     file: &Path,
     stem: &str,
@@ -329,8 +350,7 @@ fn segment_one(
     runtime: RuntimeKind,
     backend: &mut dyn crate::runtime::Backend,
     pb: &indicatif::ProgressBar,
-    model_file: &Path,
-    key: Option<&RunKey>,
+    dest: &Dest<'_>,
 ) -> anyhow::Result<()> {
     let schema = schema_for(backend.config());
     let mut movie = Movie::load(file, &schema)?;
@@ -364,7 +384,31 @@ fn segment_one(
             serde_json::to_string_pretty(&scene_formats::otio(&seg.imdb_id, &seg.scenes, seg.fps))? + "\n"
         }
     };
-    let (Some(out), Some(key)) = (&args.out, key) else {
+    if let Some(dir) = dest.plot_dir {
+        let truth = movie.ground_truth.as_ref().map(|gt| {
+            let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();
+            scenes(&p, &movie.shot_end_frame, 0.5, args.fps)
+        });
+        let title = format!(
+            "{}: {} shots, {} scene{} ({runtime}, threshold {})",
+            crate::data::pickle::printable(&movie.imdb_id),
+            movie.n_shots(),
+            seg.scenes.len(),
+            if seg.scenes.len() == 1 { "" } else { "s" },
+            args.threshold
+        );
+        let timeline = crate::timeline::Timeline {
+            title: &title,
+            fps: args.fps,
+            shot_end_frame: &movie.shot_end_frame,
+            boundary_probabilities: &seg.boundary_probabilities,
+            threshold: args.threshold,
+            scenes: &seg.scenes,
+            truth: truth.as_deref(),
+        };
+        crate::timeline::write(&timeline, &dir.join(format!("{stem}.png")))?;
+    }
+    let (Some(out), Some(key)) = (&args.out, dest.key) else {
         pb.suspend(|| print!("{text}"));
         return Ok(());
     };
@@ -381,13 +425,16 @@ fn segment_one(
         crate::data::pickle_write::write_movie(&pkl, &movie)?;
         outputs.push(format!("{stem}.pkl"));
     }
+    if args.plot {
+        outputs.push(format!("{stem}.png"));
+    }
     crate::fsutil::write_atomic(&out.join(&outputs[0]), text.as_bytes())?;
     crate::manifest::record(
         out,
         stem,
         file,
         &movie.imdb_id,
-        model_file,
+        dest.model_file,
         &runtime.to_string(),
         key,
         &outputs,

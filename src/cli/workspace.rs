@@ -37,6 +37,11 @@ impl Workspace {
         self.root.join("data/movies")
     }
 
+    /// Where `segment --plot` draws when there is no `--out`.
+    pub fn plots(&self) -> PathBuf {
+        self.root.join("plots")
+    }
+
     pub fn runs(&self) -> PathBuf {
         self.root.join("runs")
     }

@@ -3,26 +3,18 @@
 //! the machine's fonts.
 
 use std::path::Path;
-use std::sync::Once;
 
 use anyhow::anyhow;
 use plotters::prelude::*;
 
 use super::EpochLog;
 
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
-}
-
 /// Draws the curves to `path` (PNG), atomically.
 pub fn curves(history: &[EpochLog], path: &Path) -> anyhow::Result<()> {
     if history.is_empty() {
         return Ok(());
     }
-    register_font();
+    crate::timeline::register_font();
     let tmp = crate::fsutil::temp_path(path).with_extension("png");
     draw(history, &tmp).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -385,3 +385,114 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], 'tt*.pkl'))):
         "{err}"
     );
 }
+
+/// The palette band rows of a decoded timeline: for each pixel row, the
+/// number of runs of solid palette colours (neighbouring scenes differ).
+fn band_runs(png_bytes: &[u8]) -> (u32, u32, Vec<usize>) {
+    let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let (w, h) = (info.width, info.height);
+    let palette: Vec<[u8; 3]> = lgss::timeline::PALETTE.iter().map(|c| [c.0, c.1, c.2]).collect();
+    let runs = (0..h as usize)
+        .map(|y| {
+            let row = &buf[y * info.line_size..][..w as usize * 3];
+            let mut runs = 0;
+            let mut last = None;
+            for px in row.chunks(3) {
+                let idx = palette.iter().position(|c| c == px);
+                if idx.is_some() && idx != last {
+                    runs += 1;
+                }
+                last = idx;
+            }
+            runs
+        })
+        .collect();
+    (w, h, runs)
+}
+
+/// `segment --plot` draws one timeline per movie: wide enough, with the
+/// predicted scenes as a row of bands (as many as the JSON output says)
+/// and the ground-truth scenes beneath (as many as Python counts in the
+/// pickle). Without --out the pictures go to the workspace's plots/.
+#[test]
+fn segment_plot_draws_predicted_and_true_scenes() {
+    let dir = tempdir("plot");
+    let (_, onnx) = crate::runtimes::fixture_model_files(&dir);
+    let data = dir.join("data");
+    let synth = lgss()
+        .args([
+            "synth", "--size", "small", "--movies", "2", "--seed", "9", "--shots", "60..90", "--out",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let out = dir.join("out");
+    // A threshold that cuts often, so the predicted row has many bands.
+    let seg = lgss()
+        .args([
+            "segment",
+            "--runtime",
+            "tract",
+            "--plot",
+            "--threshold",
+            "0.3",
+            "--model",
+        ])
+        .arg(&onnx)
+        .arg("--out")
+        .arg(&out)
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(seg.status.success(), "{}", String::from_utf8_lossy(&seg.stderr));
+    let truth: Vec<usize> = crate::common::run_python(
+        "import glob, os, pickle, sys, torch
+for f in sorted(glob.glob(os.path.join(sys.argv[1], 'tt*.pkl'))):
+    d = pickle.load(open(f, 'rb'))
+    print(int(d['scene_transition_boundary_ground_truth'].sum()) + 1)",
+        &[&data],
+    )
+    .lines()
+    .map(|l| l.trim().parse().unwrap())
+    .collect();
+    for (i, stem) in ["tt0000001", "tt0000002"].iter().enumerate() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap()).unwrap();
+        let predicted = json["scenes"].as_array().unwrap().len();
+        assert!(predicted > 3, "{stem}: {predicted} scenes");
+        let (w, h, runs) = band_runs(&std::fs::read(out.join(format!("{stem}.png"))).unwrap());
+        assert!(w >= 1600 && h >= 400, "{w}x{h}");
+        // Band rows are many pixels tall: require a thick stripe of each.
+        let rows_with = |n: usize| runs.iter().filter(|&&r| r == n).count();
+        assert!(
+            rows_with(predicted) >= 10,
+            "{stem}: no band row of {predicted} predicted scenes: {runs:?}"
+        );
+        assert!(
+            rows_with(truth[i]) >= 10,
+            "{stem}: no band row of {} true scenes: {runs:?}",
+            truth[i]
+        );
+        let entry = std::fs::read_to_string(out.join(format!("manifest/{stem}.json"))).unwrap();
+        assert!(entry.contains(&format!("{stem}.png")), "{entry}");
+    }
+
+    let ws = dir.join("ws");
+    let seg = lgss()
+        .args(["segment", "--runtime", "tract", "--plot", "--workspace"])
+        .arg(&ws)
+        .arg("--model")
+        .arg(&onnx)
+        .arg(data.join("tt0000001.pkl"))
+        .output()
+        .unwrap();
+    assert!(seg.status.success(), "{}", String::from_utf8_lossy(&seg.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&seg.stdout).unwrap();
+    assert_eq!(printed["imdb_id"], "tt0000001");
+    assert!(ws.join("plots/tt0000001.png").exists());
+}
