@@ -5,6 +5,7 @@ pub mod agreement;
 pub mod cli;
 pub mod data;
 pub mod fsutil;
+pub mod grouping;
 pub mod heap;
 pub mod manifest;
 pub mod metrics;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::data::movie::{Movie, Schema};
 use crate::data::windows::{batch_rows, sequences};
+use crate::grouping;
 use crate::model::config::ModelConfig;
 use crate::runtime::Backend;
 
@@ -147,4 +148,40 @@ pub fn timecode(frame: i64, fps: f64) -> String {
         ms / 1000 % 60,
         ms % 1000
     )
+}
+
+/// What a movie's boundaries were decided to be.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    /// The probabilities to write and score: the local model's, or with
+    /// global grouping [`grouping::grouped_probabilities`].
+    pub probabilities: Vec<f64>,
+    pub scenes: Vec<Scene>,
+}
+
+/// The scenes of a movie from its local boundary probabilities: cut where
+/// `prob >= threshold`, or, with `global`, where global optimal grouping
+/// (with `global.threshold` as its τ) cuts.
+pub fn decide(
+    prob: &[f64],
+    movie: &crate::data::movie::Movie,
+    weights: &crate::model::config::PerModality<f64>,
+    threshold: f64,
+    fps: f64,
+    global: Option<&grouping::Params>,
+) -> Result<Decided, grouping::GroupingError> {
+    let Some(params) = global else {
+        return Ok(Decided {
+            probabilities: prob.to_vec(),
+            scenes: scenes(prob, &movie.shot_end_frame, threshold, fps),
+        });
+    };
+    let desc = grouping::descriptors(movie, weights);
+    let g = grouping::group(prob, &desc, params)?;
+    let probabilities = grouping::grouped_probabilities(prob, &g.cuts);
+    let scenes = scenes(&probabilities, &movie.shot_end_frame, 0.5, fps);
+    Ok(Decided {
+        probabilities,
+        scenes,
+    })
 }

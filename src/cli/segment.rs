@@ -8,10 +8,11 @@ use serde::Serialize;
 
 use crate::data::dataset::{expand_inputs, file_stem, read_file_list, Shard};
 use crate::data::movie::{output_stem, Movie};
+use crate::grouping::Params as GroupingParams;
 use crate::manifest::{RunKey, Status};
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
-use crate::segment::{movie_probabilities, scenes, schema_for, Scene};
+use crate::segment::{decide, movie_probabilities, scenes, schema_for, Scene};
 
 /// How to reach a model, shared by `segment` and `verify`.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,6 +105,18 @@ pub struct Args {
     /// A boundary is a scene cut when its probability is at least this.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
+    /// Choose scenes by global optimal grouping: an exact dynamic program
+    /// over the boundary probabilities and the shots' features (README:
+    /// "Global optimal grouping"), with --threshold as its τ.
+    #[arg(long)]
+    global: bool,
+    /// Global grouping: γ, the weight of within-scene feature scatter (0 is
+    /// the threshold rule).
+    #[arg(long, default_value_t = 0.1, requires = "global")]
+    coherence: f64,
+    /// Global grouping: no scene is longer than this many shots.
+    #[arg(long, default_value_t = 1000, requires = "global")]
+    max_scene_shots: usize,
     /// Frames per second, for timecodes.
     #[arg(long, default_value_t = 24.0)]
     fps: f64,
@@ -125,8 +138,15 @@ pub struct Segmentation {
     pub n_shots: usize,
     pub threshold: f64,
     pub fps: f64,
+    /// What the scenes come from: the local model's probabilities, or with
+    /// `--global` the grouped ones (cuts ≥ 0.5, the rest below).
     pub boundary_probabilities: Vec<f64>,
     pub scenes: Vec<Scene>,
+    /// With `--global`: its settings, and the local model's probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global: Option<GroupingParams>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_boundary_probabilities: Option<Vec<f64>>,
 }
 
 /// `--json`'s summary.
@@ -214,6 +234,7 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
                     "fps": args.fps,
                     "write_pkl": args.write_pkl,
                     "plot": args.plot,
+                    "global": global_params(&args),
                 }),
             })
         }
@@ -365,6 +386,16 @@ fn segment_one(
     }
     let prob = movie_probabilities(backend, &movie, args.model.batch)
         .with_context(|| format!("{}", file.display()))?;
+    let global = global_params(args);
+    let decided = decide(
+        &prob,
+        &movie,
+        &backend.config().ratio,
+        args.threshold,
+        args.fps,
+        global.as_ref(),
+    )
+    .with_context(|| format!("{}: global grouping", file.display()))?;
     let seg = Segmentation {
         imdb_id: movie.imdb_id.clone(),
         file: file.to_path_buf(),
@@ -372,8 +403,10 @@ fn segment_one(
         n_shots: movie.n_shots(),
         threshold: args.threshold,
         fps: args.fps,
-        scenes: scenes(&prob, &movie.shot_end_frame, args.threshold, args.fps),
-        boundary_probabilities: prob.clone(),
+        scenes: decided.scenes,
+        boundary_probabilities: decided.probabilities,
+        local_boundary_probabilities: global.map(|_| prob.clone()),
+        global,
     };
     let text = match args.format {
         SceneFormat::Json => serde_json::to_string(&seg)? + "\n",
@@ -389,19 +422,22 @@ fn segment_one(
             let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();
             scenes(&p, &movie.shot_end_frame, 0.5, args.fps)
         });
+        let how = match &seg.global {
+            Some(g) => format!("global grouping, γ {}", g.coherence),
+            None => "threshold".to_string(),
+        };
         let title = format!(
-            "{}: {} shots, {} scene{} ({runtime}, threshold {})",
+            "{}: {} shots, {} scene{} ({runtime}, {how})",
             crate::data::pickle::printable(&movie.imdb_id),
             movie.n_shots(),
             seg.scenes.len(),
             if seg.scenes.len() == 1 { "" } else { "s" },
-            args.threshold
         );
         let timeline = crate::timeline::Timeline {
             title: &title,
             fps: args.fps,
             shot_end_frame: &movie.shot_end_frame,
-            boundary_probabilities: &seg.boundary_probabilities,
+            boundary_probabilities: &prob,
             threshold: args.threshold,
             scenes: &seg.scenes,
             truth: truth.as_deref(),
@@ -421,7 +457,7 @@ fn segment_one(
                 file.display()
             );
         }
-        movie.prediction = Some(prob);
+        movie.prediction = Some(seg.boundary_probabilities.clone());
         crate::data::pickle_write::write_movie(&pkl, &movie)?;
         outputs.push(format!("{stem}.pkl"));
     }
@@ -439,6 +475,14 @@ fn segment_one(
         key,
         &outputs,
     )
+}
+
+fn global_params(args: &Args) -> Option<GroupingParams> {
+    args.global.then_some(GroupingParams {
+        threshold: args.threshold,
+        coherence: args.coherence,
+        max_scene_shots: args.max_scene_shots,
+    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -5,6 +5,7 @@
 mod agreement;
 mod cli;
 mod common;
+mod grouping;
 mod hostile;
 mod metrics;
 mod model_exact;

@@ -1,0 +1,335 @@
+//! Global optimal grouping: the dynamic program finds exactly the optimum
+//! that an exhaustive search over every partition finds, its pruning never
+//! changes the answer of the plain O(n²) recursion, its margins are the
+//! exhaustive ones, and `segment --global` gives identical scenes in every
+//! runtime.
+
+use lgss::grouping::{group, grouped_probabilities, margin, Descriptors, Params, DESCRIPTOR_DIM};
+use lgss::rng::Rng;
+
+use crate::common::{lgss, tempdir, train_small};
+
+/// Probabilities and descriptors of `n` shots in a few clustered scenes,
+/// with noisy probabilities near the threshold so the coherence term matters.
+fn instance(rng: &mut Rng, n: usize) -> (Vec<f64>, Descriptors) {
+    let mut data = Vec::with_capacity(n * DESCRIPTOR_DIM);
+    let mut centre: Vec<f64> = (0..DESCRIPTOR_DIM).map(|_| rng.normal()).collect();
+    let mut prob = Vec::with_capacity(n.saturating_sub(1));
+    for i in 0..n {
+        let new_scene = i > 0 && rng.bernoulli(0.25);
+        if new_scene {
+            centre = (0..DESCRIPTOR_DIM).map(|_| rng.normal()).collect();
+        }
+        if i > 0 {
+            let p = if new_scene {
+                0.35 + 0.5 * rng.uniform()
+            } else {
+                0.6 * rng.uniform()
+            };
+            prob.push(p);
+        }
+        data.extend(centre.iter().map(|c| 0.3 * c + 0.2 * rng.normal()));
+    }
+    (prob, Descriptors { n, data })
+}
+
+/// E(C) computed directly: centroids, no prefix sums.
+fn energy(prob: &[f64], desc: &Descriptors, p: &Params, cuts: &[bool]) -> Option<f64> {
+    let logit = |x: f64| {
+        let x = x.clamp(1e-7, 1.0 - 1e-7);
+        (x / (1.0 - x)).ln()
+    };
+    let mut e = 0.0;
+    let mut start = 0;
+    for end in 1..=desc.n {
+        if end < desc.n && !cuts[end - 1] {
+            continue;
+        }
+        if end - start > p.max_scene_shots {
+            return None;
+        }
+        let mut mean = vec![0.0; DESCRIPTOR_DIM];
+        for i in start..end {
+            for (m, x) in mean.iter_mut().zip(desc.row(i)) {
+                *m += x / (end - start) as f64;
+            }
+        }
+        for i in start..end {
+            e += p.coherence
+                * desc
+                    .row(i)
+                    .iter()
+                    .zip(&mean)
+                    .map(|(x, m)| (x - m) * (x - m))
+                    .sum::<f64>();
+        }
+        if end < desc.n {
+            e += logit(p.threshold) - logit(prob[end - 1]);
+        }
+        start = end;
+    }
+    Some(e)
+}
+
+/// The best partition by trying all 2^(n−1), optionally with boundary
+/// `force.0` decided as `force.1`.
+fn exhaustive(
+    prob: &[f64],
+    desc: &Descriptors,
+    p: &Params,
+    force: Option<(usize, bool)>,
+) -> (f64, Vec<bool>) {
+    let m = desc.n - 1;
+    let mut best = (f64::INFINITY, vec![]);
+    for mask in 0u32..(1 << m) {
+        let cuts: Vec<bool> = (0..m).map(|b| mask >> b & 1 == 1).collect();
+        if force.is_some_and(|(b, c)| cuts[b] != c) {
+            continue;
+        }
+        if let Some(e) = energy(prob, desc, p, &cuts) {
+            if e < best.0 {
+                best = (e, cuts);
+            }
+        }
+    }
+    best
+}
+
+#[test]
+fn the_dynamic_program_finds_the_exhaustive_optimum() {
+    let mut rng = Rng::new(11);
+    let mut cases = 0;
+    for n in 1..=12 {
+        for _ in 0..12 {
+            let (prob, desc) = instance(&mut rng, n);
+            let params = Params {
+                threshold: [0.5, 0.3, 0.7][rng.range(0, 2)],
+                coherence: [0.0, 0.05, 0.2, 1.0, 5.0][rng.range(0, 4)],
+                max_scene_shots: if rng.bernoulli(0.3) { rng.range(2, 5) } else { 1000 },
+            };
+            let got = group(&prob, &desc, &params).unwrap();
+            let (want, want_cuts) = exhaustive(&prob, &desc, &params, None);
+            let scale = 1.0 + want.abs();
+            assert!(
+                (got.objective - want).abs() <= 1e-9 * scale,
+                "n {n} {params:?}: DP {} vs exhaustive {want}",
+                got.objective
+            );
+            assert_eq!(got.cuts, want_cuts, "n {n} {params:?}");
+            let direct = energy(&prob, &desc, &params, &got.cuts).unwrap();
+            assert!((direct - got.objective).abs() <= 1e-9 * scale);
+            // The margin is the exhaustive gap between deciding b either way.
+            if n > 1 {
+                let b = rng.range(0, n - 2);
+                let (cut, _) = exhaustive(&prob, &desc, &params, Some((b, true)));
+                let (keep, _) = exhaustive(&prob, &desc, &params, Some((b, false)));
+                let m = margin(&prob, &desc, &params, b).unwrap();
+                let want = if cut.is_finite() && keep.is_finite() {
+                    (cut - keep).abs()
+                } else {
+                    f64::INFINITY
+                };
+                assert!(
+                    (m - want).abs() <= 1e-9 * (1.0 + want.abs()) || (m.is_infinite() && want.is_infinite()),
+                    "n {n} b {b}: margin {m} vs {want}"
+                );
+            }
+            cases += 1;
+        }
+    }
+    assert_eq!(cases, 144);
+}
+
+/// The plain recursion F(s) = min_t F(t) + pen(t) + γ SSE(t..s) over every
+/// t, with SSE from centroids: what the pruned program must equal.
+fn quadratic(prob: &[f64], desc: &Descriptors, p: &Params) -> Vec<bool> {
+    let n = desc.n;
+    let logit = |x: f64| {
+        let x = x.clamp(1e-7, 1.0 - 1e-7);
+        (x / (1.0 - x)).ln()
+    };
+    let sse = |t: usize, s: usize| {
+        let cuts: Vec<bool> = (0..s - t - 1).map(|_| false).collect();
+        let sub = Descriptors {
+            n: s - t,
+            data: desc.data[t * DESCRIPTOR_DIM..s * DESCRIPTOR_DIM].to_vec(),
+        };
+        let q = Params {
+            coherence: 1.0,
+            max_scene_shots: usize::MAX,
+            ..*p
+        };
+        energy(&vec![0.5; s - t - 1], &sub, &q, &cuts).unwrap()
+    };
+    let mut f = vec![f64::INFINITY; n + 1];
+    let mut back = vec![0; n + 1];
+    f[0] = 0.0;
+    for s in 1..=n {
+        for t in s.saturating_sub(p.max_scene_shots)..s {
+            let pen = if t == 0 {
+                0.0
+            } else {
+                logit(p.threshold) - logit(prob[t - 1])
+            };
+            let c = f[t] + pen + p.coherence * sse(t, s);
+            if c < f[s] {
+                f[s] = c;
+                back[s] = t;
+            }
+        }
+    }
+    let mut cuts = vec![false; n - 1];
+    let mut s = n;
+    while s > 0 {
+        if back[s] > 0 {
+            cuts[back[s] - 1] = true;
+        }
+        s = back[s];
+    }
+    cuts
+}
+
+#[test]
+fn pruning_never_changes_the_answer() {
+    let mut rng = Rng::new(12);
+    for (n, coherence, cap) in [
+        (300, 0.1, 1000),
+        (300, 1.0, 40),
+        (250, 0.02, 1000),
+        (200, 3.0, 25),
+    ] {
+        let (prob, desc) = instance(&mut rng, n);
+        let params = Params {
+            threshold: 0.5,
+            coherence,
+            max_scene_shots: cap,
+        };
+        let got = group(&prob, &desc, &params).unwrap();
+        assert_eq!(
+            got.cuts,
+            quadratic(&prob, &desc, &params),
+            "n {n} γ {coherence} cap {cap}"
+        );
+    }
+}
+
+#[test]
+fn without_coherence_it_is_the_threshold_and_grouped_probabilities_keep_order() {
+    let mut rng = Rng::new(13);
+    let (prob, desc) = instance(&mut rng, 500);
+    let params = Params {
+        threshold: 0.4,
+        coherence: 0.0,
+        max_scene_shots: 1000,
+    };
+    let got = group(&prob, &desc, &params).unwrap();
+    let want: Vec<bool> = prob.iter().map(|&p| p > 0.4).collect();
+    assert_eq!(got.cuts, want);
+
+    let grouped = grouped_probabilities(&prob, &got.cuts);
+    for (i, (&g, &cut)) in grouped.iter().zip(&got.cuts).enumerate() {
+        assert_eq!(g >= 0.5, cut, "boundary {i}");
+    }
+    // Within each class the local order is kept.
+    for i in 0..prob.len() {
+        for j in 0..prob.len() {
+            if got.cuts[i] == got.cuts[j] && prob[i] < prob[j] {
+                assert!(grouped[i] < grouped[j], "{i} {j}");
+            }
+        }
+    }
+    assert!(grouped_probabilities(&[1.0], &[false])[0] < 0.5);
+}
+
+/// `segment --global` in tract, ONNX Runtime and libtorch with a trained
+/// model: the same scene partition, the grouped probabilities, and the
+/// local ones beside them.
+#[test]
+fn global_grouping_is_identical_across_runtimes() {
+    let dir = tempdir("grouping-runtimes");
+    let data = dir.join("data");
+    let synth = lgss()
+        .args([
+            "synth", "--size", "small", "--movies", "8", "--seed", "21", "--shots", "150..250", "--out",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let run = dir.join("run");
+    let train = train_small(&data, &run, 3).output().unwrap();
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let ck = run.join("best.safetensors");
+    let onnx = dir.join("model.onnx");
+    let export = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let movies: Vec<_> = (6..=8).map(|i| data.join(format!("tt000000{i}.pkl"))).collect();
+    let mut partitions = Vec::new();
+    for rt in ["tract", "ort-cpu", "tch"] {
+        let out = dir.join(rt);
+        let seg = lgss()
+            .args([
+                "segment",
+                "--global",
+                "--coherence",
+                "0.1",
+                "--runtime",
+                rt,
+                "--model",
+            ])
+            .arg(&onnx)
+            .arg("--checkpoint")
+            .arg(&ck)
+            .arg("--out")
+            .arg(&out)
+            .args(&movies)
+            .output()
+            .unwrap();
+        assert!(
+            seg.status.success(),
+            "{rt}: {}",
+            String::from_utf8_lossy(&seg.stderr)
+        );
+        let mut per_movie = Vec::new();
+        for i in 6..=8 {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join(format!("tt000000{i}.json"))).unwrap())
+                    .unwrap();
+            let local = v["local_boundary_probabilities"].as_array().unwrap();
+            let grouped = v["boundary_probabilities"].as_array().unwrap();
+            assert_eq!(local.len(), grouped.len());
+            assert_eq!(v["global"]["coherence"], 0.1);
+            let starts: Vec<u64> = v["scenes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["first_shot"].as_u64().unwrap())
+                .collect();
+            // Grouping moved some cuts away from the threshold rule, and
+            // the grouped probabilities say exactly which.
+            let rule: usize = local.iter().filter(|p| p.as_f64().unwrap() >= 0.5).count();
+            let cuts: usize = grouped.iter().filter(|p| p.as_f64().unwrap() >= 0.5).count();
+            assert_eq!(cuts + 1, starts.len());
+            per_movie.push((starts, rule));
+        }
+        partitions.push(per_movie);
+    }
+    assert!(
+        partitions[0]
+            .iter()
+            .any(|(starts, rule)| starts.len() != rule + 1),
+        "grouping changed nothing: {partitions:?}"
+    );
+    assert_eq!(partitions[0], partitions[1], "tract vs ort-cpu");
+    assert_eq!(partitions[0], partitions[2], "tract vs tch");
+}
