@@ -14,6 +14,34 @@ use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
 use crate::segment::{decide, movie_probabilities, scenes, schema_for, Scene};
 
+/// Global optimal grouping's flags, shared by `segment` and `verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Choose scenes by global optimal grouping: an exact dynamic program
+    /// over the boundary probabilities and the shots' features (README:
+    /// "Global optimal grouping"), with the threshold as its τ.
+    #[arg(long)]
+    pub global: bool,
+    /// Global grouping: γ, the weight of within-scene feature scatter (0 is
+    /// the threshold rule).
+    #[arg(long, default_value_t = 0.1, requires = "global")]
+    pub coherence: f64,
+    /// Global grouping: no scene is longer than this many shots.
+    #[arg(long, default_value_t = 1000, requires = "global")]
+    pub max_scene_shots: usize,
+}
+
+impl GlobalArgs {
+    /// The grouping's settings with τ = `threshold`, if `--global`.
+    pub fn params(&self, threshold: f64) -> Option<GroupingParams> {
+        self.global.then_some(GroupingParams {
+            threshold,
+            coherence: self.coherence,
+            max_scene_shots: self.max_scene_shots,
+        })
+    }
+}
+
 /// How to reach a model, shared by `segment` and `verify`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
@@ -105,18 +133,8 @@ pub struct Args {
     /// A boundary is a scene cut when its probability is at least this.
     #[arg(long, default_value_t = 0.5)]
     threshold: f64,
-    /// Choose scenes by global optimal grouping: an exact dynamic program
-    /// over the boundary probabilities and the shots' features (README:
-    /// "Global optimal grouping"), with --threshold as its τ.
-    #[arg(long)]
-    global: bool,
-    /// Global grouping: γ, the weight of within-scene feature scatter (0 is
-    /// the threshold rule).
-    #[arg(long, default_value_t = 0.1, requires = "global")]
-    coherence: f64,
-    /// Global grouping: no scene is longer than this many shots.
-    #[arg(long, default_value_t = 1000, requires = "global")]
-    max_scene_shots: usize,
+    #[command(flatten)]
+    global: GlobalArgs,
     /// Frames per second, for timecodes.
     #[arg(long, default_value_t = 24.0)]
     fps: f64,
@@ -478,11 +496,7 @@ fn segment_one(
 }
 
 fn global_params(args: &Args) -> Option<GroupingParams> {
-    args.global.then_some(GroupingParams {
-        threshold: args.threshold,
-        coherence: args.coherence,
-        max_scene_shots: args.max_scene_shots,
-    })
+    args.global.params(args.threshold)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

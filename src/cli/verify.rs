@@ -36,6 +36,31 @@ pub struct Args {
     tolerance: Option<f64>,
     #[arg(long)]
     json: bool,
+    /// Also group each runtime's probabilities into scenes (threshold 0.5)
+    /// and report the grouped scores and any cut the runtimes decide
+    /// differently, with the program's decision margin there.
+    #[command(flatten)]
+    global: super::segment::GlobalArgs,
+}
+
+/// Global grouping's results for one runtime.
+#[derive(Debug, Serialize)]
+pub struct GlobalRow {
+    /// The scores of the grouped probabilities.
+    pub scores: Scores,
+    /// Boundaries this runtime's grouping decides unlike the first's.
+    pub differing_cuts: Vec<DifferingCut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DifferingCut {
+    pub imdb_id: String,
+    pub boundary: usize,
+    /// Whether the first runtime's grouping cuts here.
+    pub reference_cut: bool,
+    /// How much worse (in the objective) the best partition deciding this
+    /// boundary the other way is, with the first runtime's probabilities.
+    pub margin: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +76,8 @@ pub struct Row {
     pub tf32: bool,
     /// What its difference from the first runtime explains (None for the first).
     pub agreement: Option<Agreement>,
+    /// With `--global`.
+    pub global: Option<GlobalRow>,
     pub seconds: f64,
     pub windows_per_s: f64,
 }
@@ -84,6 +111,10 @@ pub fn verify(
     let mut movies: Option<Vec<Movie>> = None;
     // The first runtime's probabilities and scores: what the others must match.
     let mut reference: Option<(Vec<Vec<f64>>, Scores)> = None;
+    let global = args.global.params(0.5);
+    // Per movie: descriptors, and the first runtime's cuts.
+    let mut descriptors: Vec<crate::grouping::Descriptors> = Vec::new();
+    let mut reference_cuts: Option<Vec<Vec<bool>>> = None;
     let mut rows = Vec::new();
     let mut ok = true;
     let mut windows = 0;
@@ -104,6 +135,7 @@ pub fn verify(
                     flips: 0,
                     tf32: false,
                     agreement: None,
+                    global: None,
                     seconds: 0.0,
                     windows_per_s: 0.0,
                 });
@@ -162,9 +194,34 @@ pub fn verify(
                 ok = false;
             }
         }
+        let global_row = match &global {
+            Some(params) => {
+                if descriptors.is_empty() {
+                    let weights = backend.config().ratio;
+                    descriptors = movies
+                        .iter()
+                        .map(|m| crate::grouping::descriptors(m, &weights))
+                        .collect();
+                }
+                let (row, cuts) = group_all(
+                    movies,
+                    &probs,
+                    &descriptors,
+                    params,
+                    reference_cuts.as_deref(),
+                    reference.as_ref().map(|r| r.0.as_slice()),
+                )?;
+                if reference_cuts.is_none() {
+                    reference_cuts = Some(cuts);
+                }
+                Some(row)
+            }
+            None => None,
+        };
         let row = Row {
             runtime: kind.to_string(),
             error: None,
+            global: global_row,
             max_abs_dp: agreement.as_ref().map_or(0.0, |a| a.max_abs_dp),
             flips: agreement.as_ref().map_or(0, |a| a.flips),
             tf32: args.model.tf32 && kind.is_cuda(),
@@ -186,6 +243,54 @@ pub fn verify(
         rows,
         ok,
     })
+}
+
+/// Groups every movie; compares with the first runtime's cuts where there are.
+fn group_all(
+    movies: &[Movie],
+    probs: &[Vec<f64>],
+    descriptors: &[crate::grouping::Descriptors],
+    params: &crate::grouping::Params,
+    reference_cuts: Option<&[Vec<bool>]>,
+    reference_probs: Option<&[Vec<f64>]>,
+) -> anyhow::Result<(GlobalRow, Vec<Vec<bool>>)> {
+    let mut all_cuts = Vec::with_capacity(movies.len());
+    let mut grouped = Vec::with_capacity(movies.len());
+    let mut differing_cuts = Vec::new();
+    for (i, (m, p)) in movies.iter().zip(probs).enumerate() {
+        let g = crate::grouping::group(p, &descriptors[i], params)?;
+        if let (Some(rc), Some(rp)) = (reference_cuts, reference_probs) {
+            for (b, (&mine, &theirs)) in g.cuts.iter().zip(&rc[i]).enumerate() {
+                if mine != theirs {
+                    differing_cuts.push(DifferingCut {
+                        imdb_id: m.imdb_id.clone(),
+                        boundary: b,
+                        reference_cut: theirs,
+                        margin: crate::grouping::margin(&rp[i], &descriptors[i], params, b)?,
+                    });
+                }
+            }
+        }
+        grouped.push(crate::grouping::grouped_probabilities(p, &g.cuts));
+        all_cuts.push(g.cuts);
+    }
+    let boundaries: Vec<MovieBoundaries> = movies
+        .iter()
+        .zip(&grouped)
+        .map(|(m, p)| MovieBoundaries {
+            imdb_id: &m.imdb_id,
+            ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
+            prediction: p,
+            shot_end_frame: &m.shot_end_frame,
+        })
+        .collect();
+    Ok((
+        GlobalRow {
+            scores: evaluate(&boundaries)?,
+            differing_cuts,
+        },
+        all_cuts,
+    ))
 }
 
 pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
@@ -290,6 +395,25 @@ pub fn print_report(r: &Report) {
         if let Some(a) = &row.agreement {
             for u in &a.unexplained {
                 println!("          unexplained: {u}");
+            }
+        }
+        if let Some(g) = &row.global {
+            println!(
+                "          grouped: AP {:.6}  mAP {:.6}  Miou {:.6}  F1 {:.4}; {} cut(s) decided unlike the first runtime",
+                g.scores.ap,
+                g.scores.map,
+                g.scores.miou,
+                g.scores.f1,
+                g.differing_cuts.len()
+            );
+            for d in &g.differing_cuts {
+                println!(
+                    "          {} boundary {}: first runtime {}, margin {:.3e}",
+                    d.imdb_id,
+                    d.boundary,
+                    if d.reference_cut { "cuts" } else { "does not cut" },
+                    d.margin
+                );
             }
         }
     }

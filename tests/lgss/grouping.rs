@@ -332,4 +332,41 @@ fn global_grouping_is_identical_across_runtimes() {
     );
     assert_eq!(partitions[0], partitions[1], "tract vs ort-cpu");
     assert_eq!(partitions[0], partitions[2], "tract vs tch");
+
+    // verify --global: grouped scores per runtime, no cut decided
+    // differently, and the same scores `eval --pred` gives segment's outputs.
+    let test = dir.join("test");
+    std::fs::create_dir_all(&test).unwrap();
+    for m in &movies {
+        std::fs::copy(m, test.join(m.file_name().unwrap())).unwrap();
+    }
+    let verify = lgss()
+        .args(["verify", "--global", "--coherence", "0.1", "--json", "--runtimes", "tch,ort-cpu,tract", "--data"])
+        .arg(&test)
+        .arg("--model")
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let eval = lgss()
+        .args(["eval", "--json", "--pred"])
+        .arg(dir.join("tract"))
+        .arg(&test)
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let eval: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    for row in report["rows"].as_array().unwrap() {
+        let g = &row["global"];
+        assert_eq!(g["differing_cuts"].as_array().unwrap().len(), 0, "{row}");
+        // The same probabilities (tract's) give the same scores, exactly.
+        if row["runtime"] == "tract" {
+            for key in ["AP", "mAP", "Miou", "F1"] {
+                assert_eq!(g["scores"][key], eval[key], "{key}");
+            }
+        }
+    }
 }
