@@ -28,7 +28,11 @@ fn instance(n: usize, seed: u64) -> (Vec<f64>, Descriptors) {
             centre = (0..DESCRIPTOR_DIM).map(|_| rng.normal()).collect();
         }
         if i > 0 {
-            prob.push(if change { 0.3 + 0.7 * rng.uniform() } else { 0.6 * rng.uniform() });
+            prob.push(if change {
+                0.3 + 0.7 * rng.uniform()
+            } else {
+                0.6 * rng.uniform()
+            });
         }
         data.extend(centre.iter().map(|c| 0.12 * c + 0.08 * rng.normal()));
     }
@@ -55,7 +59,10 @@ fn main() {
         t.elapsed().as_secs_f64() * 1e3,
         d.n
     );
-    println!("{:>8} {:>10} {:>10} {:>12} {:>8}", "shots", "ms", "µs/shot", "peak heap", "cuts");
+    println!(
+        "{:>8} {:>10} {:>10} {:>12} {:>8}",
+        "shots", "ms", "µs/shot", "peak heap", "cuts"
+    );
     for &n in &[1_000usize, 10_000, 100_000] {
         let (prob, desc) = instance(n, n as u64);
         let params = Params::default();

@@ -150,6 +150,32 @@ pub fn timecode(frame: i64, fps: f64) -> String {
     )
 }
 
+/// The candidate decision thresholds `lgss train` tries on the validation
+/// movies: coarse, so that a few hundred boundaries cannot overfit it.
+pub const THRESHOLD_GRID: [f64; 19] = [
+    0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85,
+    0.90, 0.95,
+];
+
+/// Probabilities rescaled so that `threshold` lands on the challenge's 0.5:
+/// `p/(2τ)` below τ, `0.5 + (p − τ)/(2(1 − τ))` from τ up. Strictly
+/// increasing, so AP and every ranking are unchanged, while Miou, precision,
+/// recall and F1 at 0.5 become those at τ.
+pub fn calibrated(prob: &[f64], threshold: f64) -> Vec<f64> {
+    if threshold == 0.5 {
+        return prob.to_vec();
+    }
+    prob.iter()
+        .map(|&p| {
+            if p < threshold {
+                0.5 * p / threshold
+            } else {
+                0.5 + 0.5 * (p - threshold) / (1.0 - threshold)
+            }
+        })
+        .collect()
+}
+
 /// What a movie's boundaries were decided to be.
 #[derive(Debug, Clone)]
 pub struct Decided {
@@ -160,8 +186,9 @@ pub struct Decided {
 }
 
 /// The scenes of a movie from its local boundary probabilities: cut where
-/// `prob >= threshold`, or, with `global`, where global optimal grouping
-/// (with `global.threshold` as its τ) cuts.
+/// `prob >= threshold` (the probabilities written [`calibrated`] to it), or,
+/// with `global`, where global optimal grouping (with `global.threshold` as
+/// its τ) cuts.
 pub fn decide(
     prob: &[f64],
     movie: &crate::data::movie::Movie,
@@ -171,9 +198,10 @@ pub fn decide(
     global: Option<&grouping::Params>,
 ) -> Result<Decided, grouping::GroupingError> {
     let Some(params) = global else {
+        let probabilities = calibrated(prob, threshold);
         return Ok(Decided {
-            probabilities: prob.to_vec(),
-            scenes: scenes(prob, &movie.shot_end_frame, threshold, fps),
+            scenes: scenes(&probabilities, &movie.shot_end_frame, 0.5, fps),
+            probabilities,
         });
     };
     let desc = grouping::descriptors(movie, weights);

@@ -130,9 +130,15 @@ pub struct Args {
     /// 3600) or otio (OpenTimelineIO).
     #[arg(long, value_enum, default_value_t = SceneFormat::Json)]
     format: SceneFormat,
-    /// A boundary is a scene cut when its probability is at least this.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f64,
+    /// A boundary is a scene cut when its probability is at least this
+    /// (default: the threshold `lgss train` chose on the validation movies,
+    /// stored in the model; else 0.5). Written probabilities are rescaled so
+    /// that this threshold is 0.5 (README: "Decision threshold").
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// The threshold in use: --threshold, the model's, or 0.5.
+    #[arg(skip)]
+    effective_threshold: f64,
     #[command(flatten)]
     global: GlobalArgs,
     /// Frames per second, for timecodes.
@@ -156,15 +162,17 @@ pub struct Segmentation {
     pub n_shots: usize,
     pub threshold: f64,
     pub fps: f64,
-    /// What the scenes come from: the local model's probabilities, or with
-    /// `--global` the grouped ones (cuts ≥ 0.5, the rest below).
+    /// What is scored: cuts are exactly the boundaries ≥ 0.5. The model's
+    /// probabilities rescaled to the threshold, or with `--global` the
+    /// grouped ones; the same order within cuts and within the rest.
     pub boundary_probabilities: Vec<f64>,
     pub scenes: Vec<Scene>,
-    /// With `--global`: its settings, and the local model's probabilities.
+    /// With `--global`: its settings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global: Option<GroupingParams>,
+    /// The model's own probabilities, where they differ from the above.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub local_boundary_probabilities: Option<Vec<f64>>,
+    pub model_probabilities: Option<Vec<f64>>,
 }
 
 /// `--json`'s summary.
@@ -209,7 +217,7 @@ fn gather(args: &Args) -> anyhow::Result<(usize, Vec<PathBuf>)> {
     Ok((listed, files))
 }
 
-pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
+pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
     let runtime = match args.runtime {
         Some(r) => r,
         None => RuntimeKind::default_built().context("this build of lgss has no runtime")?,
@@ -223,6 +231,23 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
     if args.fps.is_nan() || args.fps <= 0.0 {
         bail!("--fps must be positive");
     }
+    let model_threshold = match runtime.feature() {
+        "tch" => opts
+            .checkpoint
+            .as_deref()
+            .map(crate::model::checkpoint::Checkpoint::decision_threshold_of),
+        _ => opts
+            .onnx
+            .as_deref()
+            .map(crate::runtime::onnx_meta::decision_threshold_of),
+    }
+    .transpose()?
+    .flatten();
+    args.effective_threshold = match args.threshold {
+        Some(t) if t > 0.0 && t < 1.0 => t,
+        Some(t) => bail!("--threshold {t} is not inside (0, 1)"),
+        None => model_threshold.unwrap_or(0.5),
+    };
     let (listed, files) = gather(&args)?;
     if listed == 0 {
         bail!("no movie files given");
@@ -248,7 +273,7 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
                 model_sha256: summary.model_sha256.clone(),
                 options: serde_json::json!({
                     "format": args.format.extension(),
-                    "threshold": args.threshold,
+                    "threshold": args.effective_threshold,
                     "fps": args.fps,
                     "write_pkl": args.write_pkl,
                     "plot": args.plot,
@@ -409,7 +434,7 @@ fn segment_one(
         &prob,
         &movie,
         &backend.config().ratio,
-        args.threshold,
+        args.effective_threshold,
         args.fps,
         global.as_ref(),
     )
@@ -419,11 +444,11 @@ fn segment_one(
         file: file.to_path_buf(),
         runtime: runtime.to_string(),
         n_shots: movie.n_shots(),
-        threshold: args.threshold,
+        threshold: args.effective_threshold,
         fps: args.fps,
         scenes: decided.scenes,
+        model_probabilities: (decided.probabilities != prob).then(|| prob.clone()),
         boundary_probabilities: decided.probabilities,
-        local_boundary_probabilities: global.map(|_| prob.clone()),
         global,
     };
     let text = match args.format {
@@ -456,7 +481,7 @@ fn segment_one(
             fps: args.fps,
             shot_end_frame: &movie.shot_end_frame,
             boundary_probabilities: &prob,
-            threshold: args.threshold,
+            threshold: args.effective_threshold,
             scenes: &seg.scenes,
             truth: truth.as_deref(),
         };
@@ -496,7 +521,7 @@ fn segment_one(
 }
 
 fn global_params(args: &Args) -> Option<GroupingParams> {
-    args.global.params(args.threshold)
+    args.global.params(args.effective_threshold)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -20,6 +20,19 @@ pub const EXP_AVG_SQ: &str = "adam.exp_avg_sq.";
 
 const FORMAT: &str = "lgss-checkpoint-1";
 
+/// Metadata key of the validation-chosen decision threshold.
+pub const META_DECISION_THRESHOLD: &str = "decision_threshold";
+
+/// A stored decision threshold: absent, or a number inside (0, 1).
+pub fn parse_threshold(text: Option<&str>) -> anyhow::Result<Option<f64>> {
+    let Some(t) = text else { return Ok(None) };
+    let v: f64 = t.trim().parse().map_err(|_| anyhow!("\"{t}\" is not a number"))?;
+    if !(v > 0.0 && v < 1.0) {
+        bail!("{v} is not inside (0, 1)");
+    }
+    Ok(Some(v))
+}
+
 /// A checkpoint in memory: named f32 (or i64) tensors as plain host arrays,
 /// and metadata. Host arrays, so that export and the inference-only build
 /// need no libtorch.
@@ -83,6 +96,28 @@ impl Checkpoint {
         let mut meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
         meta.insert("format".into(), FORMAT.into());
         safetensors::serialize(views, &Some(meta)).map_err(|e| anyhow!("{e:?}"))
+    }
+
+    /// The decision threshold `lgss train` chose on the validation movies
+    /// for these weights, if any; reads only the file's header.
+    pub fn decision_threshold_of(path: &Path) -> anyhow::Result<Option<f64>> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)
+            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+        let n = u64::from_le_bytes(len);
+        if n > file_len.saturating_sub(8) || n > 100 << 20 {
+            bail!("{}: not a safetensors file (header of {n} bytes)", path.display());
+        }
+        let mut header = vec![0u8; n as usize];
+        f.read_exact(&mut header)
+            .with_context(|| format!("{}: truncated header", path.display()))?;
+        let v: serde_json::Value = serde_json::from_slice(&header)
+            .with_context(|| format!("{}: not a safetensors header", path.display()))?;
+        parse_threshold(v["__metadata__"][META_DECISION_THRESHOLD].as_str())
+            .with_context(|| format!("{}: bad {META_DECISION_THRESHOLD}", path.display()))
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {

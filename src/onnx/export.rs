@@ -25,6 +25,8 @@ pub const META_FEATURE_DIMS: &str = "lgss.feature_dims";
 pub const META_DATA: &str = "lgss.training_data";
 /// The runtimes' input interface (`crate::runtime::INTERFACE`).
 pub const META_INTERFACE: &str = "lgss.interface";
+/// The decision threshold chosen on the validation movies (from the checkpoint).
+pub const META_DECISION_THRESHOLD: &str = "lgss.decision_threshold";
 /// Window-conv channels kept per modality (those that can be the maximum).
 pub const META_ACTIVE_CHANNELS: &str = "lgss.window_max_channels";
 
@@ -353,6 +355,12 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path) -> anyhow::Result<()> {
     ];
     if let Some(d) = ckpt.metadata.get("data") {
         meta.push((META_DATA.to_string(), d.clone()));
+    }
+    let threshold = crate::model::checkpoint::META_DECISION_THRESHOLD;
+    if let Some(t) = ckpt.metadata.get(threshold) {
+        crate::model::checkpoint::parse_threshold(Some(t))
+            .with_context(|| format!("checkpoint's {threshold}"))?;
+        meta.push((META_DECISION_THRESHOLD.to_string(), t.clone()));
     }
     let weights: BTreeMap<String, Tensor> = ckpt.weights().map(|(k, v)| (k.clone(), v.clone())).collect();
     let bytes = build(m, &weights, &meta).context("building the ONNX graph")?;

@@ -7,7 +7,21 @@ use prost::Message;
 use tract_onnx::pb;
 
 use crate::model::config::{Config, ModelConfig};
-use crate::onnx::export::{META_CONFIG, META_INTERFACE};
+use crate::onnx::export::{META_CONFIG, META_DECISION_THRESHOLD, META_INTERFACE};
+
+/// The decision threshold an exported model carries, if any.
+pub fn decision_threshold_of(path: &Path) -> anyhow::Result<Option<f64>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let model = pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| anyhow!("{}: not an ONNX model: {e}", path.display()))?;
+    let value = model
+        .metadata_props
+        .iter()
+        .find(|p| p.key == META_DECISION_THRESHOLD)
+        .map(|p| p.value.as_str());
+    crate::model::checkpoint::parse_threshold(value)
+        .with_context(|| format!("{}: bad {META_DECISION_THRESHOLD}", path.display()))
+}
 
 /// Reads the LGSS config from an exported ONNX file.
 pub fn config_of(path: &Path) -> anyhow::Result<ModelConfig> {

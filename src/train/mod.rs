@@ -62,6 +62,12 @@ pub struct EpochLog {
     pub val_map: f64,
     #[serde(rename = "val_Miou")]
     pub val_miou: f64,
+    /// The threshold of [`crate::segment::THRESHOLD_GRID`] with the best
+    /// validation Miou (stored in this epoch's checkpoint), and that Miou.
+    #[serde(default = "half")]
+    pub decision_threshold: f64,
+    #[serde(default, rename = "val_Miou_at_threshold")]
+    pub val_miou_at_threshold: f64,
     pub windows_per_s: f64,
     pub seconds: f64,
 }
@@ -102,6 +108,26 @@ pub fn split_movies(n: usize, test_fraction: f64) -> anyhow::Result<(Vec<usize>,
     }
     let n_trainval = ((n as f64 * (1.0 - test_fraction)).floor() as usize).clamp(1, n - 1);
     Ok(((0..n_trainval).collect(), (n_trainval..n).collect()))
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// The grid threshold whose calibrated validation predictions score the best
+/// Miou (ties: the one nearest 0.5, then the lower), and that Miou.
+fn choose_threshold(bank: &Bank, probs: &[Vec<f64>], seqs: &[Sequence]) -> anyhow::Result<(f64, f64)> {
+    let mut best = (0.5, f64::NEG_INFINITY);
+    let mut grid = crate::segment::THRESHOLD_GRID;
+    grid.sort_by(|a, b| (a - 0.5).abs().total_cmp(&(b - 0.5).abs()).then(a.total_cmp(b)));
+    for t in grid {
+        let cal: Vec<Vec<f64>> = probs.iter().map(|p| crate::segment::calibrated(p, t)).collect();
+        let miou = score_sequences(bank, &cal, seqs)?.miou;
+        if miou > best.1 {
+            best = (t, miou);
+        }
+    }
+    Ok(best)
 }
 
 /// Splits the train+val movies' sequences into (train, val).
@@ -384,6 +410,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         let train_seconds = t0.elapsed().as_secs_f64();
         let val_pred = bank.predict(&model, &val_seqs, 64, config.train.class_weights)?;
         let val = score_sequences(&bank, &val_pred.probs, &val_seqs)?;
+        let (threshold, val_miou_at_threshold) = choose_threshold(&bank, &val_pred.probs, &val_seqs)?;
         let log = EpochLog {
             epoch: pos.epoch + 1,
             lr: adam.lr,
@@ -392,6 +419,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             val_ap: val.ap,
             val_map: val.map,
             val_miou: val.miou,
+            decision_threshold: threshold,
+            val_miou_at_threshold,
             windows_per_s: windows as f64 / train_seconds,
             seconds: t0.elapsed().as_secs_f64(),
         };
@@ -404,15 +433,20 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             pos.best_val_ap = log.val_ap;
         }
         // Serialised once, written as `last` and, when it improved, `best`.
-        let ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data)?.to_bytes()?;
+        let mut ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data)?;
+        ckpt.metadata.insert(
+            crate::model::checkpoint::META_DECISION_THRESHOLD.into(),
+            threshold.to_string(),
+        );
+        let ckpt = ckpt.to_bytes()?;
         if improved {
             crate::fsutil::write_atomic(&best_path, &ckpt)?;
         }
         crate::fsutil::write_atomic(&last_path, &ckpt)?;
         append_line(&metrics_path, &serde_json::to_string(&log)?)?;
         progress.note(&format!(
-            "epoch {:>3}/{epochs}  lr {:.0e}  train loss {:.4}  val loss {:.4}  val AP {:.4}  mAP {:.4}  Miou {:.4}  {:.0} win/s{}",
-            log.epoch, log.lr, log.train_loss, log.val_loss, log.val_ap, log.val_map, log.val_miou, log.windows_per_s,
+            "epoch {:>3}/{epochs}  lr {:.0e}  train loss {:.4}  val loss {:.4}  val AP {:.4}  mAP {:.4}  Miou {:.4} ({:.4} at threshold {:.2})  {:.0} win/s{}",
+            log.epoch, log.lr, log.train_loss, log.val_loss, log.val_ap, log.val_map, log.val_miou, log.val_miou_at_threshold, log.decision_threshold, log.windows_per_s,
             if improved { "  *best" } else { "" }
         ));
         history.push(log);
@@ -434,7 +468,18 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     load_weights(&mut model, &best.tensors)?;
     let test_seqs = bank.sequences_of(&test);
     let pred = bank.predict(&model, &test_seqs, 64, config.train.class_weights)?;
-    let scores = score_sequences(&bank, &pred.probs, &test_seqs)?;
+    // At the best checkpoint's own validated threshold, as `segment` uses it.
+    let threshold = best
+        .metadata
+        .get(crate::model::checkpoint::META_DECISION_THRESHOLD)
+        .and_then(|t| t.parse::<f64>().ok())
+        .unwrap_or(0.5);
+    let calibrated: Vec<Vec<f64>> = pred
+        .probs
+        .iter()
+        .map(|p| crate::segment::calibrated(p, threshold))
+        .collect();
+    let scores = score_sequences(&bank, &calibrated, &test_seqs)?;
     crate::fsutil::write_atomic(
         &opts.out.join("test_metrics.json"),
         serde_json::to_string_pretty(&scores)?.as_bytes(),

@@ -496,3 +496,103 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], 'tt*.pkl'))):
     assert_eq!(printed["imdb_id"], "tt0000001");
     assert!(ws.join("plots/tt0000001.png").exists());
 }
+
+/// `lgss train` chooses a decision threshold on the validation movies and
+/// stores it in the checkpoint; export carries it into the ONNX metadata;
+/// `segment` uses it by default (the scenes cut where the model's
+/// probability reaches it, the written probabilities rescaled so that it is
+/// 0.5) and AP is unchanged by the rescaling.
+#[test]
+fn the_validated_threshold_travels_from_training_to_segment() {
+    let dir = tempdir("threshold");
+    let data = dir.join("data");
+    let synth = lgss()
+        .args([
+            "synth", "--size", "small", "--movies", "8", "--seed", "31", "--shots", "120..200", "--out",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let run = dir.join("run");
+    let train = crate::common::train_small(&data, &run, 2).output().unwrap();
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    let ck = run.join("best.safetensors");
+    let meta = lgss::model::checkpoint::Checkpoint::load(&ck).unwrap().metadata;
+    let tau: f64 = meta["decision_threshold"].parse().unwrap();
+    assert!(lgss::segment::THRESHOLD_GRID.contains(&tau), "{tau}");
+    // metrics.jsonl logs the same threshold for the best epoch.
+    let logs: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let best = logs
+        .iter()
+        .max_by(|a, b| {
+            a["val_AP"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["val_AP"].as_f64().unwrap())
+        })
+        .unwrap();
+    assert_eq!(best["decision_threshold"].as_f64().unwrap(), tau);
+
+    let onnx = dir.join("model.onnx");
+    let export = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    assert_eq!(
+        lgss::runtime::onnx_meta::decision_threshold_of(&onnx).unwrap(),
+        Some(tau)
+    );
+
+    let movie = data.join("tt0000008.pkl");
+    for (rt, extra) in [
+        ("tract", vec![]),
+        ("tch", vec![]),
+        ("tract", vec!["--threshold", "0.3"]),
+    ] {
+        let out = lgss()
+            .args(["segment", "--runtime", rt, "--model"])
+            .arg(&onnx)
+            .arg("--checkpoint")
+            .arg(&ck)
+            .args(&extra)
+            .arg(&movie)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let want_tau = if extra.is_empty() { tau } else { 0.3 };
+        assert_eq!(v["threshold"].as_f64().unwrap(), want_tau, "{rt} {extra:?}");
+        let written: Vec<f64> = serde_json::from_value(v["boundary_probabilities"].clone()).unwrap();
+        let model: Vec<f64> = match v.get("model_probabilities") {
+            Some(m) => serde_json::from_value(m.clone()).unwrap(),
+            None => written.clone(),
+        };
+        let cuts: Vec<usize> = (0..model.len()).filter(|&b| model[b] >= want_tau).collect();
+        let written_cuts: Vec<usize> = (0..written.len()).filter(|&b| written[b] >= 0.5).collect();
+        assert_eq!(cuts, written_cuts);
+        let starts: Vec<usize> = v["scenes"].as_array().unwrap()[1..]
+            .iter()
+            .map(|s| s["first_shot"].as_u64().unwrap() as usize - 1)
+            .collect();
+        assert_eq!(starts, cuts, "scenes start after each cut");
+        // Rescaling keeps every ranking: the order of boundaries is the same.
+        let mut a: Vec<usize> = (0..model.len()).collect();
+        let mut b = a.clone();
+        a.sort_by(|&i, &j| model[i].total_cmp(&model[j]).then(i.cmp(&j)));
+        b.sort_by(|&i, &j| written[i].total_cmp(&written[j]).then(i.cmp(&j)));
+        assert_eq!(a, b);
+    }
+}

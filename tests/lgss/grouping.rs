@@ -305,7 +305,7 @@ fn global_grouping_is_identical_across_runtimes() {
             let v: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(out.join(format!("tt000000{i}.json"))).unwrap())
                     .unwrap();
-            let local = v["local_boundary_probabilities"].as_array().unwrap();
+            let local = v["model_probabilities"].as_array().unwrap();
             let grouped = v["boundary_probabilities"].as_array().unwrap();
             assert_eq!(local.len(), grouped.len());
             assert_eq!(v["global"]["coherence"], 0.1);
@@ -341,7 +341,16 @@ fn global_grouping_is_identical_across_runtimes() {
         std::fs::copy(m, test.join(m.file_name().unwrap())).unwrap();
     }
     let verify = lgss()
-        .args(["verify", "--global", "--coherence", "0.1", "--json", "--runtimes", "tch,ort-cpu,tract", "--data"])
+        .args([
+            "verify",
+            "--global",
+            "--coherence",
+            "0.1",
+            "--json",
+            "--runtimes",
+            "tch,ort-cpu,tract",
+            "--data",
+        ])
         .arg(&test)
         .arg("--model")
         .arg(&onnx)
@@ -349,7 +358,11 @@ fn global_grouping_is_identical_across_runtimes() {
         .arg(&ck)
         .output()
         .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     let eval = lgss()
         .args(["eval", "--json", "--pred"])
