@@ -139,13 +139,16 @@ def baseline(train_files, test_files, out_dir):
 
 
 def git_commit():
+    """$LGSS_COMMIT (the commit the --lgss binary was built from), else HEAD."""
+    if os.environ.get("LGSS_COMMIT"):
+        return os.environ["LGSS_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip()
     except OSError:
         out = ""
-    return out or os.environ.get("LGSS_COMMIT", "?")
+    return out or "?"
 
 
 def machine():
