@@ -49,8 +49,10 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Done,
-    /// Never finished (no entry), or finished differently: the reason.
-    Todo(&'static str),
+    /// Never finished: no entry.
+    New,
+    /// Finished differently, or its outputs changed since: the reason.
+    Redo(&'static str),
 }
 
 /// SHA-256 of a file, hex; streams it, so memory stays constant.
@@ -70,33 +72,33 @@ fn entry_path(out: &Path, stem: &str) -> PathBuf {
 pub fn status(out: &Path, stem: &str, key: &RunKey) -> Status {
     let path = entry_path(out, stem);
     let Ok(meta) = std::fs::metadata(&path) else {
-        return Status::Todo("not done yet");
+        return Status::New;
     };
     if meta.len() > MAX_ENTRY_BYTES {
-        return Status::Todo("its manifest entry is damaged");
+        return Status::Redo("its manifest entry is damaged");
     }
     let entry: Entry = match std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
     {
         Some(e) => e,
-        None => return Status::Todo("its manifest entry is damaged"),
+        None => return Status::Redo("its manifest entry is damaged"),
     };
     if entry.manifest_version != VERSION {
-        return Status::Todo("its manifest entry is of another version");
+        return Status::Redo("its manifest entry is of another version");
     }
     if entry.key.model_sha256 != key.model_sha256 {
-        return Status::Todo("done with another model");
+        return Status::Redo("done with another model");
     }
     if entry.key.options != key.options {
-        return Status::Todo("done with other options");
+        return Status::Redo("done with other options");
     }
     let complete = entry
         .outputs
         .iter()
         .all(|o| std::fs::metadata(out.join(&o.name)).is_ok_and(|m| m.len() == o.bytes));
     if !complete {
-        return Status::Todo("an output is missing or changed");
+        return Status::Redo("an output is missing or changed");
     }
     Status::Done
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use super::InvalidInput;
-use crate::data::dataset::{load_all, movie_files};
+use crate::data::dataset::{files_named, is_movie_name, load_all, movie_files};
 use crate::data::movie::{Movie, Schema};
 use crate::metrics::{evaluate, MovieBoundaries, Scores};
 
@@ -97,20 +97,9 @@ pub fn load_scored(dir: &std::path::Path, pred: Option<&std::path::Path>) -> any
 /// The prediction files of `dir`: tt*.pkl movies and `segment`'s .json
 /// outputs, sorted by name.
 fn prediction_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list directory", dir.display()))?;
-    let mut files = Vec::new();
-    for e in entries {
-        let path = e
-            .with_context(|| format!("{}: cannot list directory", dir.display()))?
-            .path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let movie = name.starts_with("tt") && name.ends_with(".pkl");
-        if (movie || name.ends_with(".json")) && !name.starts_with('.') && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
+    let files = files_named(dir, |name| {
+        is_movie_name(name) || (name.ends_with(".json") && !name.starts_with('.'))
+    })?;
     if files.is_empty() {
         bail!(InvalidInput(format!(
             "{}: no predictions (tt*.pkl movies or `lgss segment --out` .json files)",

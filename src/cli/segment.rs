@@ -314,10 +314,8 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
             if let (true, Some(out), Some(key)) = (args.skip_done, &args.out, &key) {
                 match crate::manifest::status(out, &stem, key) {
                     Status::Done => return Ok(false),
-                    Status::Todo(why) if why != "not done yet" => {
-                        pb.suspend(|| eprintln!("note: {}: redoing: {why}", file.display()))
-                    }
-                    Status::Todo(_) => {}
+                    Status::Redo(why) => pb.suspend(|| eprintln!("note: {}: redoing: {why}", file.display())),
+                    Status::New => {}
                 }
             }
             // Opened at the first movie to do, so a rerun with nothing left

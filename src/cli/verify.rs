@@ -162,17 +162,7 @@ pub fn verify(
         let seconds = t0.elapsed().as_secs_f64();
         pb.finish_and_clear();
         windows = probs.iter().map(Vec::len).sum();
-        let boundaries: Vec<MovieBoundaries> = movies
-            .iter()
-            .zip(&probs)
-            .map(|(m, p)| MovieBoundaries {
-                imdb_id: &m.imdb_id,
-                ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
-                prediction: p,
-                shot_end_frame: &m.shot_end_frame,
-            })
-            .collect();
-        let s = evaluate(&boundaries)?;
+        let s = score(movies, &probs)?;
         let agreement = reference.as_ref().map(|(ref_probs, ref_scores)| {
             let pairs: Vec<MoviePair> = movies
                 .iter()
@@ -245,6 +235,21 @@ pub fn verify(
     })
 }
 
+/// The challenge's scores of `probs[i]` as movie i's predictions.
+fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
+    let boundaries: Vec<MovieBoundaries> = movies
+        .iter()
+        .zip(probs)
+        .map(|(m, p)| MovieBoundaries {
+            imdb_id: &m.imdb_id,
+            ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
+            prediction: p,
+            shot_end_frame: &m.shot_end_frame,
+        })
+        .collect();
+    Ok(evaluate(&boundaries)?)
+}
+
 /// Groups every movie; compares with the first runtime's cuts where there are.
 fn group_all(
     movies: &[Movie],
@@ -274,19 +279,9 @@ fn group_all(
         grouped.push(crate::grouping::grouped_probabilities(p, &g.cuts));
         all_cuts.push(g.cuts);
     }
-    let boundaries: Vec<MovieBoundaries> = movies
-        .iter()
-        .zip(&grouped)
-        .map(|(m, p)| MovieBoundaries {
-            imdb_id: &m.imdb_id,
-            ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
-            prediction: p,
-            shot_end_frame: &m.shot_end_frame,
-        })
-        .collect();
     Ok((
         GlobalRow {
-            scores: evaluate(&boundaries)?,
+            scores: score(movies, &grouped)?,
             differing_cuts,
         },
         all_cuts,

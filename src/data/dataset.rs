@@ -6,8 +6,8 @@ use anyhow::{bail, Context};
 
 use super::movie::{Movie, Schema};
 
-/// The `tt*.pkl` files of `dir`, sorted by name (the challenge's file order).
-pub fn movie_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The regular files of `dir` whose (UTF-8) name `keep` accepts, sorted.
+pub fn files_named(dir: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot list directory", dir.display()))?;
     let mut files = Vec::new();
@@ -16,11 +16,22 @@ pub fn movie_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             .with_context(|| format!("{}: cannot list directory", dir.display()))?
             .path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("tt") && name.ends_with(".pkl") && path.is_file() {
+        if keep(name) && path.is_file() {
             files.push(path);
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// Whether a file name is a MovieScenes movie's (`tt*.pkl`).
+pub fn is_movie_name(name: &str) -> bool {
+    name.starts_with("tt") && name.ends_with(".pkl")
+}
+
+/// The `tt*.pkl` files of `dir`, sorted by name (the challenge's file order).
+pub fn movie_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let files = files_named(dir, is_movie_name)?;
     if files.is_empty() {
         bail!("{}: no tt*.pkl movie files", dir.display());
     }

@@ -469,11 +469,12 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     let test_seqs = bank.sequences_of(&test);
     let pred = bank.predict(&model, &test_seqs, 64, config.train.class_weights)?;
     // At the best checkpoint's own validated threshold, as `segment` uses it.
-    let threshold = best
-        .metadata
-        .get(crate::model::checkpoint::META_DECISION_THRESHOLD)
-        .and_then(|t| t.parse::<f64>().ok())
-        .unwrap_or(0.5);
+    let threshold = crate::model::checkpoint::parse_threshold(
+        best.metadata
+            .get(crate::model::checkpoint::META_DECISION_THRESHOLD)
+            .map(String::as_str),
+    )?
+    .unwrap_or(0.5);
     let calibrated: Vec<Vec<f64>> = pred
         .probs
         .iter()
