@@ -338,15 +338,7 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], 'tt*.pkl'))):
     }
 
     let (_, onnx) = crate::runtimes::fixture_model_files(&dir);
-    let data = dir.join("data");
-    let synth = lgss()
-        .args([
-            "synth", "--size", "small", "--movies", "3", "--seed", "4", "--out",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(synth.status.success());
+    let data = crate::common::synth_small(&dir, 3, 4, None);
     let seg = lgss()
         .args(["segment", "--runtime", "tract", "--write-pkl", "--model"])
         .arg(&onnx)
@@ -422,15 +414,7 @@ fn band_runs(png_bytes: &[u8]) -> (u32, u32, Vec<usize>) {
 fn segment_plot_draws_predicted_and_true_scenes() {
     let dir = tempdir("plot");
     let (_, onnx) = crate::runtimes::fixture_model_files(&dir);
-    let data = dir.join("data");
-    let synth = lgss()
-        .args([
-            "synth", "--size", "small", "--movies", "2", "--seed", "9", "--shots", "60..90", "--out",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(synth.status.success());
+    let data = crate::common::synth_small(&dir, 2, 9, Some((60, 90)));
     let out = dir.join("out");
     // A threshold that cuts often, so the predicted row has many bands.
     let seg = lgss()
@@ -505,28 +489,12 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], 'tt*.pkl'))):
 #[test]
 fn the_validated_threshold_travels_from_training_to_segment() {
     let dir = tempdir("threshold");
-    let data = dir.join("data");
-    let synth = lgss()
-        .args([
-            "synth", "--size", "small", "--movies", "8", "--seed", "31", "--shots", "120..200", "--out",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(synth.status.success());
-    let run = dir.join("run");
-    let train = crate::common::train_small(&data, &run, 2).output().unwrap();
-    assert!(
-        train.status.success(),
-        "{}",
-        String::from_utf8_lossy(&train.stderr)
-    );
-    let ck = run.join("best.safetensors");
+    let (data, ck, onnx) = crate::common::trained_small(&dir, 8, 31, (120, 200), 2);
     let meta = lgss::model::checkpoint::Checkpoint::load(&ck).unwrap().metadata;
     let tau: f64 = meta["decision_threshold"].parse().unwrap();
     assert!(lgss::segment::THRESHOLD_GRID.contains(&tau), "{tau}");
     // metrics.jsonl logs the same threshold for the best epoch.
-    let logs: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+    let logs: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("run/metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -542,15 +510,6 @@ fn the_validated_threshold_travels_from_training_to_segment() {
         .unwrap();
     assert_eq!(best["decision_threshold"].as_f64().unwrap(), tau);
 
-    let onnx = dir.join("model.onnx");
-    let export = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ck)
-        .output()
-        .unwrap();
-    assert!(export.status.success());
     assert_eq!(
         lgss::runtime::onnx_meta::decision_threshold_of(&onnx).unwrap(),
         Some(tau)

@@ -69,3 +69,40 @@ pub fn train_small(data: &Path, out: &Path, epochs: usize) -> Command {
     .current_dir(env!("CARGO_MANIFEST_DIR"));
     c
 }
+
+/// `movies` small synthetic movies of `seed` in `dir/data`, as `lgss synth
+/// --size small [--shots MIN..MAX]` writes them.
+pub fn synth_small(dir: &Path, movies: usize, seed: u64, shots: Option<(usize, usize)>) -> PathBuf {
+    let data = dir.join("data");
+    let mut size = lgss::data::synth::SynthSize::small();
+    if let Some((min, max)) = shots {
+        (size.min_shots, size.max_shots) = (min, max);
+    }
+    lgss::data::synth::write_dataset(&data, seed, movies, &size, &|| {}).expect("write synthetic movies");
+    data
+}
+
+/// [`synth_small`] movies, the small LGSS trained on them for `epochs`
+/// (`dir/run`) and exported (`dir/model.onnx`): (data, checkpoint, onnx).
+pub fn trained_small(
+    dir: &Path,
+    movies: usize,
+    seed: u64,
+    shots: (usize, usize),
+    epochs: usize,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let data = synth_small(dir, movies, seed, Some(shots));
+    let out = train_small(&data, &dir.join("run"), epochs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ck = dir.join("run/best.safetensors");
+    let onnx = dir.join("model.onnx");
+    let out = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (data, ck, onnx)
+}

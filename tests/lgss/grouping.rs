@@ -7,7 +7,7 @@
 use lgss::grouping::{group, grouped_probabilities, margin, Descriptors, Params, DESCRIPTOR_DIM};
 use lgss::rng::Rng;
 
-use crate::common::{lgss, tempdir, train_small};
+use crate::common::{lgss, tempdir, trained_small};
 
 /// Probabilities and descriptors of `n` shots in a few clustered scenes,
 /// with noisy probabilities near the threshold so the coherence term matters.
@@ -247,32 +247,7 @@ fn without_coherence_it_is_the_threshold_and_grouped_probabilities_keep_order() 
 #[test]
 fn global_grouping_is_identical_across_runtimes() {
     let dir = tempdir("grouping-runtimes");
-    let data = dir.join("data");
-    let synth = lgss()
-        .args([
-            "synth", "--size", "small", "--movies", "8", "--seed", "21", "--shots", "150..250", "--out",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(synth.status.success());
-    let run = dir.join("run");
-    let train = train_small(&data, &run, 3).output().unwrap();
-    assert!(
-        train.status.success(),
-        "{}",
-        String::from_utf8_lossy(&train.stderr)
-    );
-    let ck = run.join("best.safetensors");
-    let onnx = dir.join("model.onnx");
-    let export = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ck)
-        .output()
-        .unwrap();
-    assert!(export.status.success());
+    let (data, ck, onnx) = trained_small(&dir, 8, 21, (150, 250), 3);
     let movies: Vec<_> = (6..=8).map(|i| data.join(format!("tt000000{i}.pkl"))).collect();
     let mut partitions = Vec::new();
     for rt in ["tract", "ort-cpu", "tch"] {

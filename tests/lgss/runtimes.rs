@@ -7,7 +7,7 @@ use lgss::data::movie::Modality;
 use lgss::model::checkpoint::Checkpoint;
 use lgss::runtime::{open, RuntimeKind, RuntimeOptions};
 
-use crate::common::{fixtures, lgss, run_python, tempdir, train_small};
+use crate::common::{fixtures, lgss, run_python, tempdir};
 use crate::model_exact::{fixture_config, fixture_io};
 
 /// The fixture's PyTorch weights as a checkpoint and an exported ONNX file.
@@ -103,34 +103,10 @@ print(float(np.abs(prob.reshape(-1) - get('prob')).max()), float(np.abs(logits.r
     );
 }
 
-/// Trains a small model once for the tests below.
-fn trained(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let data = dir.join("data");
-    let size = lgss::data::synth::SynthSize {
-        min_shots: 37,
-        max_shots: 131,
-        ..lgss::data::synth::SynthSize::small()
-    };
-    lgss::data::synth::write_dataset(&data, 8, 6, &size, &|| {}).unwrap();
-    let out = train_small(&data, &dir.join("run"), 2).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ck = dir.join("run/best.safetensors");
-    let onnx = dir.join("model.onnx");
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ck)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (data, ck, onnx)
-}
-
 #[test]
 fn verify_segment_and_write_pkl_agree() {
     let dir = tempdir("rt-verify");
-    let (data, ck, onnx) = trained(&dir);
+    let (data, ck, onnx) = crate::common::trained_small(&dir, 6, 8, (37, 131), 2);
     // Batch 3 leaves partial batches, which tract pads.
     let out = lgss()
         .args([

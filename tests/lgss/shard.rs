@@ -17,15 +17,7 @@ const SHARDS: usize = 3;
 
 /// `MOVIES` small synthetic movies and the fixture model exported to ONNX.
 fn catalogue(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let data = dir.join("data");
-    let out = lgss()
-        .args(["synth", "--size", "small", "--seed", "5", "--movies"])
-        .arg(MOVIES.to_string())
-        .arg("--out")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data = crate::common::synth_small(dir, MOVIES, 5, None);
     let (ck, onnx) = crate::runtimes::fixture_model_files(dir);
     (data, ck, onnx)
 }
