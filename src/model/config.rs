@@ -49,6 +49,34 @@ pub struct ModelConfig {
     pub feature_dims: PerModality<usize>,
     /// Weight of each modality's logits in the sum.
     pub ratio: PerModality<f64>,
+    /// How each shot's features are scaled before the boundary net (part of
+    /// the model: the exported graph does it too, so runtimes take raw
+    /// features). Absent in configs from before it existed: `none`.
+    #[serde(default, skip_serializing_if = "FeatureNorm::is_none")]
+    pub feature_norm: FeatureNorm,
+}
+
+/// Per-shot feature scaling, per modality.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureNorm {
+    /// The features as the file has them (the paper).
+    #[default]
+    None,
+    /// Each shot's row divided by its root mean square, `x·√D / max(‖x‖₂, ε)`:
+    /// every shot then has the same weight in the window however loud its
+    /// features (dense audio vs sparse place); all-zero rows (nobody on
+    /// screen) stay zero.
+    Rms,
+}
+
+impl FeatureNorm {
+    /// The ε in `max(‖x‖₂, ε)`: only keeps an all-zero row at zero.
+    pub const EPS: f64 = 1e-12;
+
+    fn is_none(&self) -> bool {
+        *self == FeatureNorm::None
+    }
 }
 
 fn default_fc_hidden() -> usize {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::config::ModelConfig;
+use super::config::{FeatureNorm, ModelConfig};
 use crate::data::movie::Modality;
 
 /// The variables of one modality's branch.
@@ -198,7 +198,10 @@ impl Lgss {
         let c = cfg.sim_channel as i64;
         let d = b.dim;
         let n = x.size()[0] * x.size()[1];
-        let x = x.view([n, k, d]);
+        let x = match cfg.feature_norm {
+            FeatureNorm::None => x.view([n, k, d]),
+            FeatureNorm::Rms => rms_normalised(&x.view([n, k, d])),
+        };
         let (ctx, sim) = match self.formulation {
             Formulation::Fast => (
                 match &b.active {
@@ -271,6 +274,17 @@ impl Lgss {
             .map(|t| t.numel() as i64)
             .sum()
     }
+}
+
+/// Each row of the last axis as `x·√D / max(‖x‖₂, ε)` ([`FeatureNorm::Rms`]),
+/// in the order of the exported graph's ops (ReduceL2, Max, Div, Mul).
+pub fn rms_normalised(x: &Tensor) -> Tensor {
+    let d = *x.size().last().expect("features have a last axis");
+    let norm = x
+        .norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)
+        .clamp_min(FeatureNorm::EPS);
+    let sqrt_d = Tensor::from((d as f32).sqrt()).to_device(x.device());
+    x * (sqrt_d / norm)
 }
 
 /// Whether an operation on `t` now would be recorded for autograd: `t`

@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context};
 use super::graph::{Attr, Dim, GraphBuilder};
 use crate::data::tensor::Tensor;
 use crate::model::checkpoint::Checkpoint;
-use crate::model::config::ModelConfig;
+use crate::model::config::{FeatureNorm, ModelConfig};
 
 /// Metadata keys written into the model.
 pub const META_CONFIG: &str = "lgss.config";
@@ -198,6 +198,21 @@ fn half_window_cosine(
     g.node("Cast", &[&cos], vec![("to", Attr::Int(1))]) // FLOAT
 }
 
+/// `x·√D / max(‖x‖₂, ε)` over the last axis of `x` (`[n, k, d]`), the
+/// same ops in the same order as [`crate::model::lgss::rms_normalised`].
+fn rms_normalised(g: &mut GraphBuilder, p: &str, x: &str, d: i64) -> String {
+    let norm = g.node(
+        "ReduceL2",
+        &[x],
+        vec![("axes", Attr::Ints(vec![-1])), ("keepdims", Attr::Int(1))],
+    );
+    let eps = g.weight(&format!("{p}.norm_eps"), &[], &[FeatureNorm::EPS as f32]);
+    let norm = g.node("Max", &[&norm, &eps], vec![]);
+    let sqrt_d = g.weight(&format!("{p}.sqrt_d"), &[], &[(d as f32).sqrt()]);
+    let scale = g.node("Div", &[&sqrt_d, &norm], vec![]);
+    g.node("Mul", &[x, &scale], vec![])
+}
+
 /// Builds the ONNX model for `config` with `weights` (PyTorch state_dict names).
 pub fn build(
     config: &ModelConfig,
@@ -234,6 +249,10 @@ pub fn build(
         let x = g.input(m.key(), &[batch(), Dim::Fixed(s), Dim::Fixed(k), Dim::Fixed(d)]);
         let shape = g.ints(&format!("{p}.shape_nkd"), &[3], &[-1, k, d]);
         let x4 = g.node("Reshape", &[&x, &shape], vec![]);
+        let x4 = match config.feature_norm {
+            FeatureNorm::None => x4,
+            FeatureNorm::Rms => rms_normalised(&mut g, &p, &x4, d),
+        };
 
         let conv_w = get(&format!("{p}.bnet.conv1.weight"), &[c, 1, k, 1])?;
         let conv_b = get(&format!("{p}.bnet.conv1.bias"), &[c])?;

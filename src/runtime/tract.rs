@@ -22,7 +22,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::{onnx_meta, Backend};
-use crate::model::config::ModelConfig;
+use crate::model::config::{FeatureNorm, ModelConfig};
 use crate::onnx::export::{window_max_name, window_max_weight_names};
 
 type Plan = std::sync::Arc<TypedRunnableModel>;
@@ -189,6 +189,24 @@ fn cut_window_max(proto: &mut pb::ModelProto, p: &str, n: usize, d: usize) -> an
     Ok(WindowConv { w, b, k: k as usize })
 }
 
+/// Each `d`-row of `x` as `x·√d / max(‖x‖₂, ε)` ([`FeatureNorm::Rms`]); the
+/// norm is summed in f64, so it is the f32 nearest the exact value.
+pub fn rms_normalised(x: &[f32], d: usize) -> Vec<f32> {
+    let sqrt_d = (d as f32).sqrt();
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(d.max(1)) {
+        let norm = (row
+            .iter()
+            .map(|&v| f64::from(v) * f64::from(v))
+            .sum::<f64>()
+            .sqrt() as f32)
+            .max(FeatureNorm::EPS as f32);
+        let scale = sqrt_d / norm;
+        out.extend(row.iter().map(|&v| v * scale));
+    }
+    out
+}
+
 /// Columns computed together: the block of each of the window's k rows
 /// and the running maximum stay in registers while every channel passes.
 const LANES: usize = 16;
@@ -337,7 +355,12 @@ impl Backend for TractBackend {
                 std::borrow::Cow::Owned(v)
             };
             if let Some(convs) = &self.window_max {
-                let ctx = window_max(&convs[i], &padded, d, self.threads);
+                // The graph normalises its own input; the cut-out window max
+                // must see the rows as the graph would have passed them.
+                let ctx = match c.feature_norm {
+                    FeatureNorm::None => window_max(&convs[i], &padded, d, self.threads),
+                    FeatureNorm::Rms => window_max(&convs[i], &rms_normalised(&padded, d), d, self.threads),
+                };
                 let t = Tensor::from_shape(&[self.batch * c.seq_len, d], &ctx)
                     .map_err(|e| anyhow!("tract input: {e}"))?;
                 maxes.push(t.into());

@@ -4,7 +4,7 @@
 
 use lgss::data::movie::Modality;
 use lgss::model::checkpoint::{load_weights, Checkpoint};
-use lgss::model::config::{ModelConfig, PerModality};
+use lgss::model::config::{FeatureNorm, ModelConfig, PerModality};
 use lgss::model::lgss::{loss, Formulation, Lgss};
 use lgss::train::adam::Adam;
 use tch::{Device, Tensor};
@@ -37,6 +37,7 @@ pub fn fixture_config() -> (ModelConfig, serde_json::Value) {
             action: ratio("action"),
             audio: ratio("audio"),
         },
+        feature_norm: FeatureNorm::None,
     };
     (config, j)
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use lgss::data::movie::Modality;
 use lgss::model::checkpoint::Checkpoint;
+use lgss::model::config::FeatureNorm;
 use lgss::runtime::{open, RuntimeKind, RuntimeOptions};
 
 use crate::common::{fixtures, lgss, run_python, tempdir};
@@ -12,7 +13,13 @@ use crate::model_exact::{fixture_config, fixture_io};
 
 /// The fixture's PyTorch weights as a checkpoint and an exported ONNX file.
 pub fn fixture_model_files(dir: &Path) -> (PathBuf, PathBuf) {
-    let (model, _) = fixture_config();
+    fixture_model_files_with(dir, FeatureNorm::None)
+}
+
+/// The same weights with the config's `feature_norm` set to `norm`.
+fn fixture_model_files_with(dir: &Path, norm: FeatureNorm) -> (PathBuf, PathBuf) {
+    let (mut model, _) = fixture_config();
+    model.feature_norm = norm;
     let mut config =
         lgss::model::Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml"))
             .unwrap();
@@ -25,11 +32,60 @@ pub fn fixture_model_files(dir: &Path) -> (PathBuf, PathBuf) {
         ckpt.tensors.insert(k, v);
     }
     ckpt.metadata.insert("config".into(), config.to_toml().unwrap());
-    let ck = dir.join("fixture.safetensors");
+    let stem = match norm {
+        FeatureNorm::None => "fixture",
+        FeatureNorm::Rms => "fixture-rms",
+    };
+    let ck = dir.join(format!("{stem}.safetensors"));
     ckpt.save(&ck).unwrap();
-    let onnx = dir.join("fixture.onnx");
+    let onnx = dir.join(format!("{stem}.onnx"));
     lgss::onnx::export::export_checkpoint(&ckpt, &onnx).unwrap();
     (ck, onnx)
+}
+
+/// `feature_norm = "rms"` against PyTorch (`lgss-tiny/rms.safetensors`, made
+/// by `tests/fixtures/make_lgss_tiny_rms.py`): shot rows scaled by 1e-3..1e3
+/// and some all-zero give PyTorch's probabilities in every runtime, tract
+/// with its window max in Rust and without.
+#[test]
+fn rms_feature_norm_reproduces_pytorch_in_every_runtime() {
+    use lgss::runtime::Backend;
+
+    let dir = tempdir("rt-rms");
+    let (ck, onnx) = fixture_model_files_with(&dir, FeatureNorm::Rms);
+    let io = Checkpoint::from_bytes(&std::fs::read(fixtures().join("lgss-tiny/rms.safetensors")).unwrap())
+        .unwrap();
+    let inputs: Vec<Vec<f32>> = Modality::ALL
+        .iter()
+        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
+        .collect();
+    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let want: Vec<f32> = io.tensors["prob"].to_f32();
+    let max_diff = |got: &[f32]| {
+        got.iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    };
+    // The raw model on these inputs is far from PyTorch's: the test can fail.
+    let (_, raw) = fixture_model_files(&dir);
+    let mut plain = lgss::runtime::tract::TractBackend::open(&raw, 2, None).unwrap();
+    assert!(max_diff(&plain.run(2, &views).unwrap()) > 1e-3);
+    for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
+        let opts = RuntimeOptions {
+            onnx: Some(onnx.clone()),
+            checkpoint: Some(ck.clone()),
+            batch: 2,
+            ..Default::default()
+        };
+        let mut backend = open(kind, &opts).unwrap();
+        assert_eq!(backend.config().feature_norm, FeatureNorm::Rms);
+        let d = max_diff(&backend.run(2, &views).unwrap());
+        assert!(d <= 1e-5, "{kind}: max |Δprob| {d:e}");
+    }
+    let mut whole = lgss::runtime::tract::TractBackend::open_with(&onnx, 2, None, false).unwrap();
+    let d = max_diff(&whole.run(2, &views).unwrap());
+    assert!(d <= 1e-5, "tract, whole graph: max |Δprob| {d:e}");
 }
 
 #[test]
@@ -66,6 +122,7 @@ fn exported_fixture_reproduces_pytorch_in_every_runtime() {
 fn onnx_checker_and_python_onnxruntime_accept_the_export() {
     let dir = tempdir("rt-python");
     let (_, onnx) = fixture_model_files(&dir);
+    let (_, rms) = fixture_model_files_with(&dir, FeatureNorm::Rms);
     let code = r#"
 import sys, json, struct
 import numpy as np, onnx, onnxruntime as ort
@@ -84,9 +141,13 @@ def get(k):
 s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])
 prob, logits = s.run(['prob', 'logits'], {k: get('input.' + k) for k in ['place', 'cast', 'action', 'audio']})
 assert prob.shape == (2, 10) and logits.shape == (2, 10, 2)
-print(float(np.abs(prob.reshape(-1) - get('prob')).max()), float(np.abs(logits.reshape(-1, 2) - get('logits')).max()))
+print(float(np.abs(prob.reshape(-1) - get('prob')).max()))
+if 'logits' in h:
+    print(float(np.abs(logits.reshape(-1, 2) - get('logits')).max()))
 "#;
-    let out = run_python(code, &[&onnx, &fixtures().join("lgss-tiny/io.safetensors")]);
+    let mut out = run_python(code, &[&onnx, &fixtures().join("lgss-tiny/io.safetensors")]);
+    // The feature_norm = "rms" export: standard too, and PyTorch's numbers in Python's onnxruntime.
+    out += &run_python(code, &[&rms, &fixtures().join("lgss-tiny/rms.safetensors")]);
     let diffs: Vec<f64> = out.split_whitespace().map(|s| s.parse().unwrap()).collect();
     assert!(
         diffs.iter().all(|&d| d <= 1e-5),
