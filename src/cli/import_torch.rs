@@ -14,9 +14,23 @@ pub struct Args {
     /// The model's architecture (TOML).
     #[arg(long, default_value = "models/lgss.toml")]
     config: PathBuf,
+    /// How the PyTorch model scaled each shot's features before its boundary
+    /// nets; replaces the config's `feature_norm`. The seed's and the paper's
+    /// PyTorch LGSS take raw features.
+    #[arg(long, value_enum, default_value_t = Norm::None)]
+    feature_norm: Norm,
     /// Checkpoint to write.
     #[arg(long)]
     out: PathBuf,
+}
+
+/// `model.feature_norm` as a command-line choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Norm {
+    /// Raw features (PyTorch LGSS as published).
+    None,
+    /// Each shot's features scaled to unit RMS (`feature_norm = "rms"`).
+    Rms,
 }
 
 #[cfg(not(feature = "tch"))]
@@ -26,7 +40,11 @@ pub fn run(_: Args) -> anyhow::Result<()> {
 
 #[cfg(feature = "tch")]
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let mut config = Config::load(&args.config)?;
+    config.model.feature_norm = match args.feature_norm {
+        Norm::None => crate::model::config::FeatureNorm::None,
+        Norm::Rms => crate::model::config::FeatureNorm::Rms,
+    };
     let state = Checkpoint::load(&args.file)?;
     let mut model = Lgss::new(&config.model, tch::Device::Cpu);
     load_weights(&mut model, &state.tensors).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;

@@ -25,7 +25,7 @@ pub struct Args {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Model and recipe (TOML), e.g. models/lgss-small.toml (default: the
-    /// workspace's lgss.toml, else the paper's config, built in).
+    /// workspace's lgss.toml, else models/lgss.toml, built in).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run directory: checkpoints, metrics.jsonl, curves.png,
@@ -100,7 +100,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         Some(path) => (Config::load(&path)?, path.display().to_string()),
         None => (
             Config::from_toml(super::workspace::DEFAULT_CONFIG).context("the built-in config")?,
-            "the paper's config (models/lgss.toml, built in)".to_string(),
+            "models/lgss.toml (built in)".to_string(),
         ),
     };
     let out = match &args.out {

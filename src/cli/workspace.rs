@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-/// The paper's config, for a workspace without its own `lgss.toml`.
+/// models/lgss.toml (the paper's architecture, this project's recipe), for a
+/// workspace without its own `lgss.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../../models/lgss.toml");
 
 pub struct Workspace {

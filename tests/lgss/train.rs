@@ -148,6 +148,8 @@ fn import_torch_state_dict_reproduces_pytorch() {
     let dir = tempdir("import");
     let mut full = small_config();
     full.model = config;
+    // As models/lgss.toml has it: the import must still give PyTorch's raw-feature model.
+    full.model.feature_norm = lgss::model::config::FeatureNorm::Rms;
     let toml_path = dir.join("fixture.toml");
     std::fs::write(&toml_path, full.to_toml().unwrap()).unwrap();
     let out = dir.join("ckpt.safetensors");
@@ -174,6 +176,35 @@ fn import_torch_state_dict_reproduces_pytorch() {
         .max()
         .double_value(&[]);
     assert!(d <= 1e-5, "imported model's logits differ by {d}");
+    assert_eq!(
+        ckpt.config().unwrap().model.feature_norm,
+        lgss::model::config::FeatureNorm::None
+    );
+    // A PyTorch model trained on unit-RMS features says so.
+    let rms = dir.join("rms.safetensors");
+    let status = lgss()
+        .arg("import-torch")
+        .arg(crate::common::fixtures().join("lgss-tiny/weights.safetensors"))
+        .args(["--feature-norm", "rms", "--config"])
+        .arg(&toml_path)
+        .arg("--out")
+        .arg(&rms)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(
+        Checkpoint::load(&rms)
+            .unwrap()
+            .config()
+            .unwrap()
+            .model
+            .feature_norm,
+        lgss::model::config::FeatureNorm::Rms
+    );
     // A config that does not fit the weights is a clear error.
     let wrong = dir.join("wrong.toml");
     let mut other = small_config();
