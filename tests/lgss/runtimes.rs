@@ -43,10 +43,54 @@ fn fixture_model_files_with(dir: &Path, norm: FeatureNorm) -> (PathBuf, PathBuf)
     (ck, onnx)
 }
 
+/// Every runtime (tract with its window max in Rust and without) gives
+/// PyTorch's `prob` for the inputs in `io`, and the model's own config.
+fn assert_runtimes_reproduce(ck: &Path, onnx: &Path, io: &Checkpoint) {
+    use lgss::runtime::tract::TractBackend;
+    use lgss::runtime::Backend;
+
+    let config = Checkpoint::load(ck).unwrap().config().unwrap().model;
+    let inputs: Vec<Vec<f32>> = Modality::ALL
+        .iter()
+        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
+        .collect();
+    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let want: Vec<f32> = io.tensors["prob"].to_f32();
+    let mut backends: Vec<(String, Box<dyn Backend>)> = Vec::new();
+    for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
+        let opts = RuntimeOptions {
+            onnx: Some(onnx.to_path_buf()),
+            checkpoint: Some(ck.to_path_buf()),
+            batch: 2,
+            ..Default::default()
+        };
+        backends.push((kind.to_string(), open(kind, &opts).unwrap()));
+    }
+    let whole = TractBackend::open_with(onnx, 2, None, false).unwrap();
+    backends.push(("tract, whole graph".into(), Box::new(whole)));
+    for (name, mut backend) in backends {
+        assert_eq!(backend.config(), &config, "{name}");
+        let got = backend.run(2, &views).unwrap();
+        let d = max_abs_diff(&got, &want);
+        assert!(d <= 1e-5, "{name}: max |Δprob| {d:e}");
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max)
+}
+
+#[test]
+fn exported_fixture_reproduces_pytorch_in_every_runtime() {
+    let dir = tempdir("rt-fixture");
+    let (ck, onnx) = fixture_model_files(&dir);
+    assert_runtimes_reproduce(&ck, &onnx, &fixture_io());
+}
+
 /// `feature_norm = "rms"` against PyTorch (`lgss-tiny/rms.safetensors`, made
 /// by `tests/fixtures/make_lgss_tiny_rms.py`): shot rows scaled by 1e-3..1e3
-/// and some all-zero give PyTorch's probabilities in every runtime, tract
-/// with its window max in Rust and without.
+/// and some all-zero give PyTorch's probabilities in every runtime.
 #[test]
 fn rms_feature_norm_reproduces_pytorch_in_every_runtime() {
     use lgss::runtime::Backend;
@@ -55,67 +99,16 @@ fn rms_feature_norm_reproduces_pytorch_in_every_runtime() {
     let (ck, onnx) = fixture_model_files_with(&dir, FeatureNorm::Rms);
     let io = Checkpoint::from_bytes(&std::fs::read(fixtures().join("lgss-tiny/rms.safetensors")).unwrap())
         .unwrap();
+    assert_runtimes_reproduce(&ck, &onnx, &io);
+    // The raw model on these inputs is far from PyTorch's: the check can fail.
+    let (_, raw) = fixture_model_files(&dir);
+    let mut plain = lgss::runtime::tract::TractBackend::open(&raw, 2, None).unwrap();
     let inputs: Vec<Vec<f32>> = Modality::ALL
         .iter()
         .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
         .collect();
     let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    let want: Vec<f32> = io.tensors["prob"].to_f32();
-    let max_diff = |got: &[f32]| {
-        got.iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max)
-    };
-    // The raw model on these inputs is far from PyTorch's: the test can fail.
-    let (_, raw) = fixture_model_files(&dir);
-    let mut plain = lgss::runtime::tract::TractBackend::open(&raw, 2, None).unwrap();
-    assert!(max_diff(&plain.run(2, &views).unwrap()) > 1e-3);
-    for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
-        let opts = RuntimeOptions {
-            onnx: Some(onnx.clone()),
-            checkpoint: Some(ck.clone()),
-            batch: 2,
-            ..Default::default()
-        };
-        let mut backend = open(kind, &opts).unwrap();
-        assert_eq!(backend.config().feature_norm, FeatureNorm::Rms);
-        let d = max_diff(&backend.run(2, &views).unwrap());
-        assert!(d <= 1e-5, "{kind}: max |Δprob| {d:e}");
-    }
-    let mut whole = lgss::runtime::tract::TractBackend::open_with(&onnx, 2, None, false).unwrap();
-    let d = max_diff(&whole.run(2, &views).unwrap());
-    assert!(d <= 1e-5, "tract, whole graph: max |Δprob| {d:e}");
-}
-
-#[test]
-fn exported_fixture_reproduces_pytorch_in_every_runtime() {
-    let dir = tempdir("rt-fixture");
-    let (ck, onnx) = fixture_model_files(&dir);
-    let io = fixture_io();
-    let inputs: Vec<Vec<f32>> = Modality::ALL
-        .iter()
-        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
-        .collect();
-    let want: Vec<f32> = io.tensors["prob"].to_f32();
-    for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
-        let opts = RuntimeOptions {
-            onnx: Some(onnx.clone()),
-            checkpoint: Some(ck.clone()),
-            batch: 2,
-            ..Default::default()
-        };
-        let mut backend = open(kind, &opts).unwrap();
-        assert_eq!(backend.config().sim_channel, 16);
-        let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-        let got = backend.run(2, &views).unwrap();
-        let d = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(d <= 1e-5, "{kind}: max |Δprob| {d:e}");
-    }
+    assert!(max_abs_diff(&plain.run(2, &views).unwrap(), &io.tensors["prob"].to_f32()) > 1e-3);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Training on CPU: it learns, it resumes exactly, and imports PyTorch weights.
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -152,21 +153,25 @@ fn import_torch_state_dict_reproduces_pytorch() {
     full.model.feature_norm = lgss::model::config::FeatureNorm::Rms;
     let toml_path = dir.join("fixture.toml");
     std::fs::write(&toml_path, full.to_toml().unwrap()).unwrap();
+    let import = |extra: &[&str], out: &Path| {
+        let status = lgss()
+            .arg("import-torch")
+            .arg(crate::common::fixtures().join("lgss-tiny/weights.safetensors"))
+            .args(extra)
+            .arg("--config")
+            .arg(&toml_path)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    };
     let out = dir.join("ckpt.safetensors");
-    let status = lgss()
-        .arg("import-torch")
-        .arg(crate::common::fixtures().join("lgss-tiny/weights.safetensors"))
-        .arg("--config")
-        .arg(&toml_path)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    import(&[], &out);
     let ckpt = Checkpoint::load(&out).unwrap();
     let model = lgss::model::checkpoint::model_from_checkpoint(&ckpt, Device::Cpu).unwrap();
     let io = crate::model_exact::fixture_io();
@@ -182,20 +187,7 @@ fn import_torch_state_dict_reproduces_pytorch() {
     );
     // A PyTorch model trained on unit-RMS features says so.
     let rms = dir.join("rms.safetensors");
-    let status = lgss()
-        .arg("import-torch")
-        .arg(crate::common::fixtures().join("lgss-tiny/weights.safetensors"))
-        .args(["--feature-norm", "rms", "--config"])
-        .arg(&toml_path)
-        .arg("--out")
-        .arg(&rms)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    import(&["--feature-norm", "rms"], &rms);
     assert_eq!(
         Checkpoint::load(&rms)
             .unwrap()
