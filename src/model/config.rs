@@ -170,3 +170,47 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped config loads, and says what its name promises.
+    #[test]
+    fn every_config_in_models_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let c = Config::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                match name.as_str() {
+                    "lgss.toml" => {
+                        assert_eq!((c.model.shot_num, c.model.feature_norm), (4, FeatureNorm::Rms))
+                    }
+                    "lgss-wide.toml" => {
+                        assert_eq!((c.model.shot_num, c.model.feature_norm), (8, FeatureNorm::Rms))
+                    }
+                    "lgss-seed.toml" => {
+                        assert_eq!((c.model.shot_num, c.model.feature_norm), (4, FeatureNorm::None))
+                    }
+                    _ => {}
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "{seen} configs in {}", dir.display());
+    }
+
+    #[test]
+    fn feature_norm_defaults_to_none_and_is_not_written_then() {
+        let text = include_str!("../../models/lgss-seed.toml");
+        let c = Config::from_toml(text).unwrap();
+        assert_eq!(c.model.feature_norm, FeatureNorm::None);
+        assert!(!c.to_toml().unwrap().contains("feature_norm"));
+        let wide = Config::from_toml(include_str!("../../models/lgss-wide.toml")).unwrap();
+        assert!(wide.to_toml().unwrap().contains("feature_norm = \"rms\""));
+        assert!(Config::from_toml(&text.replace("[train]", "feature_norm = \"l2\"\n[train]")).is_err());
+    }
+}
