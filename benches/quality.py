@@ -10,16 +10,24 @@ shots (seed S); the last TEST of them are the test movies. On them it scores
             of the 2+2 shots), class-balanced, fitted on the other movies
   lgss      LGSS local (`lgss train` with the seed as its seed, best
             checkpoint by validation AP, then `lgss segment`)
-  global    LGSS + global optimal grouping (`segment --global`)
+  global    LGSS + global optimal grouping (`segment --global`), the
+            coherence term alone (`--length-weight 0`)
+  global+prior  the same with the scene-length prior `lgss train` learned
+            from the training movies (`--length-weight LAMBDA`, default 1)
 Every finished (seed, method) appends one line to JSONL (committed): the
 work resumes where it stopped and can be spread over days and machines.
 Lines whose protocol or synthetic data (SHA-256 of the seed's movies)
 differ from this run's are not counted: changing the generator restarts the
-table. Then it prints mean ± std (over seeds) as a markdown table.
+table. A seed whose training finished is not trained again: methods added
+later segment with its best checkpoint (one trained before lgss recorded
+scene lengths gets them added from its training movies' ground truth, as
+`lgss train` computes them). Then it prints mean ± std (over seeds) as a
+markdown table.
 
 usage: .venv/bin/python benches/quality.py [--seeds 1,2,3] [--movies 30]
        [--test-movies 10] [--epochs 10] [--device cpu|cuda]
        [--runtime tch|tch-cuda|ort-cpu|tract] [--coherence 0.1]
+       [--length-weight 1]
        [--lgss target/release/lgss] [--work /tmp/lgss-quality]
        [--jsonl benches/quality.jsonl] [--table-only]
 """
@@ -39,7 +47,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ["provided", "baseline", "lgss", "global"]
+METHODS = ["provided", "baseline", "lgss", "global", "global+prior"]
 MODALITIES = ["place", "cast", "action", "audio"]
 
 
@@ -57,6 +65,40 @@ def scores(lgss, truth_dir, pred_dir=None):
         cmd += ["--pred", pred_dir]
     d = json.loads(run(cmd))
     return {k: d[k] for k in ["AP", "mAP", "Miou", "F1"]}
+
+
+def count_scenes(files):
+    """Scene-length counts (element L-1: scenes of L shots) of the movies'
+    ground truth, as `lgss train` records them for global grouping."""
+    counts = []
+    for f in files:
+        _, _, gt = load(f)
+        cuts = np.flatnonzero(gt)
+        starts = np.concatenate([[0], cuts + 1])
+        ends = np.concatenate([cuts + 1, [len(gt) + 1]])
+        for n in (ends - starts).tolist():
+            counts += [0] * max(0, n - len(counts))
+            counts[n - 1] += 1
+    return counts
+
+
+def add_scene_lengths(ckpt, files):
+    """Adds `scene_length_counts` to a checkpoint trained before lgss
+    recorded it; the tensors' bytes are kept as they are."""
+    with open(ckpt, "rb") as fh:
+        blob = fh.read()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    meta = header.setdefault("__metadata__", {})
+    if "scene_length_counts" in meta:
+        return
+    meta["scene_length_counts"] = json.dumps(count_scenes(files), separators=(",", ":"))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    tmp = ckpt + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(len(text).to_bytes(8, "little") + text + blob[8 + n :])
+    os.replace(tmp, ckpt)
 
 
 def data_sha256(files):
@@ -164,13 +206,14 @@ def machine():
     return f"{name}, {os.cpu_count()} cores"
 
 
-def table(lines, protocol):
+def table(lines, protocol, length_weight):
     rows = [l for l in lines if l["protocol"] == protocol]
     seeds = sorted({l["seed"] for l in rows})
     out = [
         f"{len(seeds)} seed(s) {seeds}; {protocol['movies']} full-width movies of "
         f"{protocol['shots']} shots, {protocol['test_movies']} test; {protocol['config']}, "
-        f"{protocol['epochs']} epochs on {protocol['device']}, global γ {protocol['coherence']}; mean ± std over seeds",
+        f"{protocol['epochs']} epochs on {protocol['device']}, global γ {protocol['coherence']} "
+        f"(global+prior: λ {length_weight}); mean ± std over seeds",
         "",
         "| method | AP | mAP | Miou | F1 | seeds |",
         "|---|---|---|---|---|---|",
@@ -207,6 +250,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--runtime", default="tch")
     ap.add_argument("--coherence", type=float, default=0.1)
+    ap.add_argument("--length-weight", type=float, default=1.0)
     ap.add_argument("--config", default=os.path.join(ROOT, "models/lgss.toml"))
     ap.add_argument("--lgss", default=os.path.join(ROOT, "target/release/lgss"))
     ap.add_argument("--work", default="/tmp/lgss-quality")
@@ -232,7 +276,7 @@ def main():
         with open(a.jsonl) as fh:
             lines = [json.loads(l) for l in fh if l.strip()]
     if a.table_only:
-        print(table(lines, protocol))
+        print(table(lines, protocol, a.length_weight))
         return
     for seed in [int(s) for s in a.seeds.split(",")]:
         work = os.path.join(a.work, f"seed{seed}")
@@ -264,7 +308,31 @@ def main():
         if "baseline" in todo:
             baseline(files[:n_train], files[n_train:], os.path.join(work, "baseline"))
             results["baseline"] = scores(a.lgss, test, os.path.join(work, "baseline"))
-        if "lgss" in todo or "global" in todo:
+        trained = [l for l in lines if l["protocol"] == protocol and l["seed"] == seed
+                   and l["data_sha256"] == data and l["method"] == "lgss"]
+        run_dir = os.path.join(work, "run")
+        ckpt = os.path.join(run_dir, "best.safetensors")
+        model = os.path.join(run_dir, "model.onnx")
+        grouped = [("global", ["--global", "--coherence", str(a.coherence), "--length-weight", "0"]),
+                   ("global+prior", ["--global", "--coherence", str(a.coherence),
+                                     "--length-weight", str(a.length_weight)])]
+        if trained and os.path.exists(ckpt) and "lgss" not in todo:
+            # Training finished earlier: segment with its best checkpoint.
+            add_scene_lengths(ckpt, files[:n_train])
+            if a.runtime.startswith(("ort", "tract")):
+                run([a.lgss, "export", "--onnx", model, "--checkpoint", ckpt])
+            for method, extra in grouped:
+                if method not in todo:
+                    continue
+                out = os.path.join(work, method)
+                run([a.lgss, "segment", "--runtime", a.runtime, "--checkpoint", ckpt, "--model", model,
+                     "--out", out, *extra, test])
+                t = trained[-1]
+                results[method] = dict(scores(a.lgss, test, out), train_seconds=t["train_seconds"],
+                                       best_epoch=t["best_epoch"], best_val_AP=t["best_val_AP"])
+                if method == "global+prior":
+                    results[method]["length_weight"] = a.length_weight
+        elif "lgss" in todo or any(m in todo for m, _ in grouped):
             # floor(movies * (1 - f)) = n_train: the last test_movies are test.
             cfg = os.path.join(work, "config.toml")
             if config_text.count("test_fraction = ") != 1:
@@ -275,22 +343,21 @@ def main():
             )
             with open(cfg, "w") as fh:
                 fh.write(split + "\n")
-            run_dir = os.path.join(work, "run")
             t0 = time.time()
             summary = json.loads(run([a.lgss, "train", "--data", movies, "--config", cfg, "--out", run_dir,
                                       "--epochs", str(a.epochs), "--seed", str(seed), "--device", a.device, "--json"]))
             train_seconds = time.time() - t0
             best = max(summary["history"], key=lambda h: h["val_AP"])
-            ckpt = os.path.join(run_dir, "best.safetensors")
-            model = os.path.join(run_dir, "model.onnx")
             if a.runtime.startswith(("ort", "tract")):
                 run([a.lgss, "export", "--onnx", model, "--checkpoint", ckpt])
-            for method, extra in [("lgss", []), ("global", ["--global", "--coherence", str(a.coherence)])]:
+            for method, extra in [("lgss", []), *grouped]:
                 out = os.path.join(work, method)
                 run([a.lgss, "segment", "--runtime", a.runtime, "--checkpoint", ckpt, "--model", model,
                      "--out", out, *extra, test])
                 results[method] = dict(scores(a.lgss, test, out), train_seconds=train_seconds,
                                        best_epoch=best["epoch"], best_val_AP=best["val_AP"])
+                if method == "global+prior":
+                    results[method]["length_weight"] = a.length_weight
         with open(a.jsonl, "a") as fh:
             for m in METHODS:
                 if m in results:
@@ -299,7 +366,7 @@ def main():
                     fh.write(json.dumps(line, sort_keys=True) + "\n")
         print(f"seed {seed}: " + ", ".join(f"{m} AP {r['AP']:.3f} Miou {r['Miou']:.3f}" for m, r in results.items()),
               file=sys.stderr)
-    print(table(lines, protocol))
+    print(table(lines, protocol, a.length_weight))
 
 
 if __name__ == "__main__":

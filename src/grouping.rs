@@ -6,25 +6,39 @@
 //! **Objective** (minimised) over the set `C` of boundaries cut:
 //!
 //! ```text
-//! E(C) = Σ_{b ∈ C} (logit τ − logit p_b)  +  γ · Σ_{scenes S} SSE(S)
+//! E(C) = Σ_{b ∈ C} (logit τ − logit p_b)  +  Σ_{scenes S} (γ · SSE(S) − λ · r(|S|))
 //! SSE(S) = Σ_{i ∈ S} |x_i − x̄_S|²
 //! ```
+//!
+//! With a scene-length prior (learned by `lgss train` from the training
+//! movies' scenes) each scene `S` also adds `−λ · r(|S|)`, where
+//! `r(L) = ln P(L) − ln G(L)`: the log ratio of the training scene-length
+//! distribution `P` to the geometric distribution `G` of the same mean,
+//! which is what independent per-boundary decisions assume. `λ = 1` is the
+//! Bayes correction of that assumption (not tuned); the cut rate stays the
+//! threshold's business, because `G` has the data's mean.
 //!
 //! `p_b` is the boundary probability, `τ` the threshold, `x_i` a shot's
 //! descriptor (each modality L2-normalised and weighted by √ratio, projected
 //! to [`DESCRIPTOR_DIM`] dimensions by a fixed ±1 matrix) and `γ` the weight
-//! of within-scene coherence. With `γ = 0` the optimum is the plain threshold
-//! rule; with `γ > 0` a cut whose probability is near `τ` is kept where it
-//! separates dissimilar shots and dropped inside a coherent stretch. Scenes
-//! are at most `max_scene_shots` long.
+//! of within-scene coherence. With `γ = 0` and no prior the optimum is the
+//! plain threshold rule; with `γ > 0` a cut whose probability is near `τ` is
+//! kept where it separates dissimilar shots and dropped inside a coherent
+//! stretch; the prior splits scenes far longer than the data's and merges
+//! implausibly short ones where the probabilities are unsure. Scenes are at
+//! most `max_scene_shots` long.
 //!
-//! **Algorithm**: `F(s) = min_t F(t) + pen(t) + γ·SSE(t..s)` over scene
-//! starts `t`, SSE from prefix sums in O(d); candidates are pruned exactly
-//! as in PELT (Killick et al. 2012): `t` can never again be the best start
-//! once `F(t) + pen(t) + γ·SSE(t..s) > F(s) + pen(s)`, because splitting a
-//! scene never raises its SSE. Time O(n·k·d) with k the live candidates
-//! (about a scene's length, at most `max_scene_shots`), memory O(n·d).
-//! Deterministic: ties go to the earliest scene start.
+//! **Algorithm**: `F(s) = min_t F(t) + pen(t) + γ·SSE(t..s) − λ·r(s − t)`
+//! over scene starts `t`, SSE from prefix sums in O(d); candidates are
+//! pruned exactly as in PELT (Killick et al. 2012): with `r` shifted to
+//! `[0, R]` (the shift is a constant per scene, folded into `pen`), `t` can
+//! never again be the best start once
+//! `F(t) + pen(t) + γ·SSE(t..s) − λ·R > F(s) + pen(s)`, because splitting a
+//! scene never raises its SSE and the length term gains at most `λ·R`.
+//! Time O(n·k·d) with k the live candidates (about a scene's length plus
+//! the shots it takes the SSE to outweigh `λ·R`; at most
+//! `max_scene_shots`), memory O(n·d). Deterministic: ties go to the
+//! earliest scene start.
 
 use crate::data::movie::{Modality, Movie};
 use crate::model::config::PerModality;
@@ -39,7 +53,7 @@ const PROJECTION_SEED: u64 = 0x6c67_7373_6770;
 const PROB_EPS: f64 = 1e-7;
 
 /// The stage's settings.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Params {
     /// τ: with no coherence term, a boundary is cut when p ≥ τ.
     pub threshold: f64,
@@ -47,6 +61,9 @@ pub struct Params {
     pub coherence: f64,
     /// No scene is longer than this many shots.
     pub max_scene_shots: usize,
+    /// λ and the scene-length prior, if the model has one and λ > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length_prior: Option<WeightedPrior>,
 }
 
 impl Default for Params {
@@ -55,7 +72,131 @@ impl Default for Params {
             threshold: 0.5,
             coherence: 0.1,
             max_scene_shots: 1000,
+            length_prior: None,
         }
+    }
+}
+
+/// A scene-length prior with its weight λ.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WeightedPrior {
+    pub weight: f64,
+    /// Not written with a segment's settings (it is the model's; see
+    /// `scenes_seen`).
+    #[serde(skip)]
+    pub prior: LengthPrior,
+    /// How many training scenes the prior was learned from.
+    pub scenes_seen: u64,
+}
+
+impl WeightedPrior {
+    pub fn new(weight: f64, prior: LengthPrior) -> WeightedPrior {
+        WeightedPrior {
+            weight,
+            scenes_seen: prior.scenes,
+            prior,
+        }
+    }
+}
+
+/// `r(L) = ln P(L) − ln G(L)` for scene lengths `L ≥ 1`: `P` the training
+/// scenes' length histogram, smoothed over 5 neighbouring lengths and mixed
+/// with `G` (weight [`LengthPrior::GEOMETRIC_SHARE`]) so that lengths the
+/// training data never showed stay possible; `G` the geometric distribution
+/// of the same mean. Beyond the table `r` is its tail value
+/// `ln GEOMETRIC_SHARE`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LengthPrior {
+    log_ratio: Vec<f64>,
+    scenes: u64,
+}
+
+impl LengthPrior {
+    /// The share of the geometric distribution in the mixture.
+    pub const GEOMETRIC_SHARE: f64 = 0.01;
+    /// Scenes the histogram may hold: longer ones are counted at this length.
+    pub const MAX_LENGTH: usize = 10_000;
+
+    /// From `counts[L − 1]` = training scenes of `L` shots.
+    pub fn from_counts(counts: &[u64]) -> Result<LengthPrior, GroupingError> {
+        let scenes: u64 = counts.iter().sum();
+        if scenes == 0 || counts.len() > Self::MAX_LENGTH {
+            return Err(GroupingError::Prior(counts.len(), scenes));
+        }
+        let shots: f64 = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (i + 1) as f64 * c as f64)
+            .sum();
+        let mean = shots / scenes as f64;
+        // G(L) = ρ (1 − ρ)^(L − 1), ρ = 1 / mean (ρ = 1: every scene one shot).
+        let rho = 1.0 / mean;
+        let ln_geometric = |len: usize| {
+            if rho >= 1.0 {
+                if len == 1 {
+                    0.0
+                } else {
+                    f64::NEG_INFINITY
+                }
+            } else {
+                rho.ln() + (len - 1) as f64 * (1.0 - rho).ln()
+            }
+        };
+        // Two lengths beyond the longest seen, where the smoothing reaches.
+        let len = counts.len() + 2;
+        let smoothed: Vec<f64> = (1..=len)
+            .map(|l| {
+                (l.saturating_sub(2).max(1)..=(l + 2).min(counts.len()))
+                    .map(|k| counts[k - 1] as f64)
+                    .sum::<f64>()
+            })
+            .collect();
+        let total: f64 = smoothed.iter().sum();
+        let log_ratio = smoothed
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                // ln(ε + (1 − ε)·P_smooth/G) in logs, so that a G too small
+                // for f64 (a mean near one shot) stays finite.
+                let x = if c > 0.0 {
+                    ((c / total).ln() - ln_geometric(i + 1)).min(700.0)
+                } else {
+                    f64::NEG_INFINITY
+                };
+                (Self::GEOMETRIC_SHARE + (1.0 - Self::GEOMETRIC_SHARE) * x.exp()).ln()
+            })
+            .collect();
+        Ok(LengthPrior { log_ratio, scenes })
+    }
+
+    /// r(L) for `L ≥ 1`.
+    pub fn log_ratio(&self, len: usize) -> f64 {
+        match self.log_ratio.get(len.wrapping_sub(1)) {
+            Some(&r) => r,
+            None => Self::GEOMETRIC_SHARE.ln(),
+        }
+    }
+
+    /// Scene-length counts of movies' ground truth (`counts[L − 1]`), the
+    /// data `from_counts` learns from.
+    pub fn count_scenes<'a>(ground_truths: impl IntoIterator<Item = &'a [bool]>) -> Vec<u64> {
+        let mut counts = Vec::new();
+        for gt in ground_truths {
+            let mut len = 0usize;
+            // Shot i ends a scene where boundary i is cut, and the last shot.
+            for i in 0..=gt.len() {
+                len += 1;
+                if i == gt.len() || gt[i] {
+                    let l = len.min(Self::MAX_LENGTH);
+                    if counts.len() < l {
+                        counts.resize(l, 0);
+                    }
+                    counts[l - 1] += 1;
+                    len = 0;
+                }
+            }
+        }
+        counts
     }
 }
 
@@ -145,6 +286,12 @@ pub enum GroupingError {
     Coherence(f64),
     #[error("max_scene_shots must be at least 1")]
     MaxScene,
+    #[error("scene-length weight {0} is not a finite non-negative number")]
+    LengthWeight(f64),
+    #[error(
+        "a scene-length prior needs 1 to 10000 lengths and at least one scene (got {0} lengths, {1} scenes)"
+    )]
+    Prior(usize, u64),
 }
 
 fn logit(p: f64) -> f64 {
@@ -229,10 +376,31 @@ fn solve(
     let gamma = params.coherence;
     let cap = params.max_scene_shots;
     let base = logit(params.threshold);
+    // −λ·r(L) = −λ·(r(L) − r_min) − λ·r_min: a bounded gain in [0, λR] per
+    // scene and a constant per scene, folded into pen (and g[0]).
+    let (lambda, prior) = match &params.length_prior {
+        Some(w) if !(w.weight >= 0.0 && w.weight.is_finite()) => {
+            return Err(GroupingError::LengthWeight(w.weight))
+        }
+        Some(w) if w.weight > 0.0 => (w.weight, Some(&w.prior)),
+        _ => (0.0, None),
+    };
+    let lengths = cap.min(n);
+    let shifted: Vec<f64> = match prior {
+        Some(p) => (0..=lengths)
+            .map(|l| if l == 0 { 0.0 } else { p.log_ratio(l) })
+            .collect(),
+        None => vec![0.0; lengths + 1],
+    };
+    let r_min = shifted[1..].iter().copied().fold(f64::INFINITY, f64::min);
+    let r_max = shifted[1..].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let gain: Vec<f64> = shifted.iter().map(|r| lambda * (r - r_min)).collect();
+    let slack = lambda * (r_max - r_min);
+    let per_scene = -lambda * r_min;
     // pen[t]: the cost of starting a scene at shot t (cutting boundary t − 1).
     let mut pen = vec![0.0; n + 1];
     for t in 1..n {
-        pen[t] = base - logit(prob[t - 1]);
+        pen[t] = base - logit(prob[t - 1]) + per_scene;
     }
     if let Some((b, false)) = force {
         if b + 1 < n {
@@ -251,7 +419,7 @@ fn solve(
     };
     // g[t] = F(t) + pen(t): the cost so far if a scene starts at t.
     let mut g = vec![f64::INFINITY; n + 1];
-    g[0] = 0.0;
+    g[0] = per_scene;
     let mut back = vec![0usize; n + 1];
     let mut live: Vec<usize> = vec![0];
     let mut total = f64::INFINITY;
@@ -262,7 +430,7 @@ fn solve(
             if crosses(t, s) {
                 continue;
             }
-            let c = g[t] + cost(t, s);
+            let c = g[t] + cost(t, s) - gain[s - t];
             if c < best {
                 best = c;
                 arg = t;
@@ -275,7 +443,7 @@ fn solve(
         }
         g[s] = best + pen[s];
         let gs = g[s];
-        live.retain(|&t| s - t < cap && g[t] + cost(t, s) <= gs);
+        live.retain(|&t| s - t < cap && g[t] + cost(t, s) - slack <= gs);
         live.push(s);
     }
     let mut cuts = vec![false; n - 1];

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::data::dataset::{expand_inputs, file_stem, read_file_list, Shard};
 use crate::data::movie::{output_stem, Movie};
-use crate::grouping::Params as GroupingParams;
+use crate::grouping::{LengthPrior, Params as GroupingParams, WeightedPrior};
 use crate::manifest::{RunKey, Status};
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
@@ -29,17 +29,47 @@ pub struct GlobalArgs {
     /// Global grouping: no scene is longer than this many shots.
     #[arg(long, default_value_t = 1000, requires = "global")]
     pub max_scene_shots: usize,
+    /// Global grouping: λ, the weight of the scene-length prior the model
+    /// learned from its training movies (1 is the Bayes correction of
+    /// independent per-boundary decisions; 0 turns it off; models trained
+    /// before lgss 0.1 had no prior).
+    #[arg(long, default_value_t = 1.0, requires = "global")]
+    pub length_weight: f64,
 }
 
 impl GlobalArgs {
-    /// The grouping's settings with τ = `threshold`, if `--global`.
-    pub fn params(&self, threshold: f64) -> Option<GroupingParams> {
-        self.global.then_some(GroupingParams {
+    /// The grouping's settings with τ = `threshold` and the model's
+    /// scene-length prior, if `--global`.
+    pub fn params(&self, threshold: f64, prior: Option<LengthPrior>) -> Option<GroupingParams> {
+        self.global.then(|| GroupingParams {
             threshold,
             coherence: self.coherence,
             max_scene_shots: self.max_scene_shots,
+            length_prior: prior
+                .filter(|_| self.length_weight != 0.0)
+                .map(|p| WeightedPrior::new(self.length_weight, p)),
         })
     }
+}
+
+/// The scene-length prior stored with the model `runtime` reads (the
+/// checkpoint for tch runtimes, else the ONNX file), if it has one.
+pub fn scene_length_prior(
+    runtime: RuntimeKind,
+    opts: &RuntimeOptions,
+) -> anyhow::Result<Option<LengthPrior>> {
+    match runtime.feature() {
+        "tch" => opts
+            .checkpoint
+            .as_deref()
+            .map(crate::model::checkpoint::Checkpoint::scene_length_prior_of),
+        _ => opts
+            .onnx
+            .as_deref()
+            .map(crate::runtime::onnx_meta::scene_length_prior_of),
+    }
+    .transpose()
+    .map(Option::flatten)
 }
 
 /// How to reach a model, shared by `segment` and `verify`.
@@ -139,6 +169,9 @@ pub struct Args {
     /// The threshold in use: --threshold, the model's, or 0.5.
     #[arg(skip)]
     effective_threshold: f64,
+    /// The model's scene-length prior, if it has one.
+    #[arg(skip)]
+    length_prior: Option<LengthPrior>,
     #[command(flatten)]
     global: GlobalArgs,
     /// Frames per second, for timecodes.
@@ -248,6 +281,9 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         Some(t) => bail!("--threshold {t} is not inside (0, 1)"),
         None => model_threshold.unwrap_or(0.5),
     };
+    if args.global.global {
+        args.length_prior = scene_length_prior(runtime, &opts)?;
+    }
     let (listed, files) = gather(&args)?;
     if listed == 0 {
         bail!("no movie files given");
@@ -464,7 +500,10 @@ fn segment_one(
             scenes(&p, &movie.shot_end_frame, 0.5, args.fps)
         });
         let how = match &seg.global {
-            Some(g) => format!("global grouping, γ {}", g.coherence),
+            Some(g) => match &g.length_prior {
+                Some(w) => format!("global grouping, γ {}, λ {}", g.coherence, w.weight),
+                None => format!("global grouping, γ {}", g.coherence),
+            },
             None => "threshold".to_string(),
         };
         let title = format!(
@@ -519,7 +558,8 @@ fn segment_one(
 }
 
 fn global_params(args: &Args) -> Option<GroupingParams> {
-    args.global.params(args.effective_threshold)
+    args.global
+        .params(args.effective_threshold, args.length_prior.clone())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

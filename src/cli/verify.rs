@@ -111,7 +111,8 @@ pub fn verify(
     let mut movies: Option<Vec<Movie>> = None;
     // The first runtime's probabilities and scores: what the others must match.
     let mut reference: Option<(Vec<Vec<f64>>, Scores)> = None;
-    let global = args.global.params(0.5);
+    // Global grouping's settings, with the first runtime's model's prior.
+    let mut global: Option<crate::grouping::Params> = None;
     // Per movie: descriptors, and the first runtime's cuts.
     let mut descriptors: Vec<crate::grouping::Descriptors> = Vec::new();
     let mut reference_cuts: Option<Vec<Vec<bool>>> = None;
@@ -122,7 +123,14 @@ pub fn verify(
         let opened = args
             .model
             .options(ort_lib, ws, &[kind])
-            .and_then(|o| open(kind, &o));
+            .and_then(|o| Ok((o.clone(), open(kind, &o)?)));
+        let opened = opened.and_then(|(o, backend)| {
+            if args.global.global && global.is_none() {
+                let prior = super::segment::scene_length_prior(kind, &o)?;
+                global = args.global.params(0.5, prior);
+            }
+            Ok(backend)
+        });
         let mut backend = match opened {
             Ok(x) => x,
             Err(e) => {

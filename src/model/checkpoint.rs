@@ -23,6 +23,18 @@ const FORMAT: &str = "lgss-checkpoint-1";
 /// Metadata key of the validation-chosen decision threshold.
 pub const META_DECISION_THRESHOLD: &str = "decision_threshold";
 
+/// Metadata key of the training scenes' length histogram (a JSON array:
+/// element `L − 1` counts the scenes of `L` shots), global grouping's prior.
+pub const META_SCENE_LENGTHS: &str = "scene_length_counts";
+
+/// A stored scene-length histogram: absent, or counts a prior can learn from.
+pub fn parse_scene_lengths(text: Option<&str>) -> anyhow::Result<Option<crate::grouping::LengthPrior>> {
+    let Some(t) = text else { return Ok(None) };
+    let counts: Vec<u64> =
+        serde_json::from_str(t).map_err(|e| anyhow!("not a JSON array of scene counts: {e}"))?;
+    Ok(Some(crate::grouping::LengthPrior::from_counts(&counts)?))
+}
+
 /// A stored decision threshold: absent, or a number inside (0, 1).
 pub fn parse_threshold(text: Option<&str>) -> anyhow::Result<Option<f64>> {
     let Some(t) = text else { return Ok(None) };
@@ -101,6 +113,21 @@ impl Checkpoint {
     /// The decision threshold `lgss train` chose on the validation movies
     /// for these weights, if any; reads only the file's header.
     pub fn decision_threshold_of(path: &Path) -> anyhow::Result<Option<f64>> {
+        let v = Checkpoint::header_of(path)?;
+        parse_threshold(v["__metadata__"][META_DECISION_THRESHOLD].as_str())
+            .with_context(|| format!("{}: bad {META_DECISION_THRESHOLD}", path.display()))
+    }
+
+    /// The scene-length prior learned from the training movies, if the
+    /// checkpoint has one; reads only the file's header.
+    pub fn scene_length_prior_of(path: &Path) -> anyhow::Result<Option<crate::grouping::LengthPrior>> {
+        let v = Checkpoint::header_of(path)?;
+        parse_scene_lengths(v["__metadata__"][META_SCENE_LENGTHS].as_str())
+            .with_context(|| format!("{}: bad {META_SCENE_LENGTHS}", path.display()))
+    }
+
+    /// The file's safetensors header (names, shapes, metadata), read alone.
+    fn header_of(path: &Path) -> anyhow::Result<serde_json::Value> {
         use std::io::Read;
         let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -114,10 +141,8 @@ impl Checkpoint {
         let mut header = vec![0u8; n as usize];
         f.read_exact(&mut header)
             .with_context(|| format!("{}: truncated header", path.display()))?;
-        let v: serde_json::Value = serde_json::from_slice(&header)
-            .with_context(|| format!("{}: not a safetensors header", path.display()))?;
-        parse_threshold(v["__metadata__"][META_DECISION_THRESHOLD].as_str())
-            .with_context(|| format!("{}: bad {META_DECISION_THRESHOLD}", path.display()))
+        serde_json::from_slice(&header)
+            .with_context(|| format!("{}: not a safetensors header", path.display()))
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {

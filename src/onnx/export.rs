@@ -27,6 +27,9 @@ pub const META_DATA: &str = "lgss.training_data";
 pub const META_INTERFACE: &str = "lgss.interface";
 /// The decision threshold chosen on the validation movies (from the checkpoint).
 pub const META_DECISION_THRESHOLD: &str = "lgss.decision_threshold";
+/// The training scenes' length histogram (from the checkpoint): global
+/// grouping's scene-length prior.
+pub const META_SCENE_LENGTHS: &str = "lgss.scene_length_counts";
 /// Window-conv channels kept per modality (those that can be the maximum).
 pub const META_ACTIVE_CHANNELS: &str = "lgss.window_max_channels";
 
@@ -380,6 +383,12 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path) -> anyhow::Result<()> {
         crate::model::checkpoint::parse_threshold(Some(t))
             .with_context(|| format!("checkpoint's {threshold}"))?;
         meta.push((META_DECISION_THRESHOLD.to_string(), t.clone()));
+    }
+    let lengths = crate::model::checkpoint::META_SCENE_LENGTHS;
+    if let Some(t) = ckpt.metadata.get(lengths) {
+        crate::model::checkpoint::parse_scene_lengths(Some(t))
+            .with_context(|| format!("checkpoint's {lengths}"))?;
+        meta.push((META_SCENE_LENGTHS.to_string(), t.clone()));
     }
     let weights: BTreeMap<String, Tensor> = ckpt.weights().map(|(k, v)| (k.clone(), v.clone())).collect();
     let bytes = build(m, &weights, &meta).context("building the ONNX graph")?;

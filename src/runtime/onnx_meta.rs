@@ -7,7 +7,7 @@ use prost::Message;
 use tract_onnx::pb;
 
 use crate::model::config::{Config, ModelConfig};
-use crate::onnx::export::{META_CONFIG, META_DECISION_THRESHOLD, META_INTERFACE};
+use crate::onnx::export::{META_CONFIG, META_DECISION_THRESHOLD, META_INTERFACE, META_SCENE_LENGTHS};
 
 /// `ModelProto` field numbers this reader needs.
 const FIELD_GRAPH: u64 = 7;
@@ -99,6 +99,17 @@ pub fn decision_threshold_of(path: &Path) -> anyhow::Result<Option<f64>> {
         .map(|p| p.value.as_str());
     crate::model::checkpoint::parse_threshold(value)
         .with_context(|| format!("{}: bad {META_DECISION_THRESHOLD}", path.display()))
+}
+
+/// The scene-length prior an exported model carries, if any.
+pub fn scene_length_prior_of(path: &Path) -> anyhow::Result<Option<crate::grouping::LengthPrior>> {
+    let props = metadata_props(path)?;
+    let value = props
+        .iter()
+        .find(|p| p.key == META_SCENE_LENGTHS)
+        .map(|p| p.value.as_str());
+    crate::model::checkpoint::parse_scene_lengths(value)
+        .with_context(|| format!("{}: bad {META_SCENE_LENGTHS}", path.display()))
 }
 
 /// Reads the LGSS config from an exported ONNX file.

@@ -258,6 +258,7 @@ fn checkpoint(
     seed: u64,
     pos: &Position,
     data: &str,
+    scene_lengths: &str,
 ) -> anyhow::Result<Checkpoint> {
     let mut c = Checkpoint::of_model(model, config)?;
     for (name, t) in adam.state_tensors() {
@@ -274,6 +275,10 @@ fn checkpoint(
     m.insert("best_val_ap_bits".into(), pos.best_val_ap.to_bits().to_string());
     m.insert("data".into(), data.to_string());
     m.insert("lgss_version".into(), env!("CARGO_PKG_VERSION").into());
+    m.insert(
+        crate::model::checkpoint::META_SCENE_LENGTHS.into(),
+        scene_lengths.to_string(),
+    );
     Ok(c)
 }
 
@@ -322,6 +327,11 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     let (trainval, test) = split_movies(bank.movies.len(), config.train.test_fraction)?;
     let (train_seqs, val_seqs) =
         split_train_val(&bank, &trainval, opts.val_movies, config.train.val_fraction, seed)?;
+    // Global grouping's scene-length prior: the scenes of the movies trained
+    // and validated on (never the test movies').
+    let scene_lengths = serde_json::to_string(&crate::grouping::LengthPrior::count_scenes(
+        trainval.iter().map(|&i| bank.movies[i].ground_truth.as_slice()),
+    ))?;
 
     tch::manual_seed(seed as i64);
     let mut model = Lgss::new(&config.model, opts.device);
@@ -402,7 +412,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             if stop.load(Ordering::SeqCst) && pos.batch < batches.len() {
                 // Stop mid-epoch with a checkpoint that resumes exactly here.
                 progress.finish();
-                checkpoint(&model, &adam, &config, seed, &pos, &data)?.save(&last_path)?;
+                checkpoint(&model, &adam, &config, seed, &pos, &data, &scene_lengths)?.save(&last_path)?;
                 return Ok(TrainResult::stopped(pos.epoch, history, best_path, last_path));
             }
         }
@@ -433,7 +443,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             pos.best_val_ap = log.val_ap;
         }
         // Serialised once, written as `last` and, when it improved, `best`.
-        let mut ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data)?;
+        let mut ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data, &scene_lengths)?;
         ckpt.metadata.insert(
             crate::model::checkpoint::META_DECISION_THRESHOLD.into(),
             threshold.to_string(),

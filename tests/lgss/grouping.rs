@@ -1,10 +1,13 @@
 //! Global optimal grouping: the dynamic program finds exactly the optimum
 //! that an exhaustive search over every partition finds, its pruning never
 //! changes the answer of the plain O(n²) recursion, its margins are the
-//! exhaustive ones, and `segment --global` gives identical scenes in every
-//! runtime.
+//! exhaustive ones (with and without a scene-length prior), and
+//! `segment --global` gives identical scenes in every runtime.
 
-use lgss::grouping::{group, grouped_probabilities, margin, Descriptors, Params, DESCRIPTOR_DIM};
+use lgss::data::movie::{Movie, Schema};
+use lgss::grouping::{
+    group, grouped_probabilities, margin, Descriptors, LengthPrior, Params, WeightedPrior, DESCRIPTOR_DIM,
+};
 use lgss::rng::Rng;
 
 use crate::common::{lgss, tempdir, trained_small};
@@ -66,9 +69,36 @@ fn energy(prob: &[f64], desc: &Descriptors, p: &Params, cuts: &[bool]) -> Option
         if end < desc.n {
             e += logit(p.threshold) - logit(prob[end - 1]);
         }
+        if let Some(w) = &p.length_prior {
+            e -= w.weight * w.prior.log_ratio(end - start);
+        }
         start = end;
     }
     Some(e)
+}
+
+/// A scene-length prior from random counts: anything from one common
+/// length to a spread, so that r(L) has bumps the pruning must respect.
+fn random_prior(rng: &mut Rng) -> Option<WeightedPrior> {
+    if rng.bernoulli(0.3) {
+        return None;
+    }
+    let lengths = rng.range(1, 9);
+    let counts: Vec<u64> = (0..lengths)
+        .map(|_| {
+            if rng.bernoulli(0.4) {
+                0
+            } else {
+                rng.range(1, 30) as u64
+            }
+        })
+        .chain([1])
+        .collect();
+    let weight = [0.5, 1.0, 3.0][rng.range(0, 2)];
+    Some(WeightedPrior::new(
+        weight,
+        LengthPrior::from_counts(&counts).unwrap(),
+    ))
 }
 
 /// The best partition by trying all 2^(n−1), optionally with boundary
@@ -106,6 +136,7 @@ fn the_dynamic_program_finds_the_exhaustive_optimum() {
                 threshold: [0.5, 0.3, 0.7][rng.range(0, 2)],
                 coherence: [0.0, 0.05, 0.2, 1.0, 5.0][rng.range(0, 4)],
                 max_scene_shots: if rng.bernoulli(0.3) { rng.range(2, 5) } else { 1000 },
+                length_prior: random_prior(&mut rng),
             };
             let got = group(&prob, &desc, &params).unwrap();
             let (want, want_cuts) = exhaustive(&prob, &desc, &params, None);
@@ -140,6 +171,49 @@ fn the_dynamic_program_finds_the_exhaustive_optimum() {
     assert_eq!(cases, 144);
 }
 
+/// The prior is a distribution: Σ_L exp(r(L))·G(L) = 1 over all lengths,
+/// with G the geometric distribution of the counts' mean; past the counts
+/// (and the smoothing's reach) r is ln 0.01.
+#[test]
+fn the_length_prior_is_a_distribution_over_scene_lengths() {
+    for counts in [
+        vec![0, 2, 1],
+        vec![5, 1],
+        vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 40, 3],
+        vec![0; 7].into_iter().chain([9]).collect(),
+    ] {
+        let prior = LengthPrior::from_counts(&counts).unwrap();
+        let scenes: u64 = counts.iter().sum();
+        let shots: u64 = counts.iter().enumerate().map(|(i, c)| (i as u64 + 1) * c).sum();
+        let rho = scenes as f64 / shots as f64;
+        let mut total = 0.0;
+        for len in 1..20_000usize {
+            let g = if rho >= 1.0 {
+                f64::from(u8::from(len == 1))
+            } else {
+                rho * (1.0 - rho).powi(len as i32 - 1)
+            };
+            total += prior.log_ratio(len).exp() * g;
+        }
+        assert!((total - 1.0).abs() < 1e-9, "{counts:?}: {total}");
+        assert_eq!(prior.log_ratio(counts.len() + 3), 0.01f64.ln());
+    }
+    // A bump far from the mean is favoured over the geometric share there.
+    let prior = LengthPrior::from_counts(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 40, 3]).unwrap();
+    assert!(prior.log_ratio(10) > 1.0 && prior.log_ratio(1) < 0.0);
+    assert!(LengthPrior::from_counts(&[]).is_err());
+    assert!(LengthPrior::from_counts(&[0, 0]).is_err());
+}
+
+#[test]
+fn scene_counts_come_from_the_ground_truth() {
+    // Two movies: shots 0-1 | 2 | 3-5, and one scene of 2 shots.
+    let a = [false, true, true, false, false];
+    let b = [false];
+    assert_eq!(LengthPrior::count_scenes([&a[..], &b[..]]), vec![1, 2, 1]);
+    assert_eq!(LengthPrior::count_scenes([&[][..]]), vec![1]);
+}
+
 /// The plain recursion F(s) = min_t F(t) + pen(t) + γ SSE(t..s) over every
 /// t, with SSE from centroids: what the pruned program must equal.
 fn quadratic(prob: &[f64], desc: &Descriptors, p: &Params) -> Vec<bool> {
@@ -157,7 +231,8 @@ fn quadratic(prob: &[f64], desc: &Descriptors, p: &Params) -> Vec<bool> {
         let q = Params {
             coherence: 1.0,
             max_scene_shots: usize::MAX,
-            ..*p
+            length_prior: None,
+            ..p.clone()
         };
         energy(&vec![0.5; s - t - 1], &sub, &q, &cuts).unwrap()
     };
@@ -171,7 +246,11 @@ fn quadratic(prob: &[f64], desc: &Descriptors, p: &Params) -> Vec<bool> {
             } else {
                 logit(p.threshold) - logit(prob[t - 1])
             };
-            let c = f[t] + pen + p.coherence * sse(t, s);
+            let prior = p
+                .length_prior
+                .as_ref()
+                .map_or(0.0, |w| w.weight * w.prior.log_ratio(s - t));
+            let c = f[t] + pen + p.coherence * sse(t, s) - prior;
             if c < f[s] {
                 f[s] = c;
                 back[s] = t;
@@ -192,23 +271,32 @@ fn quadratic(prob: &[f64], desc: &Descriptors, p: &Params) -> Vec<bool> {
 #[test]
 fn pruning_never_changes_the_answer() {
     let mut rng = Rng::new(12);
-    for (n, coherence, cap) in [
-        (300, 0.1, 1000),
-        (300, 1.0, 40),
-        (250, 0.02, 1000),
-        (200, 3.0, 25),
+    // Scene lengths 1-12 with a bump at 4 (the instances' scenes are
+    // geometric with mean 4).
+    let counts = [3, 5, 8, 20, 9, 7, 5, 3, 2, 1, 0, 1];
+    for (n, coherence, cap, weight) in [
+        (300, 0.1, 1000, 0.0),
+        (300, 1.0, 40, 0.0),
+        (250, 0.02, 1000, 0.0),
+        (200, 3.0, 25, 0.0),
+        (300, 0.1, 1000, 1.0),
+        (300, 0.0, 1000, 1.0),
+        (250, 0.02, 30, 3.0),
+        (200, 1.0, 1000, 0.5),
     ] {
         let (prob, desc) = instance(&mut rng, n);
         let params = Params {
             threshold: 0.5,
             coherence,
             max_scene_shots: cap,
+            length_prior: (weight > 0.0)
+                .then(|| WeightedPrior::new(weight, LengthPrior::from_counts(&counts).unwrap())),
         };
         let got = group(&prob, &desc, &params).unwrap();
         assert_eq!(
             got.cuts,
             quadratic(&prob, &desc, &params),
-            "n {n} γ {coherence} cap {cap}"
+            "n {n} γ {coherence} cap {cap} λ {weight}"
         );
     }
 }
@@ -221,6 +309,7 @@ fn without_coherence_it_is_the_threshold_and_grouped_probabilities_keep_order() 
         threshold: 0.4,
         coherence: 0.0,
         max_scene_shots: 1000,
+        length_prior: None,
     };
     let got = group(&prob, &desc, &params).unwrap();
     let want: Vec<bool> = prob.iter().map(|&p| p > 0.4).collect();
@@ -249,6 +338,20 @@ fn global_grouping_is_identical_across_runtimes() {
     let dir = tempdir("grouping-runtimes");
     let (data, ck, onnx) = trained_small(&dir, 8, 21, (150, 250), 3);
     let movies: Vec<_> = (6..=8).map(|i| data.join(format!("tt000000{i}.pkl"))).collect();
+    // The scene-length prior comes from the scenes of the movies trained
+    // and validated on: one more than the cuts of each.
+    let (trainval, _) = lgss::train::split_movies(8, 0.1).unwrap();
+    let scenes_seen: usize = trainval
+        .iter()
+        .map(|i| {
+            let schema = Schema {
+                require_ground_truth: true,
+                ..Schema::any()
+            };
+            let m = Movie::load(&data.join(format!("tt000000{}.pkl", i + 1)), &schema).unwrap();
+            1 + m.ground_truth.unwrap().iter().filter(|&&c| c).count()
+        })
+        .sum();
     let mut partitions = Vec::new();
     for rt in ["tract", "ort-cpu", "tch"] {
         let out = dir.join(rt);
@@ -284,6 +387,8 @@ fn global_grouping_is_identical_across_runtimes() {
             let grouped = v["boundary_probabilities"].as_array().unwrap();
             assert_eq!(local.len(), grouped.len());
             assert_eq!(v["global"]["coherence"], 0.1);
+            assert_eq!(v["global"]["length_prior"]["weight"], 1.0);
+            assert_eq!(v["global"]["length_prior"]["scenes_seen"], scenes_seen);
             let starts: Vec<u64> = v["scenes"]
                 .as_array()
                 .unwrap()
