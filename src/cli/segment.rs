@@ -10,6 +10,7 @@ use crate::data::dataset::{expand_inputs, file_stem, read_file_list, Shard};
 use crate::data::movie::{output_stem, Movie};
 use crate::grouping::{LengthPrior, Params as GroupingParams, WeightedPrior};
 use crate::manifest::{RunKey, Status};
+use crate::model::checkpoint::StoredChoices;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
 use crate::segment::{decide, movie_probabilities, scenes, schema_for, Scene};
@@ -52,24 +53,22 @@ impl GlobalArgs {
     }
 }
 
-/// The scene-length prior stored with the model `runtime` reads (the
-/// checkpoint for tch runtimes, else the ONNX file), if it has one.
-pub fn scene_length_prior(
-    runtime: RuntimeKind,
-    opts: &RuntimeOptions,
-) -> anyhow::Result<Option<LengthPrior>> {
+/// The threshold and scene-length prior stored with the model `runtime`
+/// reads (the checkpoint for tch runtimes, else the ONNX file); none
+/// without a model file.
+pub fn stored_choices(runtime: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<StoredChoices> {
     match runtime.feature() {
         "tch" => opts
             .checkpoint
             .as_deref()
-            .map(crate::model::checkpoint::Checkpoint::scene_length_prior_of),
+            .map(crate::model::checkpoint::Checkpoint::stored_choices_of),
         _ => opts
             .onnx
             .as_deref()
-            .map(crate::runtime::onnx_meta::scene_length_prior_of),
+            .map(crate::runtime::onnx_meta::stored_choices_of),
     }
     .transpose()
-    .map(Option::flatten)
+    .map(Option::unwrap_or_default)
 }
 
 /// How to reach a model, shared by `segment` and `verify`.
@@ -264,26 +263,13 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
     if args.fps.is_nan() || args.fps <= 0.0 {
         bail!("--fps must be positive");
     }
-    let model_threshold = match runtime.feature() {
-        "tch" => opts
-            .checkpoint
-            .as_deref()
-            .map(crate::model::checkpoint::Checkpoint::decision_threshold_of),
-        _ => opts
-            .onnx
-            .as_deref()
-            .map(crate::runtime::onnx_meta::decision_threshold_of),
-    }
-    .transpose()?
-    .flatten();
+    let stored = stored_choices(runtime, &opts)?;
     args.effective_threshold = match args.threshold {
         Some(t) if t > 0.0 && t < 1.0 => t,
         Some(t) => bail!("--threshold {t} is not inside (0, 1)"),
-        None => model_threshold.unwrap_or(0.5),
+        None => stored.threshold.unwrap_or(0.5),
     };
-    if args.global.global {
-        args.length_prior = scene_length_prior(runtime, &opts)?;
-    }
+    args.length_prior = stored.length_prior;
     let (listed, files) = gather(&args)?;
     if listed == 0 {
         bail!("no movie files given");

@@ -120,16 +120,12 @@ pub fn verify(
     let mut ok = true;
     let mut windows = 0;
     for &kind in &runtimes {
-        let opened = args
-            .model
-            .options(ort_lib, ws, &[kind])
-            .and_then(|o| Ok((o.clone(), open(kind, &o)?)));
-        let opened = opened.and_then(|(o, backend)| {
+        let opened = args.model.options(ort_lib, ws, &[kind]).and_then(|o| {
             if args.global.global && global.is_none() {
-                let prior = super::segment::scene_length_prior(kind, &o)?;
+                let prior = super::segment::stored_choices(kind, &o)?.length_prior;
                 global = args.global.params(0.5, prior);
             }
-            Ok(backend)
+            open(kind, &o)
         });
         let mut backend = match opened {
             Ok(x) => x,

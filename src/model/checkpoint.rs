@@ -45,6 +45,33 @@ pub fn parse_threshold(text: Option<&str>) -> anyhow::Result<Option<f64>> {
     Ok(Some(v))
 }
 
+/// What `lgss train` stores with a model besides its weights, in checkpoint
+/// and ONNX metadata alike.
+#[derive(Debug, Default)]
+pub struct StoredChoices {
+    /// The decision threshold chosen on the validation movies.
+    pub threshold: Option<f64>,
+    /// Global grouping's scene-length prior.
+    pub length_prior: Option<crate::grouping::LengthPrior>,
+}
+
+impl StoredChoices {
+    /// From a model file's metadata: `get` looks a key up; `keys` are the
+    /// file format's keys of the threshold and of the scene lengths.
+    pub fn parse<'a>(
+        path: &Path,
+        [threshold, lengths]: [&str; 2],
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> anyhow::Result<StoredChoices> {
+        Ok(StoredChoices {
+            threshold: parse_threshold(get(threshold))
+                .with_context(|| format!("{}: bad {threshold}", path.display()))?,
+            length_prior: parse_scene_lengths(get(lengths))
+                .with_context(|| format!("{}: bad {lengths}", path.display()))?,
+        })
+    }
+}
+
 /// A checkpoint in memory: named f32 (or i64) tensors as plain host arrays,
 /// and metadata. Host arrays, so that export and the inference-only build
 /// need no libtorch.
@@ -110,20 +137,14 @@ impl Checkpoint {
         safetensors::serialize(views, &Some(meta)).map_err(|e| anyhow!("{e:?}"))
     }
 
-    /// The decision threshold `lgss train` chose on the validation movies
-    /// for these weights, if any; reads only the file's header.
-    pub fn decision_threshold_of(path: &Path) -> anyhow::Result<Option<f64>> {
+    /// The decision threshold and scene-length prior `lgss train` stored
+    /// with these weights; reads only the file's header.
+    pub fn stored_choices_of(path: &Path) -> anyhow::Result<StoredChoices> {
         let v = Checkpoint::header_of(path)?;
-        parse_threshold(v["__metadata__"][META_DECISION_THRESHOLD].as_str())
-            .with_context(|| format!("{}: bad {META_DECISION_THRESHOLD}", path.display()))
-    }
-
-    /// The scene-length prior learned from the training movies, if the
-    /// checkpoint has one; reads only the file's header.
-    pub fn scene_length_prior_of(path: &Path) -> anyhow::Result<Option<crate::grouping::LengthPrior>> {
-        let v = Checkpoint::header_of(path)?;
-        parse_scene_lengths(v["__metadata__"][META_SCENE_LENGTHS].as_str())
-            .with_context(|| format!("{}: bad {META_SCENE_LENGTHS}", path.display()))
+        let meta = &v["__metadata__"];
+        StoredChoices::parse(path, [META_DECISION_THRESHOLD, META_SCENE_LENGTHS], |k| {
+            meta[k].as_str()
+        })
     }
 
     /// The file's safetensors header (names, shapes, metadata), read alone.

@@ -6,6 +6,7 @@ use anyhow::{anyhow, Context};
 use prost::Message;
 use tract_onnx::pb;
 
+use crate::model::checkpoint::StoredChoices;
 use crate::model::config::{Config, ModelConfig};
 use crate::onnx::export::{META_CONFIG, META_DECISION_THRESHOLD, META_INTERFACE, META_SCENE_LENGTHS};
 
@@ -90,26 +91,12 @@ fn read_varint(r: &mut impl std::io::Read, pos: &mut u64) -> Result<u64, &'stati
     Err("a varint longer than 10 bytes")
 }
 
-/// The decision threshold an exported model carries, if any.
-pub fn decision_threshold_of(path: &Path) -> anyhow::Result<Option<f64>> {
+/// The decision threshold and scene-length prior an exported model carries.
+pub fn stored_choices_of(path: &Path) -> anyhow::Result<StoredChoices> {
     let props = metadata_props(path)?;
-    let value = props
-        .iter()
-        .find(|p| p.key == META_DECISION_THRESHOLD)
-        .map(|p| p.value.as_str());
-    crate::model::checkpoint::parse_threshold(value)
-        .with_context(|| format!("{}: bad {META_DECISION_THRESHOLD}", path.display()))
-}
-
-/// The scene-length prior an exported model carries, if any.
-pub fn scene_length_prior_of(path: &Path) -> anyhow::Result<Option<crate::grouping::LengthPrior>> {
-    let props = metadata_props(path)?;
-    let value = props
-        .iter()
-        .find(|p| p.key == META_SCENE_LENGTHS)
-        .map(|p| p.value.as_str());
-    crate::model::checkpoint::parse_scene_lengths(value)
-        .with_context(|| format!("{}: bad {META_SCENE_LENGTHS}", path.display()))
+    StoredChoices::parse(path, [META_DECISION_THRESHOLD, META_SCENE_LENGTHS], |k| {
+        props.iter().find(|p| p.key == k).map(|p| p.value.as_str())
+    })
 }
 
 /// Reads the LGSS config from an exported ONNX file.
@@ -197,7 +184,7 @@ mod tests {
         let path = write(&dir, "m.onnx", &bytes);
         let full = pb::ModelProto::decode(bytes.as_slice()).unwrap().metadata_props;
         assert_eq!(metadata_props(&path).unwrap(), full);
-        assert_eq!(decision_threshold_of(&path).unwrap(), Some(0.65));
+        assert_eq!(stored_choices_of(&path).unwrap().threshold, Some(0.65));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -511,7 +511,9 @@ fn the_validated_threshold_travels_from_training_to_segment() {
     assert_eq!(best["decision_threshold"].as_f64().unwrap(), tau);
 
     assert_eq!(
-        lgss::runtime::onnx_meta::decision_threshold_of(&onnx).unwrap(),
+        lgss::runtime::onnx_meta::stored_choices_of(&onnx)
+            .unwrap()
+            .threshold,
         Some(tau)
     );
 
