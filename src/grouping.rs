@@ -30,15 +30,16 @@
 //!
 //! **Algorithm**: `F(s) = min_t F(t) + pen(t) + γ·SSE(t..s) − λ·r(s − t)`
 //! over scene starts `t`, SSE from prefix sums in O(d); candidates are
-//! pruned exactly as in PELT (Killick et al. 2012): with `r` shifted to
-//! `[0, R]` (the shift is a constant per scene, folded into `pen`), `t` can
-//! never again be the best start once
-//! `F(t) + pen(t) + γ·SSE(t..s) − λ·R > F(s) + pen(s)`, because splitting a
-//! scene never raises its SSE and the length term gains at most `λ·R`.
-//! Time O(n·k·d) with k the live candidates (about a scene's length plus
-//! the shots it takes the SSE to outweigh `λ·R`; at most
-//! `max_scene_shots`), memory O(n·d). Deterministic: ties go to the
-//! earliest scene start.
+//! pruned exactly as in PELT (Killick et al. 2012): `t` can never again be
+//! the best start once
+//! `F(t) + pen(t) + γ·SSE(t..s) − λ·M(s − t) > F(s) + pen(s)`, because
+//! splitting a scene never raises its SSE and, for a scene of `a` shots
+//! grown by `b`, the length term gains at most
+//! `M(a) = max_b r(a + b) − r(b)` over starting anew at `s` (0 once `a` is
+//! past the prior's table, where `r` is flat). Time O(n·k·d) with k the
+//! live candidates (about a scene's length; with a prior at most the
+//! table's length more; at most `max_scene_shots`), memory O(n·d).
+//! Deterministic: ties go to the earliest scene start.
 
 use crate::data::movie::{Modality, Movie};
 use crate::model::config::PerModality;
@@ -167,6 +168,11 @@ impl LengthPrior {
             })
             .collect();
         Ok(LengthPrior { log_ratio, scenes })
+    }
+
+    /// Lengths with an r of their own; beyond them r is `ln GEOMETRIC_SHARE`.
+    pub fn support(&self) -> usize {
+        self.log_ratio.len()
     }
 
     /// r(L) for `L ≥ 1`.
@@ -376,8 +382,6 @@ fn solve(
     let gamma = params.coherence;
     let cap = params.max_scene_shots;
     let base = logit(params.threshold);
-    // −λ·r(L) = −λ·(r(L) − r_min) − λ·r_min: a bounded gain in [0, λR] per
-    // scene and a constant per scene, folded into pen (and g[0]).
     let (lambda, prior) = match &params.length_prior {
         Some(w) if !(w.weight >= 0.0 && w.weight.is_finite()) => {
             return Err(GroupingError::LengthWeight(w.weight))
@@ -385,22 +389,31 @@ fn solve(
         Some(w) if w.weight > 0.0 => (w.weight, Some(&w.prior)),
         _ => (0.0, None),
     };
+    // gain[L] = λ·r(L) for every possible scene length, and the pruning
+    // slack: a scene start t with s − t = a can beat start s at any later
+    // end by at most slack[a] = max_b gain[a + b] − gain[b] (b ≥ 1, a + b a
+    // possible length). Past the prior's table r is flat, so b beyond it adds
+    // 0, and so does every a beyond it: there pruning is as without a prior.
     let lengths = cap.min(n);
-    let shifted: Vec<f64> = match prior {
-        Some(p) => (0..=lengths)
-            .map(|l| if l == 0 { 0.0 } else { p.log_ratio(l) })
-            .collect(),
+    let gain: Vec<f64> = (0..=lengths)
+        .map(|l| match prior {
+            Some(p) if l > 0 => lambda * p.log_ratio(l),
+            _ => 0.0,
+        })
+        .collect();
+    let slack: Vec<f64> = match prior {
         None => vec![0.0; lengths + 1],
+        Some(p) => (0..=lengths)
+            .map(|a| {
+                let reach = p.support().min(lengths - a);
+                (1..=reach).map(|b| gain[a + b] - gain[b]).fold(0.0, f64::max)
+            })
+            .collect(),
     };
-    let r_min = shifted[1..].iter().copied().fold(f64::INFINITY, f64::min);
-    let r_max = shifted[1..].iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let gain: Vec<f64> = shifted.iter().map(|r| lambda * (r - r_min)).collect();
-    let slack = lambda * (r_max - r_min);
-    let per_scene = -lambda * r_min;
     // pen[t]: the cost of starting a scene at shot t (cutting boundary t − 1).
     let mut pen = vec![0.0; n + 1];
     for t in 1..n {
-        pen[t] = base - logit(prob[t - 1]) + per_scene;
+        pen[t] = base - logit(prob[t - 1]);
     }
     if let Some((b, false)) = force {
         if b + 1 < n {
@@ -419,7 +432,7 @@ fn solve(
     };
     // g[t] = F(t) + pen(t): the cost so far if a scene starts at t.
     let mut g = vec![f64::INFINITY; n + 1];
-    g[0] = per_scene;
+    g[0] = 0.0;
     let mut back = vec![0usize; n + 1];
     let mut live: Vec<usize> = vec![0];
     let mut total = f64::INFINITY;
@@ -443,7 +456,7 @@ fn solve(
         }
         g[s] = best + pen[s];
         let gs = g[s];
-        live.retain(|&t| s - t < cap && g[t] + cost(t, s) - slack <= gs);
+        live.retain(|&t| s - t < cap && g[t] + cost(t, s) - slack[s - t] <= gs);
         live.push(s);
     }
     let mut cuts = vec![false; n - 1];

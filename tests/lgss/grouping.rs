@@ -272,17 +272,24 @@ fn quadratic(prob: &[f64], desc: &Descriptors, p: &Params) -> Vec<bool> {
 fn pruning_never_changes_the_answer() {
     let mut rng = Rng::new(12);
     // Scene lengths 1-12 with a bump at 4 (the instances' scenes are
-    // geometric with mean 4).
-    let counts = [3, 5, 8, 20, 9, 7, 5, 3, 2, 1, 0, 1];
-    for (n, coherence, cap, weight) in [
-        (300, 0.1, 1000, 0.0),
-        (300, 1.0, 40, 0.0),
-        (250, 0.02, 1000, 0.0),
-        (200, 3.0, 25, 0.0),
-        (300, 0.1, 1000, 1.0),
-        (300, 0.0, 1000, 1.0),
-        (250, 0.02, 30, 3.0),
-        (200, 1.0, 1000, 0.5),
+    // geometric with mean 4), and one far from them.
+    let near: &[u64] = &[3, 5, 8, 20, 9, 7, 5, 3, 2, 1, 0, 1];
+    // Almost every scene 20 shots long, far from the instances' 4: a start
+    // looks hopeless for many shots before a 20-shot scene from it wins,
+    // which only a slack that looks that far ahead keeps alive.
+    let far: &[u64] = &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 0, 1];
+    for (n, coherence, cap, weight, counts) in [
+        (300, 0.1, 1000, 0.0, near),
+        (300, 1.0, 40, 0.0, near),
+        (250, 0.02, 1000, 0.0, near),
+        (200, 3.0, 25, 0.0, near),
+        (300, 0.1, 1000, 1.0, near),
+        (300, 0.0, 1000, 1.0, near),
+        (250, 0.02, 30, 3.0, near),
+        (200, 1.0, 1000, 0.5, near),
+        (300, 0.0, 1000, 1.0, far),
+        (300, 0.05, 1000, 3.0, far),
+        (250, 0.3, 60, 2.0, far),
     ] {
         let (prob, desc) = instance(&mut rng, n);
         let params = Params {
@@ -290,7 +297,7 @@ fn pruning_never_changes_the_answer() {
             coherence,
             max_scene_shots: cap,
             length_prior: (weight > 0.0)
-                .then(|| WeightedPrior::new(weight, LengthPrior::from_counts(&counts).unwrap())),
+                .then(|| WeightedPrior::new(weight, LengthPrior::from_counts(counts).unwrap())),
         };
         let got = group(&prob, &desc, &params).unwrap();
         assert_eq!(
