@@ -48,6 +48,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ["provided", "baseline", "lgss", "global", "global+prior"]
+GROUPED = ["global", "global+prior"]
 MODALITIES = ["place", "cast", "action", "audio"]
 
 
@@ -206,14 +207,26 @@ def machine():
     return f"{name}, {os.cpu_count()} cores"
 
 
-def table(lines, protocol, length_weight):
-    rows = [l for l in lines if l["protocol"] == protocol]
+def settings(a, method):
+    """A grouped method's γ and λ (each line records its own, so a new
+    default adds lines without retraining); {} for the other methods."""
+    if method not in GROUPED:
+        return {}
+    return {"coherence": a.coherence, "length_weight": 0.0 if method == "global" else a.length_weight}
+
+
+def matches(line, a):
+    return all(line.get(k) == v for k, v in settings(a, line["method"]).items())
+
+
+def table(lines, protocol, a):
+    rows = [l for l in lines if l["protocol"] == protocol and matches(l, a)]
     seeds = sorted({l["seed"] for l in rows})
     out = [
         f"{len(seeds)} seed(s) {seeds}; {protocol['movies']} full-width movies of "
         f"{protocol['shots']} shots, {protocol['test_movies']} test; {protocol['config']}, "
-        f"{protocol['epochs']} epochs on {protocol['device']}, global γ {protocol['coherence']} "
-        f"(global+prior: λ {length_weight}); mean ± std over seeds",
+        f"{protocol['epochs']} epochs on {protocol['device']}, global γ {a.coherence:g} "
+        f"(global+prior: λ {a.length_weight:g}); mean ± std over seeds",
         "",
         "| method | AP | mAP | Miou | F1 | seeds |",
         "|---|---|---|---|---|---|",
@@ -268,7 +281,6 @@ def main():
         "epochs": a.epochs,
         "config": os.path.basename(a.config),
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest()[:16],
-        "coherence": a.coherence,
         "device": a.device,
     }
     lines = []
@@ -276,7 +288,7 @@ def main():
         with open(a.jsonl) as fh:
             lines = [json.loads(l) for l in fh if l.strip()]
     if a.table_only:
-        print(table(lines, protocol, a.length_weight))
+        print(table(lines, protocol, a))
         return
     for seed in [int(s) for s in a.seeds.split(",")]:
         work = os.path.join(a.work, f"seed{seed}")
@@ -286,7 +298,8 @@ def main():
                  "--size", "full", "--shots", a.shots])
         files = sorted(glob.glob(os.path.join(movies, "tt*.pkl")))
         data = data_sha256(files)
-        done = {l["method"] for l in lines if l["protocol"] == protocol and l["seed"] == seed and l["data_sha256"] == data}
+        done = {l["method"] for l in lines if l["protocol"] == protocol and l["seed"] == seed
+                and l["data_sha256"] == data and matches(l, a)}
         # Lines of this seed made from other data: the generator changed.
         lines = [l for l in lines if not (l["protocol"] == protocol and l["seed"] == seed and l["data_sha256"] != data)]
         todo = [m for m in METHODS if m not in done]
@@ -330,8 +343,7 @@ def main():
                 t = trained[-1]
                 results[method] = dict(scores(a.lgss, test, out), train_seconds=t["train_seconds"],
                                        best_epoch=t["best_epoch"], best_val_AP=t["best_val_AP"])
-                if method == "global+prior":
-                    results[method]["length_weight"] = a.length_weight
+                results[method].update(settings(a, method))
         elif "lgss" in todo or any(m in todo for m, _ in grouped):
             # floor(movies * (1 - f)) = n_train: the last test_movies are test.
             cfg = os.path.join(work, "config.toml")
@@ -356,8 +368,7 @@ def main():
                      "--out", out, *extra, test])
                 results[method] = dict(scores(a.lgss, test, out), train_seconds=train_seconds,
                                        best_epoch=best["epoch"], best_val_AP=best["val_AP"])
-                if method == "global+prior":
-                    results[method]["length_weight"] = a.length_weight
+                results[method].update(settings(a, method))
         with open(a.jsonl, "a") as fh:
             for m in METHODS:
                 if m in results:
@@ -366,7 +377,7 @@ def main():
                     fh.write(json.dumps(line, sort_keys=True) + "\n")
         print(f"seed {seed}: " + ", ".join(f"{m} AP {r['AP']:.3f} Miou {r['Miou']:.3f}" for m, r in results.items()),
               file=sys.stderr)
-    print(table(lines, protocol, a.length_weight))
+    print(table(lines, protocol, a))
 
 
 if __name__ == "__main__":
