@@ -2,14 +2,18 @@
 //! 2,400-shot movie, and the dynamic program on 10^3 to 10^5 shots, each
 //! with its wall time and peak heap (a counting allocator), to show time
 //! about linear in shots and memory O(n·d), never O(n²); without and with a
-//! scene-length prior (λ = 1, learned from the synthetic movie's scenes).
+//! scene-length prior (learned from the synthetic movie's scenes), at the
+//! default γ and λ.
 //!
 //!     cargo bench --bench grouping
 
 use std::time::Instant;
 
 use lgss::data::synth::{movie, SynthSize};
-use lgss::grouping::{descriptors, group, Descriptors, LengthPrior, Params, WeightedPrior, DESCRIPTOR_DIM};
+use lgss::grouping::{
+    descriptors, group, Descriptors, LengthPrior, Params, WeightedPrior, DEFAULT_LENGTH_WEIGHT,
+    DESCRIPTOR_DIM,
+};
 use lgss::model::config::PerModality;
 use lgss::rng::Rng;
 
@@ -72,7 +76,7 @@ fn main() {
     {
         let (prob, desc) = instance(n, n as u64);
         let params = Params {
-            length_prior: with_prior.then(|| WeightedPrior::new(1.0, prior.clone())),
+            length_prior: with_prior.then(|| WeightedPrior::new(DEFAULT_LENGTH_WEIGHT, prior.clone())),
             ..Params::default()
         };
         let base = lgss::heap::start();
@@ -82,7 +86,7 @@ fn main() {
         let peak = lgss::heap::peak_since(base);
         println!(
             "{n:>8} {:>6} {:>10.1} {:>10.2} {:>9.1} MB {:>8}",
-            if with_prior { "λ 1" } else { "none" },
+            if with_prior { "yes" } else { "none" },
             secs * 1e3,
             secs * 1e6 / n as f64,
             peak as f64 / 1e6,

@@ -14,9 +14,11 @@
 //! movies' scenes) each scene `S` also adds `−λ · r(|S|)`, where
 //! `r(L) = ln P(L) − ln G(L)`: the log ratio of the training scene-length
 //! distribution `P` to the geometric distribution `G` of the same mean,
-//! which is what independent per-boundary decisions assume. `λ = 1` is the
-//! Bayes correction of that assumption (not tuned); the cut rate stays the
-//! threshold's business, because `G` has the data's mean.
+//! which is what independent per-boundary decisions assume (`λ = 1` would
+//! be the Bayes correction of that assumption); the cut rate stays the
+//! threshold's business, because `G` has the data's mean. The defaults of
+//! γ and λ were chosen on development movies, never on test movies
+//! (`benches/grouping_dev.py`).
 //!
 //! `p_b` is the boundary probability, `τ` the threshold, `x_i` a shot's
 //! descriptor (each modality L2-normalised and weighted by √ratio, projected
@@ -50,6 +52,12 @@ use crate::rng::Rng;
 /// shots take 51 MB.
 pub const DESCRIPTOR_DIM: usize = 64;
 const PROJECTION_SEED: u64 = 0x6c67_7373_6770;
+/// γ's default: the best mean Miou on development movies disjoint from the
+/// quality bench's (`benches/grouping_dev.py`, README: "Global optimal
+/// grouping").
+pub const DEFAULT_COHERENCE: f64 = 1.0;
+/// λ's default, chosen with γ on the same development movies.
+pub const DEFAULT_LENGTH_WEIGHT: f64 = 1.5;
 /// Probabilities are clamped to [ε, 1 − ε] before the logit.
 const PROB_EPS: f64 = 1e-7;
 
@@ -71,7 +79,7 @@ impl Default for Params {
     fn default() -> Params {
         Params {
             threshold: 0.5,
-            coherence: 0.1,
+            coherence: DEFAULT_COHERENCE,
             max_scene_shots: 1000,
             length_prior: None,
         }

@@ -25,16 +25,16 @@ pub struct GlobalArgs {
     pub global: bool,
     /// Global grouping: γ, the weight of within-scene feature scatter (0 is
     /// the threshold rule).
-    #[arg(long, default_value_t = 0.1, requires = "global")]
+    #[arg(long, default_value_t = crate::grouping::DEFAULT_COHERENCE, requires = "global")]
     pub coherence: f64,
     /// Global grouping: no scene is longer than this many shots.
     #[arg(long, default_value_t = 1000, requires = "global")]
     pub max_scene_shots: usize,
     /// Global grouping: λ, the weight of the scene-length prior the model
-    /// learned from its training movies (1 is the Bayes correction of
-    /// independent per-boundary decisions; 0 turns it off; models trained
-    /// before lgss 0.1 had no prior).
-    #[arg(long, default_value_t = 1.0, requires = "global")]
+    /// learned from its training movies (0 turns it off; models trained
+    /// before lgss 0.1 had no prior). The defaults of γ and λ were chosen on
+    /// development movies (README: "Global optimal grouping").
+    #[arg(long, default_value_t = crate::grouping::DEFAULT_LENGTH_WEIGHT, requires = "global")]
     pub length_weight: f64,
 }
 

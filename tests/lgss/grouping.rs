@@ -394,7 +394,7 @@ fn global_grouping_is_identical_across_runtimes() {
             let grouped = v["boundary_probabilities"].as_array().unwrap();
             assert_eq!(local.len(), grouped.len());
             assert_eq!(v["global"]["coherence"], 0.1);
-            assert_eq!(v["global"]["length_prior"]["weight"], 1.0);
+            assert_eq!(v["global"]["length_prior"]["weight"], 1.5);
             assert_eq!(v["global"]["length_prior"]["scenes_seen"], scenes_seen);
             let starts: Vec<u64> = v["scenes"]
                 .as_array()
