@@ -13,7 +13,10 @@ shots (seed S); the last TEST of them are the test movies. On them it scores
   global    LGSS + global optimal grouping (`segment --global`), the
             coherence term alone (`--length-weight 0`)
   global+prior  the same with the scene-length prior `lgss train` learned
-            from the training movies (`--length-weight LAMBDA`, default 1)
+            from the training movies (`--length-weight LAMBDA`)
+The grouped methods use `segment --global`'s defaults (γ 1, λ 1.5, chosen on
+development movies by benches/grouping_dev.py) unless --coherence and
+--length-weight say otherwise; each of their lines records its γ and λ.
 Every finished (seed, method) appends one line to JSONL (committed): the
 work resumes where it stopped and can be spread over days and machines.
 Lines whose protocol or synthetic data (SHA-256 of the seed's movies)
@@ -26,8 +29,8 @@ markdown table.
 
 usage: .venv/bin/python benches/quality.py [--seeds 1,2,3] [--movies 30]
        [--test-movies 10] [--epochs 10] [--device cpu|cuda]
-       [--runtime tch|tch-cuda|ort-cpu|tract] [--coherence 0.1]
-       [--length-weight 1]
+       [--runtime tch|tch-cuda|ort-cpu|tract] [--coherence 1]
+       [--length-weight 1.5]
        [--lgss target/release/lgss] [--work /tmp/lgss-quality]
        [--jsonl benches/quality.jsonl] [--table-only]
 """
@@ -262,8 +265,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--runtime", default="tch")
-    ap.add_argument("--coherence", type=float, default=0.1)
-    ap.add_argument("--length-weight", type=float, default=1.0)
+    ap.add_argument("--coherence", type=float, default=1.0)
+    ap.add_argument("--length-weight", type=float, default=1.5)
     ap.add_argument("--config", default=os.path.join(ROOT, "models/lgss.toml"))
     ap.add_argument("--lgss", default=os.path.join(ROOT, "target/release/lgss"))
     ap.add_argument("--work", default="/tmp/lgss-quality")
