@@ -212,10 +212,31 @@ def machine():
 
 def settings(a, method):
     """A grouped method's γ and λ (each line records its own, so a new
-    default adds lines without retraining); {} for the other methods."""
-    if method not in GROUPED:
+    default adds lines without retraining); {} for the other methods, and
+    with --val-movies, where the model's training chose them."""
+    if method not in GROUPED or a.val_movies:
         return {}
     return {"coherence": a.coherence, "length_weight": 0.0 if method == "global" else a.length_weight}
+
+
+def grouping_flags(a, method):
+    """`segment` flags of a grouped method: with --val-movies only λ 0 for
+    `global` (γ and λ otherwise the model's, chosen on its validation
+    movies)."""
+    off = ["--length-weight", "0"] if method == "global" else []
+    if a.val_movies:
+        return ["--global", *off]
+    return ["--global", "--coherence", str(a.coherence), "--length-weight",
+            "0" if method == "global" else str(a.length_weight)]
+
+
+def stored_choice(ckpt):
+    """The γ and λ `lgss train --val-movies` stored in a checkpoint."""
+    with open(ckpt, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        meta = json.loads(fh.read(n)).get("__metadata__", {})
+    c = json.loads(meta["grouping_choice"])
+    return {"coherence": c["coherence"], "length_weight": c["length_weight"]}
 
 
 def matches(line, a):
@@ -228,8 +249,10 @@ def table(lines, protocol, a):
     out = [
         f"{len(seeds)} seed(s) {seeds}; {protocol['movies']} full-width movies of "
         f"{protocol['shots']} shots, {protocol['test_movies']} test; {protocol['config']}, "
-        f"{protocol['epochs']} epochs on {protocol['device']}, global γ {a.coherence:g} "
-        f"(global+prior: λ {a.length_weight:g}); mean ± std over seeds",
+        f"{protocol['epochs']} epochs on {protocol['device']}, "
+        + (f"validation on {a.val_movies} movies, which chose global grouping's γ and λ; " if a.val_movies else
+           f"global γ {a.coherence:g} (global+prior: λ {a.length_weight:g}); ")
+        + "mean ± std over seeds",
         "",
         "| method | AP | mAP | Miou | F1 | seeds |",
         "|---|---|---|---|---|---|",
@@ -267,6 +290,9 @@ def main():
     ap.add_argument("--runtime", default="tch")
     ap.add_argument("--coherence", type=float, default=1.0)
     ap.add_argument("--length-weight", type=float, default=1.5)
+    ap.add_argument("--val-movies", type=int, default=None,
+                    help="validate on the last K training movies (`lgss train --val-movies`), which also "
+                         "chooses global grouping's γ and λ")
     ap.add_argument("--config", default=os.path.join(ROOT, "models/lgss.toml"))
     ap.add_argument("--lgss", default=os.path.join(ROOT, "target/release/lgss"))
     ap.add_argument("--work", default="/tmp/lgss-quality")
@@ -286,6 +312,8 @@ def main():
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest()[:16],
         "device": a.device,
     }
+    if a.val_movies:
+        protocol["val_movies"] = a.val_movies
     lines = []
     if os.path.exists(a.jsonl):
         with open(a.jsonl) as fh:
@@ -329,9 +357,7 @@ def main():
         run_dir = os.path.join(work, "run")
         ckpt = os.path.join(run_dir, "best.safetensors")
         model = os.path.join(run_dir, "model.onnx")
-        grouped = [("global", ["--global", "--coherence", str(a.coherence), "--length-weight", "0"]),
-                   ("global+prior", ["--global", "--coherence", str(a.coherence),
-                                     "--length-weight", str(a.length_weight)])]
+        grouped = [(m, grouping_flags(a, m)) for m in GROUPED]
         if trained and os.path.exists(ckpt) and "lgss" not in todo:
             # Training finished earlier: segment with its best checkpoint.
             add_scene_lengths(ckpt, files[:n_train])
@@ -347,6 +373,9 @@ def main():
                 results[method] = dict(scores(a.lgss, test, out), train_seconds=t["train_seconds"],
                                        best_epoch=t["best_epoch"], best_val_AP=t["best_val_AP"])
                 results[method].update(settings(a, method))
+                if a.val_movies and method in GROUPED:
+                    chosen = stored_choice(ckpt)
+                    results[method].update(chosen, length_weight=0.0 if method == "global" else chosen["length_weight"])
         elif "lgss" in todo or any(m in todo for m, _ in grouped):
             # floor(movies * (1 - f)) = n_train: the last test_movies are test.
             cfg = os.path.join(work, "config.toml")
@@ -360,7 +389,8 @@ def main():
                 fh.write(split + "\n")
             t0 = time.time()
             summary = json.loads(run([a.lgss, "train", "--data", movies, "--config", cfg, "--out", run_dir,
-                                      "--epochs", str(a.epochs), "--seed", str(seed), "--device", a.device, "--json"]))
+                                      "--epochs", str(a.epochs), "--seed", str(seed), "--device", a.device, "--json",
+                                      *(["--val-movies", str(a.val_movies)] if a.val_movies else [])]))
             train_seconds = time.time() - t0
             best = max(summary["history"], key=lambda h: h["val_AP"])
             if a.runtime.startswith(("ort", "tract")):
@@ -372,6 +402,9 @@ def main():
                 results[method] = dict(scores(a.lgss, test, out), train_seconds=train_seconds,
                                        best_epoch=best["epoch"], best_val_AP=best["val_AP"])
                 results[method].update(settings(a, method))
+                if a.val_movies and method in GROUPED:
+                    chosen = stored_choice(ckpt)
+                    results[method].update(chosen, length_weight=0.0 if method == "global" else chosen["length_weight"])
         with open(a.jsonl, "a") as fh:
             for m in METHODS:
                 if m in results:

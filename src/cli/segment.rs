@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::data::dataset::{expand_inputs, file_stem, read_file_list, Shard};
 use crate::data::movie::{output_stem, Movie};
-use crate::grouping::{LengthPrior, Params as GroupingParams, WeightedPrior};
+use crate::grouping::{Params as GroupingParams, WeightedPrior};
 use crate::manifest::{RunKey, Status};
 use crate::model::checkpoint::StoredChoices;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
@@ -24,36 +24,49 @@ pub struct GlobalArgs {
     #[arg(long)]
     pub global: bool,
     /// Global grouping: γ, the weight of within-scene feature scatter (0 is
-    /// the threshold rule).
-    #[arg(long, default_value_t = crate::grouping::DEFAULT_COHERENCE, requires = "global")]
-    pub coherence: f64,
+    /// the threshold rule). Default: the γ `lgss train --val-movies` chose
+    /// on its validation movies, else 1.
+    #[arg(long, requires = "global")]
+    pub coherence: Option<f64>,
     /// Global grouping: no scene is longer than this many shots.
     #[arg(long, default_value_t = 1000, requires = "global")]
     pub max_scene_shots: usize,
     /// Global grouping: λ, the weight of the scene-length prior the model
     /// learned from its training movies (0 turns it off; models trained
-    /// before lgss 0.1 had no prior). The defaults of γ and λ were chosen on
-    /// development movies (README: "Global optimal grouping").
-    #[arg(long, default_value_t = crate::grouping::DEFAULT_LENGTH_WEIGHT, requires = "global")]
-    pub length_weight: f64,
+    /// before lgss 0.1 had no prior). Default: the λ `lgss train
+    /// --val-movies` chose, else 1.5 (README: "Choosing γ and λ").
+    #[arg(long, requires = "global")]
+    pub length_weight: Option<f64>,
 }
 
 impl GlobalArgs {
-    /// The grouping's settings with τ = `threshold` and the model's
-    /// scene-length prior, if `--global`.
-    pub fn params(&self, threshold: f64, prior: Option<LengthPrior>) -> Option<GroupingParams> {
+    /// The grouping's settings, if `--global`: τ = `threshold`, the
+    /// model's scene-length prior, and γ and λ from the flags, else as the
+    /// model's training chose them, else the defaults.
+    pub fn params(&self, threshold: f64, stored: &StoredChoices) -> Option<GroupingParams> {
+        let chosen = stored.grouping;
+        let coherence = self
+            .coherence
+            .or(chosen.map(|c| c.coherence))
+            .unwrap_or(crate::grouping::DEFAULT_COHERENCE);
+        let length_weight = self
+            .length_weight
+            .or(chosen.map(|c| c.length_weight))
+            .unwrap_or(crate::grouping::DEFAULT_LENGTH_WEIGHT);
         self.global.then(|| GroupingParams {
             threshold,
-            coherence: self.coherence,
+            coherence,
             max_scene_shots: self.max_scene_shots,
-            length_prior: prior
-                .filter(|_| self.length_weight != 0.0)
-                .map(|p| WeightedPrior::new(self.length_weight, p)),
+            length_prior: stored
+                .length_prior
+                .clone()
+                .filter(|_| length_weight != 0.0)
+                .map(|p| WeightedPrior::new(length_weight, p)),
         })
     }
 }
 
-/// The threshold and scene-length prior stored with the model `runtime`
+/// The threshold and grouping choices stored with the model `runtime`
 /// reads (the checkpoint for tch runtimes, else the ONNX file); none
 /// without a model file.
 pub fn stored_choices(runtime: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<StoredChoices> {
@@ -168,9 +181,9 @@ pub struct Args {
     /// The threshold in use: --threshold, the model's, or 0.5.
     #[arg(skip)]
     effective_threshold: f64,
-    /// The model's scene-length prior, if it has one.
+    /// What the model's training stored for global grouping.
     #[arg(skip)]
-    length_prior: Option<LengthPrior>,
+    stored: StoredChoices,
     #[command(flatten)]
     global: GlobalArgs,
     /// Frames per second, for timecodes.
@@ -269,7 +282,7 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         Some(t) => bail!("--threshold {t} is not inside (0, 1)"),
         None => stored.threshold.unwrap_or(0.5),
     };
-    args.length_prior = stored.length_prior;
+    args.stored = stored;
     let (listed, files) = gather(&args)?;
     if listed == 0 {
         bail!("no movie files given");
@@ -544,8 +557,7 @@ fn segment_one(
 }
 
 fn global_params(args: &Args) -> Option<GroupingParams> {
-    args.global
-        .params(args.effective_threshold, args.length_prior.clone())
+    args.global.params(args.effective_threshold, &args.stored)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

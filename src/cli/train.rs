@@ -51,7 +51,8 @@ pub struct Args {
     lr: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Hold out the last K non-test movies for validation instead of 20% of sequences.
+    /// Hold out the last K non-test movies for validation instead of 20% of
+    /// sequences; global grouping's γ and λ are then chosen on them too.
     #[arg(long)]
     val_movies: Option<usize>,
     /// Continue a run from its checkpoint (last.safetensors), exactly, with
@@ -196,6 +197,12 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
                 p.ap, p.map, p.miou
             );
         }
+    }
+    if let Some(g) = &result.grouping {
+        println!(
+            "global grouping chosen on the {} validation movies (segment --global's defaults for this model): γ {}, λ {}",
+            g.val_movies, g.choice.coherence, g.choice.length_weight
+        );
     }
     println!(
         "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json",

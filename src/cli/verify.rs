@@ -122,8 +122,8 @@ pub fn verify(
     for &kind in &runtimes {
         let opened = args.model.options(ort_lib, ws, &[kind]).and_then(|o| {
             if args.global.global && global.is_none() {
-                let prior = super::segment::stored_choices(kind, &o)?.length_prior;
-                global = args.global.params(0.5, prior);
+                let stored = super::segment::stored_choices(kind, &o)?;
+                global = args.global.params(0.5, &stored);
             }
             open(kind, &o)
         });

@@ -27,6 +27,34 @@ pub const META_DECISION_THRESHOLD: &str = "decision_threshold";
 /// element `L − 1` counts the scenes of `L` shots), global grouping's prior.
 pub const META_SCENE_LENGTHS: &str = "scene_length_counts";
 
+/// Metadata key of global grouping's γ and λ as `lgss train --val-movies`
+/// chose them on the validation movies (a JSON [`GroupingChoice`]).
+pub const META_GROUPING: &str = "grouping_choice";
+
+/// Global grouping's settings chosen on validation movies. The stored JSON
+/// also says what they scored there (`val_Miou`, `local_val_Miou`,
+/// `val_movies`); only these two are read back.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupingChoice {
+    /// γ, `segment --global --coherence`'s default for this model.
+    pub coherence: f64,
+    /// λ, `segment --global --length-weight`'s default for this model.
+    pub length_weight: f64,
+}
+
+/// A stored grouping choice: absent, or finite non-negative γ and λ.
+pub fn parse_grouping_choice(text: Option<&str>) -> anyhow::Result<Option<GroupingChoice>> {
+    let Some(t) = text else { return Ok(None) };
+    let c: GroupingChoice = serde_json::from_str(t)
+        .map_err(|e| anyhow!("not a JSON object with numbers coherence and length_weight: {e}"))?;
+    for (name, v) in [("coherence", c.coherence), ("length_weight", c.length_weight)] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{name} {v} is not a finite number ≥ 0");
+        }
+    }
+    Ok(Some(c))
+}
+
 /// A stored scene-length histogram: absent, or counts a prior can learn from.
 pub fn parse_scene_lengths(text: Option<&str>) -> anyhow::Result<Option<crate::grouping::LengthPrior>> {
     let Some(t) = text else { return Ok(None) };
@@ -47,20 +75,23 @@ pub fn parse_threshold(text: Option<&str>) -> anyhow::Result<Option<f64>> {
 
 /// What `lgss train` stores with a model besides its weights, in checkpoint
 /// and ONNX metadata alike.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct StoredChoices {
     /// The decision threshold chosen on the validation movies.
     pub threshold: Option<f64>,
     /// Global grouping's scene-length prior.
     pub length_prior: Option<crate::grouping::LengthPrior>,
+    /// Global grouping's γ and λ chosen on validation movies.
+    pub grouping: Option<GroupingChoice>,
 }
 
 impl StoredChoices {
     /// From a model file's metadata: `get` looks a key up; `keys` are the
-    /// file format's keys of the threshold and of the scene lengths.
+    /// file format's keys of the threshold, the scene lengths and the
+    /// grouping choice.
     pub fn parse<'a>(
         path: &Path,
-        [threshold, lengths]: [&str; 2],
+        [threshold, lengths, grouping]: [&str; 3],
         get: impl Fn(&str) -> Option<&'a str>,
     ) -> anyhow::Result<StoredChoices> {
         Ok(StoredChoices {
@@ -68,6 +99,8 @@ impl StoredChoices {
                 .with_context(|| format!("{}: bad {threshold}", path.display()))?,
             length_prior: parse_scene_lengths(get(lengths))
                 .with_context(|| format!("{}: bad {lengths}", path.display()))?,
+            grouping: parse_grouping_choice(get(grouping))
+                .with_context(|| format!("{}: bad {grouping}", path.display()))?,
         })
     }
 }
@@ -137,14 +170,16 @@ impl Checkpoint {
         safetensors::serialize(views, &Some(meta)).map_err(|e| anyhow!("{e:?}"))
     }
 
-    /// The decision threshold and scene-length prior `lgss train` stored
-    /// with these weights; reads only the file's header.
+    /// The decision threshold, scene-length prior and grouping choice
+    /// `lgss train` stored with these weights; reads only the file's header.
     pub fn stored_choices_of(path: &Path) -> anyhow::Result<StoredChoices> {
         let v = Checkpoint::header_of(path)?;
         let meta = &v["__metadata__"];
-        StoredChoices::parse(path, [META_DECISION_THRESHOLD, META_SCENE_LENGTHS], |k| {
-            meta[k].as_str()
-        })
+        StoredChoices::parse(
+            path,
+            [META_DECISION_THRESHOLD, META_SCENE_LENGTHS, META_GROUPING],
+            |k| meta[k].as_str(),
+        )
     }
 
     /// The file's safetensors header (names, shapes, metadata), read alone.

@@ -30,6 +30,9 @@ pub const META_DECISION_THRESHOLD: &str = "lgss.decision_threshold";
 /// The training scenes' length histogram (from the checkpoint): global
 /// grouping's scene-length prior.
 pub const META_SCENE_LENGTHS: &str = "lgss.scene_length_counts";
+/// Global grouping's γ and λ chosen on validation movies (JSON), copied from
+/// the checkpoint.
+pub const META_GROUPING: &str = "lgss.grouping_choice";
 /// Window-conv channels kept per modality (those that can be the maximum).
 pub const META_ACTIVE_CHANNELS: &str = "lgss.window_max_channels";
 
@@ -389,6 +392,12 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path) -> anyhow::Result<()> {
         crate::model::checkpoint::parse_scene_lengths(Some(t))
             .with_context(|| format!("checkpoint's {lengths}"))?;
         meta.push((META_SCENE_LENGTHS.to_string(), t.clone()));
+    }
+    let grouping = crate::model::checkpoint::META_GROUPING;
+    if let Some(t) = ckpt.metadata.get(grouping) {
+        crate::model::checkpoint::parse_grouping_choice(Some(t))
+            .with_context(|| format!("checkpoint's {grouping}"))?;
+        meta.push((META_GROUPING.to_string(), t.clone()));
     }
     let weights: BTreeMap<String, Tensor> = ckpt.weights().map(|(k, v)| (k.clone(), v.clone())).collect();
     let bytes = build(m, &weights, &meta).context("building the ONNX graph")?;

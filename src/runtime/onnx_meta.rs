@@ -8,7 +8,9 @@ use tract_onnx::pb;
 
 use crate::model::checkpoint::StoredChoices;
 use crate::model::config::{Config, ModelConfig};
-use crate::onnx::export::{META_CONFIG, META_DECISION_THRESHOLD, META_INTERFACE, META_SCENE_LENGTHS};
+use crate::onnx::export::{
+    META_CONFIG, META_DECISION_THRESHOLD, META_GROUPING, META_INTERFACE, META_SCENE_LENGTHS,
+};
 
 /// `ModelProto` field numbers this reader needs.
 const FIELD_GRAPH: u64 = 7;
@@ -91,12 +93,15 @@ fn read_varint(r: &mut impl std::io::Read, pos: &mut u64) -> Result<u64, &'stati
     Err("a varint longer than 10 bytes")
 }
 
-/// The decision threshold and scene-length prior an exported model carries.
+/// The decision threshold, scene-length prior and grouping choice an
+/// exported model carries.
 pub fn stored_choices_of(path: &Path) -> anyhow::Result<StoredChoices> {
     let props = metadata_props(path)?;
-    StoredChoices::parse(path, [META_DECISION_THRESHOLD, META_SCENE_LENGTHS], |k| {
-        props.iter().find(|p| p.key == k).map(|p| p.value.as_str())
-    })
+    StoredChoices::parse(
+        path,
+        [META_DECISION_THRESHOLD, META_SCENE_LENGTHS, META_GROUPING],
+        |k| props.iter().find(|p| p.key == k).map(|p| p.value.as_str()),
+    )
 }
 
 /// Reads the LGSS config from an exported ONNX file.

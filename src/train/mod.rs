@@ -7,6 +7,7 @@
 
 pub mod adam;
 pub mod bank;
+pub mod grouping_choice;
 pub mod plot;
 
 use std::io::Write;
@@ -84,6 +85,10 @@ pub struct TrainResult {
     pub test_provided: Option<Scores>,
     pub best_checkpoint: PathBuf,
     pub last_checkpoint: PathBuf,
+    /// Global grouping's γ and λ chosen on the validation movies (with
+    /// `--val-movies`), stored in the best checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grouping: Option<grouping_choice::Choice>,
 }
 
 impl TrainResult {
@@ -96,6 +101,7 @@ impl TrainResult {
             test_provided: None,
             best_checkpoint: best,
             last_checkpoint: last,
+            grouping: None,
         }
     }
 }
@@ -474,7 +480,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     }
 
     // Score the best checkpoint on the test movies.
-    let best = Checkpoint::load(&best_path)?;
+    let mut best = Checkpoint::load(&best_path)?;
     load_weights(&mut model, &best.tensors)?;
     let test_seqs = bank.sequences_of(&test);
     let pred = bank.predict(&model, &test_seqs, 64, config.train.class_weights)?;
@@ -485,6 +491,24 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             .map(String::as_str),
     )?
     .unwrap_or(0.5);
+    let grouping = match opts.val_movies {
+        Some(k) => {
+            // split_train_val checked that 0 < k < trainval.len().
+            let (fit, val) = trainval.split_at(trainval.len() - k);
+            let c = choose_grouping(&bank, &model, &config, fit, val, &val_seqs, threshold)?;
+            best.metadata.insert(
+                crate::model::checkpoint::META_GROUPING.into(),
+                serde_json::to_string(&c)?,
+            );
+            best.save(&best_path)?;
+            progress.note(&format!(
+                "global grouping on the {k} validation movies: γ {}, λ {} (val Miou {:.4}; threshold rule {:.4})",
+                c.choice.coherence, c.choice.length_weight, c.val_miou, c.local_val_miou
+            ));
+            Some(c)
+        }
+        None => None,
+    };
     let calibrated: Vec<Vec<f64>> = pred
         .probs
         .iter()
@@ -504,7 +528,43 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         test_provided: provided,
         best_checkpoint: best_path,
         last_checkpoint: last_path,
+        grouping,
     })
+}
+
+/// Global grouping's γ and λ for `model` (at its `threshold`), chosen on
+/// the whole validation movies `val` (`val_seqs` are their sequences) with
+/// a scene-length prior from the movies trained on, `fit`.
+fn choose_grouping(
+    bank: &Bank,
+    model: &Lgss,
+    config: &Config,
+    fit: &[usize],
+    val: &[usize],
+    val_seqs: &[Sequence],
+    threshold: f64,
+) -> anyhow::Result<grouping_choice::Choice> {
+    let pred = bank.predict(model, val_seqs, 64, config.train.class_weights)?;
+    let schema = crate::segment::schema_for(&config.model);
+    let movies = val
+        .iter()
+        .map(|&i| {
+            let info = &bank.movies[i];
+            let movie = crate::data::movie::Movie::load(&info.file, &schema)?;
+            Ok(grouping_choice::ValMovie {
+                imdb_id: info.imdb_id.clone(),
+                ground_truth: info.ground_truth.clone(),
+                shot_end_frame: info.shot_end_frame.clone(),
+                prob: pred.probs[i].clone(),
+                desc: crate::grouping::descriptors(&movie, &config.model.ratio),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let counts = crate::grouping::LengthPrior::count_scenes(
+        fit.iter().map(|&i| bank.movies[i].ground_truth.as_slice()),
+    );
+    let prior = crate::grouping::LengthPrior::from_counts(&counts)?;
+    grouping_choice::choose(&movies, threshold, Some(&prior))
 }
 
 /// The test movies scored with the files' own provided predictions.

@@ -9,6 +9,7 @@ use lgss::grouping::{
     group, grouped_probabilities, margin, Descriptors, LengthPrior, Params, WeightedPrior, DESCRIPTOR_DIM,
 };
 use lgss::rng::Rng;
+use std::path::Path;
 
 use crate::common::{lgss, tempdir, trained_small};
 
@@ -468,5 +469,150 @@ fn global_grouping_is_identical_across_runtimes() {
                 assert_eq!(g["scores"][key], eval[key], "{key}");
             }
         }
+    }
+}
+
+/// Miou of `segment [extra…]` on the movies in `movies`, as `lgss eval`
+/// scores them.
+fn segment_miou(out: &Path, movies: &Path, extra: &[&str]) -> f64 {
+    let _ = std::fs::remove_dir_all(out);
+    let seg = lgss()
+        .arg("segment")
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .arg(movies)
+        .output()
+        .unwrap();
+    assert!(
+        seg.status.success(),
+        "{extra:?}: {}",
+        String::from_utf8_lossy(&seg.stderr)
+    );
+    let ev = lgss()
+        .args(["eval", "--json", "--pred"])
+        .arg(out)
+        .arg(movies)
+        .output()
+        .unwrap();
+    assert!(ev.status.success(), "{}", String::from_utf8_lossy(&ev.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&ev.stdout).unwrap();
+    v["Miou"].as_f64().unwrap()
+}
+
+/// `lgss train --val-movies` chooses global grouping's γ and λ: the grid
+/// point whose `segment --global` scenes on the validation movies score the
+/// best Miou by `lgss eval` (with the prior of the other training movies;
+/// ties to the defaults, then grid order), stored in the checkpoint, copied
+/// into the exported model, and `segment --global`'s default there.
+#[test]
+fn train_chooses_grouping_settings_on_validation_movies() {
+    use lgss::model::checkpoint::Checkpoint;
+    use lgss::train::grouping_choice::{COHERENCE_GRID, LENGTH_WEIGHT_GRID};
+
+    let dir = tempdir("grouping-choice");
+    let data = crate::common::synth_small(&dir, 8, 33, Some((150, 250)));
+    let out = crate::common::train_small(&data, &dir.join("run"), 2)
+        .args(["--val-movies", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ck_path = dir.join("run/best.safetensors");
+    let ck = Checkpoint::load(&ck_path).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&ck.metadata["grouping_choice"]).unwrap();
+
+    // models/lgss-small.toml holds out the last 10% for test: 7 train+val
+    // movies, the last 2 of them validation.
+    let (trainval, _) = lgss::train::split_movies(8, 0.1).unwrap();
+    let (fit, val) = trainval.split_at(trainval.len() - 2);
+    let file = |i: usize| data.join(format!("tt{:07}.pkl", i + 1));
+    // The prior the choice saw: scene lengths of the movies trained on,
+    // counted here from their ground truth.
+    let mut counts: Vec<u64> = Vec::new();
+    for &i in fit {
+        let schema = Schema {
+            require_ground_truth: true,
+            ..Schema::any()
+        };
+        let gt = Movie::load(&file(i), &schema).unwrap().ground_truth.unwrap();
+        let mut len = 1;
+        for cut in gt.iter().chain([&true]) {
+            if *cut {
+                counts.resize(counts.len().max(len), 0);
+                counts[len - 1] += 1;
+                len = 1;
+            } else {
+                len += 1;
+            }
+        }
+    }
+    let mut fit_ck = Checkpoint::load(&ck_path).unwrap();
+    fit_ck.metadata.insert(
+        "scene_length_counts".into(),
+        serde_json::to_string(&counts).unwrap(),
+    );
+    fit_ck.metadata.remove("grouping_choice");
+    let fit_path = dir.join("fit-prior.safetensors");
+    fit_ck.save(&fit_path).unwrap();
+    let val_dir = dir.join("val");
+    std::fs::create_dir_all(&val_dir).unwrap();
+    for &i in val {
+        std::fs::copy(file(i), val_dir.join(file(i).file_name().unwrap())).unwrap();
+    }
+
+    let ck_arg = fit_path.to_str().unwrap();
+    let tch = ["--runtime", "tch", "--checkpoint", ck_arg];
+    let local = segment_miou(&dir.join("seg"), &val_dir, &tch);
+    assert_eq!(stored["local_val_Miou"].as_f64(), Some(local));
+    let grid = std::iter::once((
+        lgss::grouping::DEFAULT_COHERENCE,
+        lgss::grouping::DEFAULT_LENGTH_WEIGHT,
+    ))
+    .chain(
+        COHERENCE_GRID
+            .iter()
+            .flat_map(|&g| LENGTH_WEIGHT_GRID.iter().map(move |&l| (g, l))),
+    );
+    let mut best: Option<((f64, f64), f64)> = None;
+    for (g, l) in grid {
+        let (gs, ls) = (g.to_string(), l.to_string());
+        let extra = [
+            &tch[..],
+            &["--global", "--coherence", &gs, "--length-weight", &ls],
+        ]
+        .concat();
+        let miou = segment_miou(&dir.join("seg"), &val_dir, &extra);
+        if best.is_none_or(|(_, m)| miou > m) {
+            best = Some(((g, l), miou));
+        }
+    }
+    let ((g, l), miou) = best.unwrap();
+    assert_eq!(stored["coherence"].as_f64(), Some(g), "{stored}");
+    assert_eq!(stored["length_weight"].as_f64(), Some(l), "{stored}");
+    assert_eq!(stored["val_Miou"].as_f64(), Some(miou), "{stored}");
+    assert_eq!(stored["val_movies"], 2);
+
+    // Exported, and the default of `segment --global` with either model.
+    let onnx = dir.join("model.onnx");
+    let ex = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ck_path)
+        .output()
+        .unwrap();
+    assert!(ex.status.success(), "{}", String::from_utf8_lossy(&ex.stderr));
+    for model in [
+        vec!["--runtime", "tract", "--model", onnx.to_str().unwrap()],
+        vec!["--runtime", "tch", "--checkpoint", ck_path.to_str().unwrap()],
+    ] {
+        let out = dir.join("default");
+        segment_miou(&out, &val_dir, &[&model[..], &["--global"]].concat());
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("tt{:07}.json", val[0] + 1))).unwrap())
+                .unwrap();
+        assert_eq!(v["global"]["coherence"].as_f64(), Some(g), "{model:?}");
+        let weight = v["global"]["length_prior"]["weight"].as_f64().unwrap_or(0.0);
+        assert_eq!(weight, l, "{model:?}");
     }
 }
