@@ -96,13 +96,18 @@ pub fn trained_small(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let ck = dir.join("run/best.safetensors");
     let onnx = dir.join("model.onnx");
+    export_onnx(&ck, &onnx);
+    (data, ck, onnx)
+}
+
+/// `lgss export --onnx ONNX --checkpoint CK`, which must succeed.
+pub fn export_onnx(ck: &Path, onnx: &Path) {
     let out = lgss()
         .args(["export", "--onnx"])
-        .arg(&onnx)
+        .arg(onnx)
         .arg("--checkpoint")
-        .arg(&ck)
+        .arg(ck)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (data, ck, onnx)
 }

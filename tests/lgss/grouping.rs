@@ -594,14 +594,7 @@ fn train_chooses_grouping_settings_on_validation_movies() {
 
     // Exported, and the default of `segment --global` with either model.
     let onnx = dir.join("model.onnx");
-    let ex = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ck_path)
-        .output()
-        .unwrap();
-    assert!(ex.status.success(), "{}", String::from_utf8_lossy(&ex.stderr));
+    crate::common::export_onnx(&ck_path, &onnx);
     for model in [
         vec!["--runtime", "tract", "--model", onnx.to_str().unwrap()],
         vec!["--runtime", "tch", "--checkpoint", ck_path.to_str().unwrap()],
