@@ -18,7 +18,8 @@
 //! be the Bayes correction of that assumption); the cut rate stays the
 //! threshold's business, because `G` has the data's mean. The defaults of
 //! γ and λ were chosen on development movies, never on test movies
-//! (`benches/grouping_dev.py`).
+//! (`benches/grouping_dev.py`); `lgss train --val-movies` chooses a
+//! model's own on its validation movies (`crate::train::grouping_choice`).
 //!
 //! `p_b` is the boundary probability, `τ` the threshold, `x_i` a shot's
 //! descriptor (each modality L2-normalised and weighted by √ratio, projected
