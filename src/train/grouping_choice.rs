@@ -7,23 +7,16 @@
 
 use serde::Serialize;
 
+use super::bank::Bank;
+use super::score_sequences;
+use crate::data::windows::Sequence;
 use crate::grouping::{self, Descriptors, LengthPrior, Params, WeightedPrior};
-use crate::metrics::{evaluate, MovieBoundaries};
 use crate::model::checkpoint::GroupingChoice;
 
 /// γ values searched: those of the development study (`benches/grouping_dev.py`).
 pub const COHERENCE_GRID: [f64; 5] = [0.1, 0.3, 0.5, 1.0, 2.0];
 /// λ values searched, with every γ.
 pub const LENGTH_WEIGHT_GRID: [f64; 5] = [0.0, 0.5, 1.0, 1.5, 2.0];
-
-/// A validation movie: its ground truth and the model's probabilities.
-pub struct ValMovie {
-    pub imdb_id: String,
-    pub ground_truth: Vec<bool>,
-    pub shot_end_frame: Vec<i64>,
-    pub prob: Vec<f64>,
-    pub desc: Descriptors,
-}
 
 /// The choice and what it scored on the validation movies.
 #[derive(Debug, Clone, Serialize)]
@@ -39,28 +32,29 @@ pub struct Choice {
     pub val_movies: usize,
 }
 
-/// The grid point whose grouping scores the best Miou over `movies` (ties:
-/// the defaults first, then the grid in order). `prior` must come from
-/// movies other than these, or λ would be chosen on scenes it has seen.
-pub fn choose(movies: &[ValMovie], threshold: f64, prior: Option<&LengthPrior>) -> anyhow::Result<Choice> {
-    let miou = |probs: &[Vec<f64>]| -> anyhow::Result<f64> {
-        let rows: Vec<MovieBoundaries> = movies
-            .iter()
-            .zip(probs)
-            .map(|(m, p)| MovieBoundaries {
-                imdb_id: &m.imdb_id,
-                ground_truth: &m.ground_truth,
-                prediction: p,
-                shot_end_frame: &m.shot_end_frame,
-            })
-            .collect();
-        Ok(evaluate(&rows)?.miou)
+/// The grid point whose grouping scores the best Miou over the validation
+/// movies (ties: the defaults first, then the grid in order). `probs` are
+/// the model's, per bank movie; `val` pairs each validation movie's bank
+/// index with its shots' descriptors and `val_seqs` are its sequences
+/// (whole movies). `prior` must come from other movies, or λ would be
+/// chosen on scenes it has seen.
+pub fn choose(
+    bank: &Bank,
+    probs: &[Vec<f64>],
+    val: &[(usize, Descriptors)],
+    val_seqs: &[Sequence],
+    threshold: f64,
+    prior: Option<&LengthPrior>,
+) -> anyhow::Result<Choice> {
+    // The validation movies' probabilities replaced by `decide`'s.
+    let miou = |decide: &dyn Fn(usize, &Descriptors) -> anyhow::Result<Vec<f64>>| -> anyhow::Result<f64> {
+        let mut decided = probs.to_vec();
+        for (i, desc) in val {
+            decided[*i] = decide(*i, desc)?;
+        }
+        Ok(score_sequences(bank, &decided, val_seqs)?.miou)
     };
-    let local: Vec<Vec<f64>> = movies
-        .iter()
-        .map(|m| crate::segment::calibrated(&m.prob, threshold))
-        .collect();
-    let local_val_miou = miou(&local)?;
+    let local_val_miou = miou(&|i, _| Ok(crate::segment::calibrated(&probs[i], threshold)))?;
     let defaults = (grouping::DEFAULT_COHERENCE, grouping::DEFAULT_LENGTH_WEIGHT);
     let grid = std::iter::once(defaults).chain(
         COHERENCE_GRID
@@ -77,14 +71,10 @@ pub fn choose(movies: &[ValMovie], threshold: f64, prior: Option<&LengthPrior>) 
                 .map(|p| WeightedPrior::new(length_weight, p.clone())),
             ..Params::default()
         };
-        let grouped = movies
-            .iter()
-            .map(|m| {
-                let g = grouping::group(&m.prob, &m.desc, &params)?;
-                Ok(grouping::grouped_probabilities(&m.prob, &g.cuts))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let val_miou = miou(&grouped)?;
+        let val_miou = miou(&|i, desc| {
+            let g = grouping::group(&probs[i], desc, &params)?;
+            Ok(grouping::grouped_probabilities(&probs[i], &g.cuts))
+        })?;
         if best.as_ref().is_none_or(|b| val_miou > b.val_miou) {
             best = Some(Choice {
                 choice: GroupingChoice {
@@ -93,7 +83,7 @@ pub fn choose(movies: &[ValMovie], threshold: f64, prior: Option<&LengthPrior>) 
                 },
                 val_miou,
                 local_val_miou,
-                val_movies: movies.len(),
+                val_movies: val.len(),
             });
         }
     }

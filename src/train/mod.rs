@@ -546,25 +546,18 @@ fn choose_grouping(
 ) -> anyhow::Result<grouping_choice::Choice> {
     let pred = bank.predict(model, val_seqs, 64, config.train.class_weights)?;
     let schema = crate::segment::schema_for(&config.model);
-    let movies = val
+    let descriptors = val
         .iter()
         .map(|&i| {
-            let info = &bank.movies[i];
-            let movie = crate::data::movie::Movie::load(&info.file, &schema)?;
-            Ok(grouping_choice::ValMovie {
-                imdb_id: info.imdb_id.clone(),
-                ground_truth: info.ground_truth.clone(),
-                shot_end_frame: info.shot_end_frame.clone(),
-                prob: pred.probs[i].clone(),
-                desc: crate::grouping::descriptors(&movie, &config.model.ratio),
-            })
+            let movie = crate::data::movie::Movie::load(&bank.movies[i].file, &schema)?;
+            Ok((i, crate::grouping::descriptors(&movie, &config.model.ratio)))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let counts = crate::grouping::LengthPrior::count_scenes(
         fit.iter().map(|&i| bank.movies[i].ground_truth.as_slice()),
     );
     let prior = crate::grouping::LengthPrior::from_counts(&counts)?;
-    grouping_choice::choose(&movies, threshold, Some(&prior))
+    grouping_choice::choose(bank, &pred.probs, &descriptors, val_seqs, threshold, Some(&prior))
 }
 
 /// The test movies scored with the files' own provided predictions.
