@@ -5,7 +5,9 @@
 //! with fail naming the feature that builds them. Runs in every build.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod support;
+use support::{export_onnx, lgss, tempdir};
 
 use lgss::data::movie::Modality;
 use lgss::model::checkpoint::Checkpoint;
@@ -14,17 +16,6 @@ use lgss::runtime::{open, Backend, RuntimeKind, RuntimeOptions};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn lgss() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lgss"))
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lgss-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 /// The PyTorch fixture's weights as an lgss checkpoint (its config is
@@ -57,14 +48,7 @@ fn fixture_checkpoint(dir: &Path) -> PathBuf {
 fn exported_fixture(dir: &Path) -> PathBuf {
     let ck = fixture_checkpoint(dir);
     let onnx = dir.join("tiny.onnx");
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ck)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    export_onnx(&ck, &onnx);
     onnx
 }
 

@@ -1,6 +1,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "../support/mod.rs"]
+mod support;
+pub use support::{export_onnx, lgss, tempdir};
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -30,17 +34,6 @@ pub fn run_python(code: &str, args: &[&Path]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn lgss() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lgss"))
-}
-
-pub fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lgss-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create temp dir");
-    dir
 }
 
 pub fn assert_close(what: &str, got: f64, want: f64, tol: f64) {
@@ -98,16 +91,4 @@ pub fn trained_small(
     let onnx = dir.join("model.onnx");
     export_onnx(&ck, &onnx);
     (data, ck, onnx)
-}
-
-/// `lgss export --onnx ONNX --checkpoint CK`, which must succeed.
-pub fn export_onnx(ck: &Path, onnx: &Path) {
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(onnx)
-        .arg("--checkpoint")
-        .arg(ck)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

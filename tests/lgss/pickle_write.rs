@@ -85,7 +85,8 @@ print(' '.join(repr(float(x)) for x in p.tolist()))
 #[test]
 fn writing_into_a_missing_directory_fails_cleanly() {
     let m = Movie::load(&fixtures().join("movies/tt0000011.pkl"), &Schema::any()).unwrap();
-    let bad = tempdir("missing").join("no/such/dir/tt.pkl");
+    let dir = tempdir("missing");
+    let bad = dir.join("no/such/dir/tt.pkl");
     let err = write_movie(&bad, &m).unwrap_err();
     assert!(format!("{err:#}").contains("tt.pkl"), "{err:#}");
 }
