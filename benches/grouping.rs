@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use lgss::data::synth::{movie, SynthSize};
+use lgss::data::synth::{movie, SynthSpec};
 use lgss::grouping::{
     descriptors, group, Descriptors, LengthPrior, Params, WeightedPrior, DEFAULT_LENGTH_WEIGHT,
     DESCRIPTOR_DIM,
@@ -51,10 +51,10 @@ fn main() {
         action: 0.2,
         audio: 0.1,
     };
-    let size = SynthSize {
+    let size = SynthSpec {
         min_shots: 2400,
         max_shots: 2400,
-        ..SynthSize::full()
+        ..SynthSpec::full()
     };
     let m = movie(8, 1, &size);
     let t = Instant::now();

@@ -130,7 +130,7 @@ def main():
             if (seed, g, lw) in done:
                 continue
             out = os.path.join(a.work, f"seed{seed}", "dev-out")
-            extra = [] if g is None else ["--global", "--coherence", str(g), "--length-weight", str(lw)]
+            extra = ["--local"] if g is None else ["--global", "--coherence", str(g), "--length-weight", str(lw)]
             run([a.lgss, "segment", "--runtime", a.runtime, "--checkpoint", ckpt, "--out", out, *extra, dev])
             line = dict(base, coherence=g, length_weight=lw, **scores(a.lgss, dev, out))
             lines.append(line)

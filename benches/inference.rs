@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use lgss::data::synth::{self, SynthSize};
+use lgss::data::synth::{self, SynthSpec};
 use lgss::data::Movie;
 use lgss::model::checkpoint::Checkpoint;
 use lgss::model::{Config, Lgss};
@@ -30,11 +30,11 @@ fn main() -> anyhow::Result<()> {
     let config = Config::load(&root.join(format!("models/{config_name}.toml")))?;
     let m = &config.model;
     let size = if m.feature_dims.place == 2048 {
-        SynthSize::full()
+        SynthSpec::full()
     } else {
-        SynthSize::small()
+        SynthSpec::small()
     };
-    let size = SynthSize {
+    let size = SynthSpec {
         min_shots: shots,
         max_shots: shots,
         ..size

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use lgss::data::movie::{Movie, Schema};
-use lgss::data::synth::{self, SynthSize};
+use lgss::data::synth::{self, SynthSpec};
 
 const REPS: usize = 15;
 
@@ -61,10 +61,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let ours = dir.join("lgss-written.pkl");
     let theirs = dir.join("tt0000001.pkl");
-    let size = SynthSize {
+    let size = SynthSpec {
         min_shots: 2400,
         max_shots: 2400,
-        ..SynthSize::full()
+        ..SynthSpec::full()
     };
     lgss::data::pickle_write::write_movie(&ours, &synth::movie(1, 0, &size))?;
     // Re-dump with Python so the benchmark file is Python-written.

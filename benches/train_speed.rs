@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use lgss::data::dataset::movie_files;
-use lgss::data::synth::{self, SynthSize};
+use lgss::data::synth::{self, SynthSpec};
 use lgss::model::lgss::loss;
 use lgss::model::{Config, Lgss};
 use lgss::train::adam::Adam;
@@ -29,11 +29,11 @@ fn main() -> anyhow::Result<()> {
         "training step, windows/s (higher is better), {n_batches} timed batches after 1 warm-up, {} threads",
         tch::get_num_threads()
     );
-    for (name, size) in [("lgss-small", SynthSize::small()), ("lgss", SynthSize::full())] {
+    for (name, size) in [("lgss-small", SynthSpec::small()), ("lgss", SynthSpec::full())] {
         let config = Config::load(&root.join(format!("models/{name}.toml")))?;
         let m = &config.model;
         let data = dir.join(name);
-        let size = SynthSize {
+        let size = SynthSpec {
             min_shots: 200,
             max_shots: 200,
             ..size

@@ -365,6 +365,17 @@ pub fn margin(prob: &[f64], desc: &Descriptors, params: &Params, b: usize) -> Re
     Ok((cut - keep).abs())
 }
 
+/// How far the objective difference of any two partitions can move when
+/// the probabilities change from `a` to `b`: `Σ_b |logit b_b − logit a_b|`.
+/// Only the cut terms `logit τ − logit p_b` depend on the probabilities, so
+/// `E'(C) − E(C) = −Σ_{b ∈ C} Δlogit_b`, and two partitions' difference
+/// moves by at most the sum over the boundaries where they differ. So a
+/// boundary the two decide differently is explained only if its
+/// [`margin`] under `a` is at most this.
+pub fn objective_shift(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (logit(y) - logit(x)).abs()).sum()
+}
+
 /// The DP, optionally with boundary `force.0` forced cut (`true`) or uncut.
 fn solve(
     prob: &[f64],

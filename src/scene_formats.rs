@@ -1,8 +1,29 @@
 //! Scenes where video tools read them: lgss's JSON, CSV, WebVTT chapters,
 //! CMX 3600 EDL and OpenTimelineIO JSON. Every format is written from the
-//! same scenes (frames are exact; timecodes at the movie's fps).
+//! same scenes (frames are exact; timecodes at the movie's fps), and says
+//! which rule decided them: a comment line (`rule`, from
+//! [`crate::segment::rule_description`]) in CSV, WebVTT and EDL, metadata
+//! in OTIO (and a field in the JSON).
 
+use crate::grouping::Params;
 use crate::segment::Scene;
+
+/// Which rule decided, as OTIO metadata (`metadata.lgss` of the timeline).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleMetadata<'a> {
+    /// `global` or `local`.
+    pub rule: &'a str,
+    pub threshold: f64,
+    /// Global grouping's settings (null with the threshold rule).
+    pub global: Option<&'a Params>,
+}
+
+/// `rule` on one line, whatever it holds.
+fn one_line(rule: &str) -> String {
+    rule.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
 
 /// `--format` of `lgss segment`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,10 +53,13 @@ impl SceneFormat {
     }
 }
 
-/// One row per scene, with a header.
-pub fn csv(imdb_id: &str, scenes: &[Scene]) -> String {
-    let mut out =
-        String::from("imdb_id,scene,first_shot,last_shot,first_frame,last_frame,start,end,confidence\n");
+/// One row per scene, with a header, after a `# lgss: <rule>` comment line
+/// (`pandas.read_csv(f, comment="#")`).
+pub fn csv(imdb_id: &str, scenes: &[Scene], rule: &str) -> String {
+    let mut out = format!(
+        "# lgss: {}\nimdb_id,scene,first_shot,last_shot,first_frame,last_frame,start,end,confidence\n",
+        one_line(rule)
+    );
     for sc in scenes {
         out.push_str(&format!(
             "{imdb_id},{},{},{},{},{},{},{},{:.6}\n",
@@ -53,9 +77,11 @@ pub fn csv(imdb_id: &str, scenes: &[Scene]) -> String {
 }
 
 /// WebVTT chapters: a cue per scene from its first frame to the end of
-/// its last, titled "Scene N".
-pub fn webvtt(scenes: &[Scene]) -> String {
-    let mut out = String::from("WEBVTT\n\n");
+/// its last, titled "Scene N", after a NOTE block saying the rule.
+pub fn webvtt(scenes: &[Scene], rule: &str) -> String {
+    // A NOTE may not hold "-->"; the rule's text never does, but make sure.
+    let note = one_line(rule).replace("-->", "->");
+    let mut out = format!("WEBVTT\n\nNOTE lgss: {note}\n\n");
     for sc in scenes {
         out.push_str(&format!(
             "{}\n{} --> {}\nScene {}\n\n",
@@ -82,11 +108,15 @@ fn smpte(frame: i64, base: i64) -> String {
 
 /// A CMX 3600 EDL: one video cut event per scene, source and record times
 /// equal (the movie itself), non-drop frame at the fps rounded to a whole
-/// timebase (23.976 → 24, as NDF timecode counts).
-pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64) -> String {
+/// timebase (23.976 → 24, as NDF timecode counts). The rule is a `*`
+/// comment line after the header.
+pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &str) -> String {
     let base = (fps.round() as i64).max(1);
     let title: String = imdb_id.chars().filter(|c| !c.is_control()).take(70).collect();
-    let mut out = format!("TITLE: {title}\nFCM: NON-DROP FRAME\n\n");
+    let mut out = format!(
+        "TITLE: {title}\nFCM: NON-DROP FRAME\n* lgss: {}\n\n",
+        one_line(rule)
+    );
     for sc in scenes {
         let (a, b) = (smpte(sc.first_frame, base), smpte(sc.last_frame + 1, base));
         out.push_str(&format!(
@@ -99,8 +129,9 @@ pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64) -> String {
 }
 
 /// OpenTimelineIO JSON: a timeline with one video track holding a clip per
-/// scene, each with its source range in frames at the movie's fps.
-pub fn otio(imdb_id: &str, scenes: &[Scene], fps: f64) -> serde_json::Value {
+/// scene, each with its source range in frames at the movie's fps; the
+/// rule in the timeline's `metadata.lgss`.
+pub fn otio(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &RuleMetadata<'_>) -> serde_json::Value {
     let time = |v: i64| serde_json::json!({"OTIO_SCHEMA": "RationalTime.1", "rate": fps, "value": v as f64});
     let clips: Vec<serde_json::Value> = scenes
         .iter()
@@ -124,7 +155,7 @@ pub fn otio(imdb_id: &str, scenes: &[Scene], fps: f64) -> serde_json::Value {
     serde_json::json!({
         "OTIO_SCHEMA": "Timeline.1",
         "name": imdb_id,
-        "metadata": {},
+        "metadata": {"lgss": rule},
         "global_start_time": null,
         "tracks": {
             "OTIO_SCHEMA": "Stack.1",

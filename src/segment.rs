@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::data::movie::{Movie, Schema};
 use crate::data::windows::{batch_rows, sequences};
 use crate::grouping;
+use crate::model::checkpoint::StoredChoices;
 use crate::model::config::ModelConfig;
 use crate::runtime::Backend;
 
@@ -212,4 +213,77 @@ pub fn decide(
         probabilities,
         scenes,
     })
+}
+
+/// Global grouping's settings a caller gives instead of the model's; each
+/// `None` is the model's choice (`lgss train --val-movies`), else the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GroupingOverrides {
+    /// γ.
+    pub coherence: Option<f64>,
+    /// λ (0: no scene-length prior).
+    pub length_weight: Option<f64>,
+    /// No scene longer than this many shots (default 1,000).
+    pub max_scene_shots: Option<usize>,
+}
+
+/// The longest scene global grouping makes unless told otherwise.
+pub const DEFAULT_MAX_SCENE_SHOTS: usize = 1000;
+
+/// The settings of the default rule, global grouping, for a model: τ =
+/// `threshold`, the model's scene-length prior, and γ and λ as overridden,
+/// else as the model's training chose them, else the defaults (one place, so
+/// that the CLI, the Python module and the server decide alike).
+pub fn grouping_params(
+    threshold: f64,
+    stored: &StoredChoices,
+    overrides: &GroupingOverrides,
+) -> grouping::Params {
+    let chosen = stored.grouping;
+    let coherence = overrides
+        .coherence
+        .or(chosen.map(|c| c.coherence))
+        .unwrap_or(grouping::DEFAULT_COHERENCE);
+    let length_weight = overrides
+        .length_weight
+        .or(chosen.map(|c| c.length_weight))
+        .unwrap_or(grouping::DEFAULT_LENGTH_WEIGHT);
+    grouping::Params {
+        threshold,
+        coherence,
+        max_scene_shots: overrides.max_scene_shots.unwrap_or(DEFAULT_MAX_SCENE_SHOTS),
+        length_prior: stored
+            .length_prior
+            .clone()
+            .filter(|_| length_weight != 0.0)
+            .map(|p| grouping::WeightedPrior::new(length_weight, p)),
+    }
+}
+
+/// The name outputs give the rule that decided: `global` (grouping) or
+/// `local` (the threshold rule).
+pub fn rule_name(global: Option<&grouping::Params>) -> &'static str {
+    match global {
+        Some(_) => "global",
+        None => "local",
+    }
+}
+
+/// One line saying which rule decided and with which settings, for outputs
+/// that carry a comment (CSV, WebVTT, EDL) and plot titles.
+pub fn rule_description(threshold: f64, global: Option<&grouping::Params>) -> String {
+    let Some(g) = global else {
+        return format!("rule local (threshold {threshold})");
+    };
+    let prior = match &g.length_prior {
+        Some(w) => format!(
+            "length_weight {} (scene-length prior of {} training scenes)",
+            w.weight, w.scenes_seen
+        ),
+        None => "no scene-length prior".to_string(),
+    };
+    format!(
+        "rule global (threshold {}, coherence {}, {prior}, max_scene_shots {})",
+        g.threshold, g.coherence, g.max_scene_shots
+    )
 }

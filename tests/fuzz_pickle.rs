@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 
 use lgss::data::movie::{Movie, Schema};
-use lgss::data::synth::{self, SynthSize};
+use lgss::data::synth::{self, SynthSpec};
 use lgss::rng::Rng;
 
 #[global_allocator]
@@ -46,10 +46,11 @@ fn seeds() -> Vec<Vec<u8>> {
             out.push(std::fs::read(&f).expect("read fixture"));
         }
     }
-    let tiny = SynthSize {
+    let tiny = SynthSpec {
         dims: [4, 2, 2, 2],
         min_shots: 3,
         max_shots: 6,
+        ..SynthSpec::small()
     };
     for i in 0..4 {
         let mut m = synth::movie(7, i, &tiny);

@@ -81,10 +81,10 @@ fn export_and_tract_reproduce_pytorch_without_libtorch() {
 
     // The command line, as a user of the inference-only build runs it.
     let data = dir.join("data");
-    let size = lgss::data::synth::SynthSize {
+    let size = lgss::data::synth::SynthSpec {
         min_shots: 30,
         max_shots: 60,
-        ..lgss::data::synth::SynthSize::small()
+        ..lgss::data::synth::SynthSpec::small()
     };
     lgss::data::synth::write_dataset(&data, 3, 2, &size, &|| {}).unwrap();
     let out = lgss()

@@ -8,61 +8,57 @@ use serde::Serialize;
 
 use crate::data::dataset::{expand_inputs, file_stem, read_file_list, Shard};
 use crate::data::movie::{output_stem, Movie};
-use crate::grouping::{Params as GroupingParams, WeightedPrior};
+use crate::grouping::Params as GroupingParams;
 use crate::manifest::{RunKey, Status};
 use crate::model::checkpoint::StoredChoices;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
-use crate::segment::{decide, movie_probabilities, scenes, schema_for, Scene};
+use crate::segment::{
+    decide, grouping_params, movie_probabilities, rule_description, rule_name, scenes, schema_for,
+    GroupingOverrides, Scene,
+};
 
-/// Global optimal grouping's flags, shared by `segment` and `verify`.
+/// How scenes are decided, shared by `segment` and `verify`: global optimal
+/// grouping by default (LGSS's local-to-global approach), the threshold
+/// rule with `--local`.
 #[derive(Debug, Clone, clap::Args)]
-pub struct GlobalArgs {
-    /// Choose scenes by global optimal grouping: an exact dynamic program
-    /// over the boundary probabilities and the shots' features (README:
-    /// "Global optimal grouping"), with the threshold as its τ.
+pub struct RuleArgs {
+    /// Decide scenes by the threshold rule alone (a cut wherever the
+    /// probability reaches the threshold) instead of global grouping.
+    #[arg(long, conflicts_with_all = ["global", "coherence", "length_weight", "max_scene_shots"])]
+    pub local: bool,
+    /// Decide scenes by global optimal grouping: an exact dynamic program
+    /// over the boundary probabilities and the shots' features, with the
+    /// threshold as its τ (README: "Global optimal grouping"). The default;
+    /// the flag is kept for scripts that name it.
     #[arg(long)]
     pub global: bool,
     /// Global grouping: γ, the weight of within-scene feature scatter (0 is
     /// the threshold rule). Default: the γ `lgss train --val-movies` chose
     /// on its validation movies, else 1.
-    #[arg(long, requires = "global")]
+    #[arg(long)]
     pub coherence: Option<f64>,
-    /// Global grouping: no scene is longer than this many shots.
-    #[arg(long, default_value_t = 1000, requires = "global")]
-    pub max_scene_shots: usize,
+    /// Global grouping: no scene is longer than this many shots [default: 1000].
+    #[arg(long)]
+    pub max_scene_shots: Option<usize>,
     /// Global grouping: λ, the weight of the scene-length prior the model
     /// learned from its training movies (0 turns it off; models trained
     /// before lgss 0.1 had no prior). Default: the λ `lgss train
     /// --val-movies` chose, else 1.5 (README: "Choosing γ and λ").
-    #[arg(long, requires = "global")]
+    #[arg(long)]
     pub length_weight: Option<f64>,
 }
 
-impl GlobalArgs {
-    /// The grouping's settings, if `--global`: τ = `threshold`, the
-    /// model's scene-length prior, and γ and λ from the flags, else as the
-    /// model's training chose them, else the defaults.
+impl RuleArgs {
+    /// Global grouping's settings (τ = `threshold`, the model's prior and
+    /// choices unless overridden), or `None` with `--local`.
     pub fn params(&self, threshold: f64, stored: &StoredChoices) -> Option<GroupingParams> {
-        let chosen = stored.grouping;
-        let coherence = self
-            .coherence
-            .or(chosen.map(|c| c.coherence))
-            .unwrap_or(crate::grouping::DEFAULT_COHERENCE);
-        let length_weight = self
-            .length_weight
-            .or(chosen.map(|c| c.length_weight))
-            .unwrap_or(crate::grouping::DEFAULT_LENGTH_WEIGHT);
-        self.global.then(|| GroupingParams {
-            threshold,
-            coherence,
+        let overrides = GroupingOverrides {
+            coherence: self.coherence,
+            length_weight: self.length_weight,
             max_scene_shots: self.max_scene_shots,
-            length_prior: stored
-                .length_prior
-                .clone()
-                .filter(|_| length_weight != 0.0)
-                .map(|p| WeightedPrior::new(length_weight, p)),
-        })
+        };
+        (!self.local).then(|| grouping_params(threshold, stored, &overrides))
     }
 }
 
@@ -185,7 +181,7 @@ pub struct Args {
     #[arg(skip)]
     stored: StoredChoices,
     #[command(flatten)]
-    global: GlobalArgs,
+    rule: RuleArgs,
     /// Frames per second, for timecodes.
     #[arg(long, default_value_t = 24.0)]
     fps: f64,
@@ -207,12 +203,14 @@ pub struct Segmentation {
     pub n_shots: usize,
     pub threshold: f64,
     pub fps: f64,
-    /// What is scored: cuts are exactly the boundaries ≥ 0.5. The model's
-    /// probabilities rescaled to the threshold, or with `--global` the
-    /// grouped ones; the same order within cuts and within the rest.
+    /// What is scored: cuts are exactly the boundaries ≥ 0.5. The grouped
+    /// probabilities, or with `--local` the model's rescaled to the
+    /// threshold; the same order within cuts and within the rest.
     pub boundary_probabilities: Vec<f64>,
     pub scenes: Vec<Scene>,
-    /// With `--global`: its settings.
+    /// Which rule decided: `global` (grouping) or `local` (the threshold rule).
+    pub rule: &'static str,
+    /// Global grouping's settings (absent with `--local`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub global: Option<GroupingParams>,
     /// The model's own probabilities, where they differ from the above.
@@ -482,15 +480,23 @@ fn segment_one(
         scenes: decided.scenes,
         model_probabilities: (decided.probabilities != prob).then(|| prob.clone()),
         boundary_probabilities: decided.probabilities,
+        rule: rule_name(global.as_ref()),
         global,
     };
+    let rule = rule_description(seg.threshold, seg.global.as_ref());
     let text = match args.format {
         SceneFormat::Json => serde_json::to_string(&seg)? + "\n",
-        SceneFormat::Csv => scene_formats::csv(&seg.imdb_id, &seg.scenes),
-        SceneFormat::Webvtt => scene_formats::webvtt(&seg.scenes),
-        SceneFormat::Edl => scene_formats::edl(&seg.imdb_id, &seg.scenes, seg.fps),
+        SceneFormat::Csv => scene_formats::csv(&seg.imdb_id, &seg.scenes, &rule),
+        SceneFormat::Webvtt => scene_formats::webvtt(&seg.scenes, &rule),
+        SceneFormat::Edl => scene_formats::edl(&seg.imdb_id, &seg.scenes, seg.fps, &rule),
         SceneFormat::Otio => {
-            serde_json::to_string_pretty(&scene_formats::otio(&seg.imdb_id, &seg.scenes, seg.fps))? + "\n"
+            let how = scene_formats::RuleMetadata {
+                rule: seg.rule,
+                threshold: seg.threshold,
+                global: seg.global.as_ref(),
+            };
+            serde_json::to_string_pretty(&scene_formats::otio(&seg.imdb_id, &seg.scenes, seg.fps, &how))?
+                + "\n"
         }
     };
     if let Some(dir) = dest.plot_dir {
@@ -503,7 +509,7 @@ fn segment_one(
                 Some(w) => format!("global grouping, γ {}, λ {}", g.coherence, w.weight),
                 None => format!("global grouping, γ {}", g.coherence),
             },
-            None => "threshold".to_string(),
+            None => "threshold rule".to_string(),
         };
         let title = format!(
             "{}: {} shots, {} scene{} ({runtime}, {how})",
@@ -557,7 +563,7 @@ fn segment_one(
 }
 
 fn global_params(args: &Args) -> Option<GroupingParams> {
-    args.global.params(args.effective_threshold, &args.stored)
+    args.rule.params(args.effective_threshold, &args.stored)
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

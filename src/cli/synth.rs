@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::data::synth::{write_dataset, SynthSize};
+use crate::data::synth::{write_dataset, SynthSpec, Texture};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,6 +24,70 @@ pub struct Args {
     /// Shots per movie as MIN..MAX, overriding the size's default.
     #[arg(long, value_name = "MIN..MAX")]
     shots: Option<String>,
+    #[command(flatten)]
+    texture: TextureArgs,
+}
+
+/// The data's texture (README: "Synthetic data"); the defaults are the
+/// generator's own, and give byte-identical files.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Texture")]
+struct TextureArgs {
+    /// Median scene length in shots.
+    #[arg(long, value_name = "SHOTS", default_value_t = Texture::default().scene_median)]
+    scene_median: f64,
+    /// Spread of scene lengths (σ of their log-normal; larger: more very
+    /// short and very long scenes).
+    #[arg(long, value_name = "SIGMA", default_value_t = Texture::default().scene_spread)]
+    scene_spread: f64,
+    /// Multiplier of every modality's per-shot noise.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    noise: f64,
+    /// Multipliers of single modalities' noise on top of --noise, e.g.
+    /// `place=3,audio=0.5` (a larger one makes that modality less informative).
+    #[arg(long, value_name = "MODALITY=X,…", value_delimiter = ',')]
+    modality_noise: Vec<String>,
+    /// Chance that a scene's sound carries over its cut.
+    #[arg(long, value_name = "P", default_value_t = Texture::default().audio_carryover)]
+    audio_carryover: f64,
+    /// Chance that a cut is a story cut with nothing visible or audible changing.
+    #[arg(long, value_name = "P", default_value_t = Texture::default().story_cuts)]
+    story_cuts: f64,
+    /// Chance that a cut stays in the same place.
+    #[arg(long, value_name = "P", default_value_t = Texture::default().same_place)]
+    same_place: f64,
+}
+
+impl TextureArgs {
+    fn texture(&self) -> anyhow::Result<Texture> {
+        let mut noise = [self.noise; 4];
+        for item in &self.modality_noise {
+            let (name, value) = item
+                .split_once('=')
+                .with_context(|| format!("--modality-noise {item}: want MODALITY=X, e.g. place=2"))?;
+            let m = crate::data::movie::Modality::ALL
+                .iter()
+                .position(|m| m.key() == name.trim())
+                .with_context(|| {
+                    format!("--modality-noise: no modality '{name}' (place, cast, action, audio)")
+                })?;
+            let x: f64 = value
+                .trim()
+                .parse()
+                .with_context(|| format!("--modality-noise: '{value}' is not a number"))?;
+            noise[m] *= x;
+        }
+        let t = Texture {
+            scene_median: self.scene_median,
+            scene_spread: self.scene_spread,
+            noise,
+            audio_carryover: self.audio_carryover,
+            story_cuts: self.story_cuts,
+            same_place: self.same_place,
+        };
+        t.validate().map_err(|e| anyhow::anyhow!("texture: {e}"))?;
+        Ok(t)
+    }
 }
 
 fn parse_range(s: &str) -> anyhow::Result<(usize, usize)> {
@@ -46,10 +110,11 @@ fn parse_range(s: &str) -> anyhow::Result<(usize, usize)> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut size = SynthSize::by_name(args.size.name()).context("unknown --size")?;
+    let mut size = SynthSpec::by_name(args.size.name()).context("unknown --size")?;
     if let Some(r) = &args.shots {
         (size.min_shots, size.max_shots) = parse_range(r)?;
     }
+    size.texture = args.texture.texture()?;
     if args.movies == 0 {
         bail!("--movies must be at least 1");
     }

@@ -187,25 +187,32 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
     }
     if let Some(test) = &result.test {
         println!(
-            "test movies, best checkpoint ({}):",
+            "test movies, best checkpoint ({}), threshold rule (segment --local):",
             result.best_checkpoint.display()
         );
         super::eval::print_table(test);
-        if let Some(p) = &result.test_provided {
-            println!(
-                "the files' own provided predictions on the same movies: AP {:.4}  mAP {:.4}  Miou {:.4}",
-                p.ap, p.map, p.miou
-            );
-        }
+    }
+    if let (Some(test), Some(params)) = (&result.test_global, &result.test_grouping) {
+        println!(
+            "the same movies with global grouping, segment's default: {}",
+            crate::segment::rule_description(params.threshold, Some(params))
+        );
+        super::eval::print_table(test);
+    }
+    if let Some(p) = &result.test_provided {
+        println!(
+            "the files' own provided predictions on the same movies: AP {:.4}  mAP {:.4}  Miou {:.4}",
+            p.ap, p.map, p.miou
+        );
     }
     if let Some(g) = &result.grouping {
         println!(
-            "global grouping chosen on the {} validation movies (segment --global's defaults for this model): γ {}, λ {}",
+            "global grouping chosen on the {} validation movies (segment's defaults for this model): γ {}, λ {}",
             g.val_movies, g.choice.coherence, g.choice.length_weight
         );
     }
     println!(
-        "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json",
+        "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json (threshold rule), test_metrics_global.json",
         out.display()
     );
     Ok(())

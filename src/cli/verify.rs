@@ -36,11 +36,12 @@ pub struct Args {
     tolerance: Option<f64>,
     #[arg(long)]
     json: bool,
-    /// Also group each runtime's probabilities into scenes (threshold 0.5)
-    /// and report the grouped scores and any cut the runtimes decide
-    /// differently, with the program's decision margin there.
+    /// How scenes are decided: global grouping by default (at the model's
+    /// threshold, as `segment` does), whose cuts the runtimes must decide
+    /// alike wherever their max|Δp| cannot explain a difference; `--local`
+    /// compares the threshold rule's decisions only.
     #[command(flatten)]
-    global: super::segment::GlobalArgs,
+    rule: super::segment::RuleArgs,
 }
 
 /// Global grouping's results for one runtime.
@@ -50,6 +51,9 @@ pub struct GlobalRow {
     pub scores: Scores,
     /// Boundaries this runtime's grouping decides unlike the first's.
     pub differing_cuts: Vec<DifferingCut>,
+    /// Differences from the first runtime's grouping that its max|Δp|
+    /// cannot explain; empty when they agree.
+    pub unexplained: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,6 +65,10 @@ pub struct DifferingCut {
     /// How much worse (in the objective) the best partition deciding this
     /// boundary the other way is, with the first runtime's probabilities.
     pub margin: f64,
+    /// How far this runtime's probabilities can move any two partitions'
+    /// objectives apart ([`crate::grouping::objective_shift`] over the
+    /// movie): the difference is explained when `margin` is within it.
+    pub explainable: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,7 +84,7 @@ pub struct Row {
     pub tf32: bool,
     /// What its difference from the first runtime explains (None for the first).
     pub agreement: Option<Agreement>,
-    /// With `--global`.
+    /// Global grouping's scores and differing cuts (absent with `--local`).
     pub global: Option<GlobalRow>,
     pub seconds: f64,
     pub windows_per_s: f64,
@@ -86,6 +94,11 @@ pub struct Row {
 pub struct Report {
     pub movies: usize,
     pub windows: usize,
+    /// `global` (grouped decisions are compared too) or `local`.
+    pub rule: &'static str,
+    /// Global grouping's settings, with the first runtime's model's choices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global: Option<crate::grouping::Params>,
     pub max_dp_bound: f64,
     pub tolerance: Option<f64>,
     pub rows: Vec<Row>,
@@ -121,9 +134,10 @@ pub fn verify(
     let mut windows = 0;
     for &kind in &runtimes {
         let opened = args.model.options(ort_lib, ws, &[kind]).and_then(|o| {
-            if args.global.global && global.is_none() {
+            if !args.rule.local && global.is_none() {
+                // As segment groups: at the model's threshold, with its choices.
                 let stored = super::segment::stored_choices(kind, &o)?;
-                global = args.global.params(0.5, &stored);
+                global = args.rule.params(stored.threshold.unwrap_or(0.5), &stored);
             }
             open(kind, &o)
         });
@@ -205,6 +219,7 @@ pub fn verify(
                     reference_cuts.as_deref(),
                     reference.as_ref().map(|r| r.0.as_slice()),
                 )?;
+                ok &= row.unexplained.is_empty();
                 if reference_cuts.is_none() {
                     reference_cuts = Some(cuts);
                 }
@@ -232,6 +247,8 @@ pub fn verify(
     Ok(Report {
         movies: files.len(),
         windows,
+        rule: crate::segment::rule_name(global.as_ref()),
+        global,
         max_dp_bound: bound,
         tolerance: args.tolerance,
         rows,
@@ -254,7 +271,11 @@ fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
     Ok(evaluate(&boundaries)?)
 }
 
-/// Groups every movie; compares with the first runtime's cuts where there are.
+/// Groups every movie; compares with the first runtime's cuts where there
+/// are. A cut decided differently is explained only where the first
+/// runtime's decision margin is within what the change of probabilities
+/// can move it ([`crate::grouping::objective_shift`]); a movie whose cuts
+/// all agree must score identically.
 fn group_all(
     movies: &[Movie],
     probs: &[Vec<f64>],
@@ -266,16 +287,29 @@ fn group_all(
     let mut all_cuts = Vec::with_capacity(movies.len());
     let mut grouped = Vec::with_capacity(movies.len());
     let mut differing_cuts = Vec::new();
+    let mut unexplained = Vec::new();
     for (i, (m, p)) in movies.iter().zip(probs).enumerate() {
         let g = crate::grouping::group(p, &descriptors[i], params)?;
         if let (Some(rc), Some(rp)) = (reference_cuts, reference_probs) {
+            let explainable = crate::grouping::objective_shift(&rp[i], p);
             for (b, (&mine, &theirs)) in g.cuts.iter().zip(&rc[i]).enumerate() {
                 if mine != theirs {
+                    let margin = crate::grouping::margin(&rp[i], &descriptors[i], params, b)?;
+                    // The margin is a difference of two sums over the
+                    // movie, each rounded in f64: allow for that.
+                    let roundoff = 8.0 * f64::EPSILON * p.len() as f64 * (1.0 + margin);
+                    if margin > explainable + roundoff {
+                        unexplained.push(format!(
+                            "{}: boundary {b} grouped differently with margin {margin:.3e}, more than the {explainable:.3e} its probabilities explain",
+                            m.imdb_id
+                        ));
+                    }
                     differing_cuts.push(DifferingCut {
                         imdb_id: m.imdb_id.clone(),
                         boundary: b,
                         reference_cut: theirs,
-                        margin: crate::grouping::margin(&rp[i], &descriptors[i], params, b)?,
+                        margin,
+                        explainable,
                     });
                 }
             }
@@ -283,10 +317,44 @@ fn group_all(
         grouped.push(crate::grouping::grouped_probabilities(p, &g.cuts));
         all_cuts.push(g.cuts);
     }
+    let scores = score(movies, &grouped)?;
+    if let (Some(rc), Some(rp)) = (reference_cuts, reference_probs) {
+        let reference_grouped: Vec<Vec<f64>> = rp
+            .iter()
+            .zip(rc)
+            .map(|(p, c)| crate::grouping::grouped_probabilities(p, c))
+            .collect();
+        let reference_scores = score(movies, &reference_grouped)?;
+        for (m, (mine, theirs)) in movies.iter().zip(all_cuts.iter().zip(rc)) {
+            if mine != theirs {
+                continue;
+            }
+            let id = m.imdb_id.as_str();
+            for (what, a, b) in [
+                ("Miou", &reference_scores.miou_dict, &scores.miou_dict),
+                (
+                    "precision",
+                    &reference_scores.precision_dict,
+                    &scores.precision_dict,
+                ),
+                ("recall", &reference_scores.recall_dict, &scores.recall_dict),
+                ("F1", &reference_scores.f1_dict, &scores.f1_dict),
+            ] {
+                if a.get(id) != b.get(id) {
+                    unexplained.push(format!(
+                        "{id}: grouped {what} differs ({:?} vs {:?}) with identical cuts",
+                        a.get(id),
+                        b.get(id)
+                    ));
+                }
+            }
+        }
+    }
     Ok((
         GlobalRow {
-            scores: score(movies, &grouped)?,
+            scores,
             differing_cuts,
+            unexplained,
         },
         all_cuts,
     ))
@@ -312,8 +380,11 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
         let reasons: Vec<String> = report
             .rows
             .iter()
-            .filter_map(|r| Some((r, r.agreement.as_ref()?)))
-            .flat_map(|(r, a)| a.unexplained.iter().map(move |u| format!("{}: {u}", r.runtime)))
+            .flat_map(|r| {
+                let local = r.agreement.iter().flat_map(|a| &a.unexplained);
+                let grouped = r.global.iter().flat_map(|g| &g.unexplained);
+                local.chain(grouped).map(move |u| format!("{}: {u}", r.runtime))
+            })
             .collect();
         if !reasons.is_empty() {
             bail!(
@@ -331,9 +402,13 @@ pub fn run(args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Workspace)
 
 pub fn print_report(r: &Report) {
     println!(
-        "{} movies, {} windows; max|Δp| bound {:.1e}{}",
+        "{} movies, {} windows; {}; max|Δp| bound {:.1e}{}",
         r.movies,
         r.windows,
+        match &r.global {
+            Some(g) => crate::segment::rule_description(g.threshold, Some(g)),
+            None => "rule local: the threshold rule's decisions at 0.5".to_string(),
+        },
         r.max_dp_bound,
         r.tolerance
             .map_or(String::new(), |t| format!(", |ΔAP| and |ΔMiou| ≤ {t:e}"))
@@ -407,12 +482,16 @@ pub fn print_report(r: &Report) {
             );
             for d in &g.differing_cuts {
                 println!(
-                    "          {} boundary {}: first runtime {}, margin {:.3e}",
+                    "          {} boundary {}: first runtime {}, margin {:.3e} (explainable {:.3e})",
                     d.imdb_id,
                     d.boundary,
                     if d.reference_cut { "cuts" } else { "does not cut" },
-                    d.margin
+                    d.margin,
+                    d.explainable
                 );
+            }
+            for u in &g.unexplained {
+                println!("          unexplained: {u}");
             }
         }
     }

@@ -28,37 +28,106 @@ use serde::Serialize;
 use super::movie::{Features, Movie};
 use crate::rng::Rng;
 
-/// Feature widths and movie lengths of a synthetic data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SynthSize {
+/// Feature widths, movie lengths and texture of a synthetic data set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SynthSpec {
     pub dims: [usize; 4],
     pub min_shots: usize,
     pub max_shots: usize,
+    pub texture: Texture,
 }
 
-impl SynthSize {
+/// How the movies look beyond their size: knobs that change what makes a
+/// cut visible, so that a training recipe can be checked on data it was not
+/// tuned on. The defaults are the generator's own values: they give the
+/// same bytes as before the knobs existed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Texture {
+    /// Median scene length in shots (scene lengths are log-normal, 1–120).
+    pub scene_median: f64,
+    /// σ of the scene lengths' log-normal: their spread and tail.
+    pub scene_spread: f64,
+    /// Multipliers of the per-shot noise of place, cast, action and audio:
+    /// how much each modality's shots vary around their scene's look, i.e.
+    /// how uninformative the modality is.
+    pub noise: [f64; 4],
+    /// Chance that a scene's sound carries over its cut (music over a montage).
+    pub audio_carryover: f64,
+    /// Chance that a cut is a story cut with nothing visible or audible changing.
+    pub story_cuts: f64,
+    /// Chance that a cut stays in the same place.
+    pub same_place: f64,
+}
+
+impl Default for Texture {
+    fn default() -> Texture {
+        Texture {
+            scene_median: 9.0,
+            scene_spread: 0.85,
+            noise: [1.0; 4],
+            audio_carryover: 0.35,
+            story_cuts: 0.15,
+            same_place: 0.3,
+        }
+    }
+}
+
+impl Texture {
+    /// Every knob in its range, or what is wrong with it.
+    pub fn validate(&self) -> Result<(), String> {
+        let chance = [
+            ("audio carry-over", self.audio_carryover),
+            ("story cuts", self.story_cuts),
+            ("same place", self.same_place),
+        ];
+        for (what, p) in chance {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("{what} chance {p} is not within [0, 1]"));
+            }
+        }
+        if !(1.0..=120.0).contains(&self.scene_median) {
+            return Err(format!(
+                "scene median {} is not within [1, 120] shots",
+                self.scene_median
+            ));
+        }
+        if !(0.0..=3.0).contains(&self.scene_spread) {
+            return Err(format!("scene spread {} is not within [0, 3]", self.scene_spread));
+        }
+        for (m, k) in ["place", "cast", "action", "audio"].iter().zip(self.noise) {
+            if !(0.0..=100.0).contains(&k) {
+                return Err(format!("{m} noise multiplier {k} is not within [0, 100]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SynthSpec {
     /// The real data's widths and movie lengths.
-    pub fn full() -> SynthSize {
-        SynthSize {
+    pub fn full() -> SynthSpec {
+        SynthSpec {
             dims: [2048, 512, 512, 512],
             min_shots: 500,
             max_shots: 2500,
+            texture: Texture::default(),
         }
     }
 
     /// Small widths for fast tests and CPU demos.
-    pub fn small() -> SynthSize {
-        SynthSize {
+    pub fn small() -> SynthSpec {
+        SynthSpec {
             dims: [64, 32, 32, 32],
             min_shots: 150,
             max_shots: 400,
+            texture: Texture::default(),
         }
     }
 
-    pub fn by_name(name: &str) -> Option<SynthSize> {
+    pub fn by_name(name: &str) -> Option<SynthSpec> {
         match name {
-            "full" => Some(SynthSize::full()),
-            "small" => Some(SynthSize::small()),
+            "full" => Some(SynthSpec::full()),
+            "small" => Some(SynthSpec::small()),
             _ => None,
         }
     }
@@ -99,9 +168,15 @@ struct Scene {
 }
 
 /// Generates synthetic movie `index` of the data set `seed`.
-pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
+pub fn movie(seed: u64, index: usize, size: &SynthSpec) -> Movie {
     let mut rng = Rng::derive(seed, index as u64);
     let [dp, dc, da, du] = size.dims;
+    let t = &size.texture;
+    // The generator's per-shot noise scales times the texture's multipliers
+    // (1 by default: the same f32 values, so the same bytes).
+    let noise = |base: f32, m: usize| base * t.noise[m] as f32;
+    let (place_noise, cast_noise) = (noise(0.9, 0), noise(0.3, 1));
+    let (action_noise, audio_noise) = (noise(1.6, 2), noise(1.5, 3));
     let n_target = rng.range(size.min_shots, size.max_shots.max(size.min_shots));
 
     let n_locations = rng.range(8, 24);
@@ -136,11 +211,11 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
     let mut scenes: Vec<Scene> = Vec::new();
     let mut total = 0usize;
     while total < n_target {
-        let len = (rng.log_normal(9.0f64.ln(), 0.85).round() as usize).clamp(1, 120);
+        let len = (rng.log_normal(t.scene_median.ln(), t.scene_spread).round() as usize).clamp(1, 120);
         let len = len.min(n_target - total).max(1);
         let prev_loc = scenes.last().map(|s| s.location);
         let location = match prev_loc {
-            Some(p) if rng.bernoulli(0.3) => p, // a cut that stays in the same place
+            Some(p) if rng.bernoulli(t.same_place) => p, // a cut that stays in the same place
             _ => pick_zipf(&mut rng, n_locations),
         };
         let n_chars = rng.range(1, 3);
@@ -157,7 +232,7 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
         };
         let audio = match scenes.last() {
             // Music or sound that carries over the cut.
-            Some(prev) if rng.bernoulli(0.35) => prev.audio.clone(),
+            Some(prev) if rng.bernoulli(t.audio_carryover) => prev.audio.clone(),
             _ => (0..du).map(|_| rng.normal() as f32).collect(),
         };
         let n_setups = rng.range(2, 3);
@@ -175,7 +250,7 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
         // A story cut with nothing visible or audible changing: the same
         // place, people, action and sound go on (annotators cut by story).
         let scene = match scenes.last() {
-            Some(prev) if rng.bernoulli(0.15) => Scene { len, ..prev.clone() },
+            Some(prev) if rng.bernoulli(t.story_cuts) => Scene { len, ..prev.clone() },
             _ => scene,
         };
         scenes.push(scene);
@@ -205,7 +280,7 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
                 &locations[scene.location]
             };
             for d in 0..dp {
-                let v = loc[d] + setup[d] + rng.normal() as f32 * 0.9;
+                let v = loc[d] + setup[d] + rng.normal() as f32 * place_noise;
                 place.push(if loc[d] > 0.0 || rng.bernoulli(0.05) {
                     v.max(0.0)
                 } else {
@@ -231,15 +306,20 @@ pub fn movie(seed: u64, index: usize, size: &SynthSize) -> Movie {
                     }
                 }
                 for out in &mut cast[start..] {
-                    *out += rng.normal() as f32 * 0.3;
+                    *out += rng.normal() as f32 * cast_noise;
                 }
             }
             if rng.bernoulli(0.08) {
                 action.extend(std::iter::repeat_n(0.0f32, da));
             } else {
-                action.extend(scene.activity.iter().map(|&a| a + rng.normal() as f32 * 1.6));
+                action.extend(
+                    scene
+                        .activity
+                        .iter()
+                        .map(|&a| a + rng.normal() as f32 * action_noise),
+                );
             }
-            audio.extend(scene.audio.iter().map(|&a| a + rng.normal() as f32 * 1.5));
+            audio.extend(scene.audio.iter().map(|&a| a + rng.normal() as f32 * audio_noise));
             let last_shot = si + 1 == scenes.len() && k + 1 == scene.len;
             if !last_shot {
                 ground_truth.push(k + 1 == scene.len);
@@ -318,7 +398,7 @@ pub fn write_dataset(
     dir: &Path,
     seed: u64,
     count: usize,
-    size: &SynthSize,
+    size: &SynthSpec,
     on_done: &(dyn Fn() + Sync),
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)

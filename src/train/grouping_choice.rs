@@ -46,15 +46,14 @@ pub fn choose(
     threshold: f64,
     prior: Option<&LengthPrior>,
 ) -> anyhow::Result<Choice> {
-    // The validation movies' probabilities replaced by `decide`'s.
-    let miou = |decide: &dyn Fn(usize, &Descriptors) -> anyhow::Result<Vec<f64>>| -> anyhow::Result<f64> {
+    let local = {
         let mut decided = probs.to_vec();
-        for (i, desc) in val {
-            decided[*i] = decide(*i, desc)?;
+        for (i, _) in val {
+            decided[*i] = crate::segment::calibrated(&probs[*i], threshold);
         }
-        Ok(score_sequences(bank, &decided, val_seqs)?.miou)
+        decided
     };
-    let local_val_miou = miou(&|i, _| Ok(crate::segment::calibrated(&probs[i], threshold)))?;
+    let local_val_miou = score_sequences(bank, &local, val_seqs)?.miou;
     let defaults = (grouping::DEFAULT_COHERENCE, grouping::DEFAULT_LENGTH_WEIGHT);
     let grid = std::iter::once(defaults).chain(
         COHERENCE_GRID
@@ -71,10 +70,7 @@ pub fn choose(
                 .map(|p| WeightedPrior::new(length_weight, p.clone())),
             ..Params::default()
         };
-        let val_miou = miou(&|i, desc| {
-            let g = grouping::group(&probs[i], desc, &params)?;
-            Ok(grouping::grouped_probabilities(&probs[i], &g.cuts))
-        })?;
+        let val_miou = score_sequences(bank, &grouped(probs, val, &params)?, val_seqs)?.miou;
         if best.as_ref().is_none_or(|b| val_miou > b.val_miou) {
             best = Some(Choice {
                 choice: GroupingChoice {
@@ -88,4 +84,19 @@ pub fn choose(
         }
     }
     best.ok_or_else(|| anyhow::anyhow!("empty grid"))
+}
+
+/// `probs` (per bank movie) with each movie of `movies` (its bank index and
+/// descriptors) replaced by its grouped probabilities under `params`.
+pub fn grouped(
+    probs: &[Vec<f64>],
+    movies: &[(usize, Descriptors)],
+    params: &Params,
+) -> Result<Vec<Vec<f64>>, grouping::GroupingError> {
+    let mut decided = probs.to_vec();
+    for (i, desc) in movies {
+        let g = grouping::group(&probs[*i], desc, params)?;
+        decided[*i] = grouping::grouped_probabilities(&probs[*i], &g.cuts);
+    }
+    Ok(decided)
 }

@@ -79,8 +79,15 @@ pub struct TrainResult {
     pub epochs_done: usize,
     pub interrupted: bool,
     pub history: Vec<EpochLog>,
-    /// Scores of the best checkpoint on the test movies (a finished run only).
+    /// Scores of the best checkpoint on the test movies with the threshold
+    /// rule (`segment --local`; a finished run only).
     pub test: Option<Scores>,
+    /// The same with global grouping as `segment` does by default (the
+    /// model's threshold, prior and γ, λ).
+    pub test_global: Option<Scores>,
+    /// The grouping `test_global` used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_grouping: Option<crate::grouping::Params>,
     /// Scores of the files' own provided predictions on the same test movies.
     pub test_provided: Option<Scores>,
     pub best_checkpoint: PathBuf,
@@ -98,6 +105,8 @@ impl TrainResult {
             interrupted: true,
             history,
             test: None,
+            test_global: None,
+            test_grouping: None,
             test_provided: None,
             best_checkpoint: best,
             last_checkpoint: last,
@@ -519,12 +528,28 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         &opts.out.join("test_metrics.json"),
         serde_json::to_string_pretty(&scores)?.as_bytes(),
     )?;
+    // The default rule, as `segment` applies it with this checkpoint.
+    let stored = crate::model::checkpoint::StoredChoices {
+        threshold: Some(threshold),
+        length_prior: crate::model::checkpoint::parse_scene_lengths(Some(&scene_lengths))?,
+        grouping: grouping.as_ref().map(|c| c.choice),
+    };
+    let params = crate::segment::grouping_params(threshold, &stored, &Default::default());
+    let test_descriptors = movie_descriptors(&bank, &config, &test)?;
+    let grouped = grouping_choice::grouped(&pred.probs, &test_descriptors, &params)?;
+    let scores_global = score_sequences(&bank, &grouped, &test_seqs)?;
+    crate::fsutil::write_atomic(
+        &opts.out.join("test_metrics_global.json"),
+        serde_json::to_string_pretty(&scores_global)?.as_bytes(),
+    )?;
     let provided = provided_scores(&bank, &test)?;
     Ok(TrainResult {
         epochs_done: pos.epoch,
         interrupted: false,
         history,
         test: Some(scores),
+        test_global: Some(scores_global),
+        test_grouping: Some(params),
         test_provided: provided,
         best_checkpoint: best_path,
         last_checkpoint: last_path,
@@ -545,19 +570,30 @@ fn choose_grouping(
     threshold: f64,
 ) -> anyhow::Result<grouping_choice::Choice> {
     let pred = bank.predict(model, val_seqs, 64, config.train.class_weights)?;
-    let schema = crate::segment::schema_for(&config.model);
-    let descriptors = val
-        .iter()
-        .map(|&i| {
-            let movie = crate::data::movie::Movie::load(&bank.movies[i].file, &schema)?;
-            Ok((i, crate::grouping::descriptors(&movie, &config.model.ratio)))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let descriptors = movie_descriptors(bank, config, val)?;
     let counts = crate::grouping::LengthPrior::count_scenes(
         fit.iter().map(|&i| bank.movies[i].ground_truth.as_slice()),
     );
     let prior = crate::grouping::LengthPrior::from_counts(&counts)?;
     grouping_choice::choose(bank, &pred.probs, &descriptors, val_seqs, threshold, Some(&prior))
+}
+
+/// Global grouping's shot descriptors of the bank's movies `movies`, each
+/// with its bank index (the bank keeps no features on the host: the files
+/// are read again).
+fn movie_descriptors(
+    bank: &Bank,
+    config: &Config,
+    movies: &[usize],
+) -> anyhow::Result<Vec<(usize, crate::grouping::Descriptors)>> {
+    let schema = crate::segment::schema_for(&config.model);
+    movies
+        .iter()
+        .map(|&i| {
+            let movie = crate::data::movie::Movie::load(&bank.movies[i].file, &schema)?;
+            Ok((i, crate::grouping::descriptors(&movie, &config.model.ratio)))
+        })
+        .collect()
 }
 
 /// The test movies scored with the files' own provided predictions.

@@ -518,13 +518,14 @@ fn the_validated_threshold_travels_from_training_to_segment() {
     );
 
     let movie = data.join("tt0000008.pkl");
+    // The threshold rule (`--local`): cuts exactly where the model reaches τ.
     for (rt, extra) in [
         ("tract", vec![]),
         ("tch", vec![]),
         ("tract", vec!["--threshold", "0.3"]),
     ] {
         let out = lgss()
-            .args(["segment", "--runtime", rt, "--model"])
+            .args(["segment", "--local", "--runtime", rt, "--model"])
             .arg(&onnx)
             .arg("--checkpoint")
             .arg(&ck)

@@ -67,7 +67,7 @@ pub fn train_small(data: &Path, out: &Path, epochs: usize) -> Command {
 /// --size small [--shots MIN..MAX]` writes them.
 pub fn synth_small(dir: &Path, movies: usize, seed: u64, shots: Option<(usize, usize)>) -> PathBuf {
     let data = dir.join("data");
-    let mut size = lgss::data::synth::SynthSize::small();
+    let mut size = lgss::data::synth::SynthSpec::small();
     if let Some((min, max)) = shots {
         (size.min_shots, size.max_shots) = (min, max);
     }

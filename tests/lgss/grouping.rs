@@ -6,7 +6,8 @@
 
 use lgss::data::movie::{Movie, Schema};
 use lgss::grouping::{
-    group, grouped_probabilities, margin, Descriptors, LengthPrior, Params, WeightedPrior, DESCRIPTOR_DIM,
+    group, grouped_probabilities, margin, objective_shift, Descriptors, LengthPrior, Params, WeightedPrior,
+    DESCRIPTOR_DIM,
 };
 use lgss::rng::Rng;
 use std::path::Path;
@@ -338,6 +339,61 @@ fn without_coherence_it_is_the_threshold_and_grouped_probabilities_keep_order() 
     assert!(grouped_probabilities(&[1.0], &[false])[0] < 0.5);
 }
 
+/// `verify`'s rule for grouped decisions: when the probabilities move from
+/// p to q, every boundary the two groupings decide differently has a
+/// margin (under p) within `objective_shift(p, q)`. On perturbations large
+/// enough that flips happen; the largest change of one boundary's logit
+/// alone is not enough to explain them (so the sum is needed, and the rule
+/// is not vacuous).
+#[test]
+fn grouping_flips_stay_within_the_objective_shift() {
+    let mut rng = Rng::new(14);
+    let logit = |x: f64| {
+        let x = x.clamp(1e-7, 1.0 - 1e-7);
+        (x / (1.0 - x)).ln()
+    };
+    let (mut flips, mut beyond_one_boundary) = (0, 0);
+    for _ in 0..300 {
+        let n = rng.range(20, 80);
+        let (p, desc) = instance(&mut rng, n);
+        let params = Params {
+            coherence: [0.0, 0.3, 1.0][rng.range(0, 2)],
+            length_prior: random_prior(&mut rng),
+            ..Params::default()
+        };
+        // Each boundary's logit moved by up to d (the DP's own clamp kept).
+        let d = [0.05, 0.2, 0.5][rng.range(0, 2)];
+        let q: Vec<f64> = p
+            .iter()
+            .map(|&x| 1.0 / (1.0 + (-(logit(x) + d * (2.0 * rng.uniform() - 1.0))).exp()))
+            .collect();
+        let (gp, gq) = (
+            group(&p, &desc, &params).unwrap(),
+            group(&q, &desc, &params).unwrap(),
+        );
+        let shift = objective_shift(&p, &q);
+        let one = p
+            .iter()
+            .zip(&q)
+            .map(|(&a, &b)| (logit(a) - logit(b)).abs())
+            .fold(0.0, f64::max);
+        for b in (0..p.len()).filter(|&b| gp.cuts[b] != gq.cuts[b]) {
+            flips += 1;
+            let m = margin(&p, &desc, &params, b).unwrap();
+            assert!(m <= shift * (1.0 + 1e-12) + 1e-12, "margin {m} > shift {shift}");
+            beyond_one_boundary += usize::from(m > one);
+        }
+    }
+    assert!(
+        flips >= 20,
+        "only {flips} flips: the perturbations are too small to test anything"
+    );
+    assert!(
+        beyond_one_boundary > 0,
+        "every flip within one boundary's logit change"
+    );
+}
+
 /// `segment --global` in tract, ONNX Runtime and libtorch with a trained
 /// model: the same scene partition, the grouped probabilities, and the
 /// local ones beside them.
@@ -513,10 +569,11 @@ fn train_chooses_grouping_settings_on_validation_movies() {
     let dir = tempdir("grouping-choice");
     let data = crate::common::synth_small(&dir, 8, 33, Some((150, 250)));
     let out = crate::common::train_small(&data, &dir.join("run"), 2)
-        .args(["--val-movies", "2"])
+        .args(["--val-movies", "2", "--json"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let ck_path = dir.join("run/best.safetensors");
     let ck = Checkpoint::load(&ck_path).unwrap();
     let stored: serde_json::Value = serde_json::from_str(&ck.metadata["grouping_choice"]).unwrap();
@@ -562,7 +619,7 @@ fn train_chooses_grouping_settings_on_validation_movies() {
 
     let ck_arg = fit_path.to_str().unwrap();
     let tch = ["--runtime", "tch", "--checkpoint", ck_arg];
-    let local = segment_miou(&dir.join("seg"), &val_dir, &tch);
+    let local = segment_miou(&dir.join("seg"), &val_dir, &[&tch[..], &["--local"]].concat());
     assert_eq!(stored["local_val_Miou"].as_f64(), Some(local));
     let grid = std::iter::once((
         lgss::grouping::DEFAULT_COHERENCE,
@@ -592,20 +649,104 @@ fn train_chooses_grouping_settings_on_validation_movies() {
     assert_eq!(stored["val_Miou"].as_f64(), Some(miou), "{stored}");
     assert_eq!(stored["val_movies"], 2);
 
-    // Exported, and the default of `segment --global` with either model.
+    // Exported, and the default rule of `segment` with either model: its
+    // output equals `--global` with the stored γ and λ given as flags.
     let onnx = dir.join("model.onnx");
     crate::common::export_onnx(&ck_path, &onnx);
+    let json_of = |out: &Path, i: usize| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(format!("tt{:07}.json", i + 1))).unwrap()).unwrap()
+    };
+    let (gs, ls) = (g.to_string(), l.to_string());
     for model in [
         vec!["--runtime", "tract", "--model", onnx.to_str().unwrap()],
         vec!["--runtime", "tch", "--checkpoint", ck_path.to_str().unwrap()],
     ] {
-        let out = dir.join("default");
-        segment_miou(&out, &val_dir, &[&model[..], &["--global"]].concat());
-        let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(format!("tt{:07}.json", val[0] + 1))).unwrap())
-                .unwrap();
-        assert_eq!(v["global"]["coherence"].as_f64(), Some(g), "{model:?}");
-        let weight = v["global"]["length_prior"]["weight"].as_f64().unwrap_or(0.0);
-        assert_eq!(weight, l, "{model:?}");
+        let default = dir.join("default");
+        let flags = dir.join("flags");
+        segment_miou(&default, &val_dir, &model);
+        segment_miou(
+            &flags,
+            &val_dir,
+            &[
+                &model[..],
+                &["--global", "--coherence", &gs, "--length-weight", &ls],
+            ]
+            .concat(),
+        );
+        for &i in val {
+            let v = json_of(&default, i);
+            assert_eq!(v["rule"], "global", "{model:?}");
+            assert_eq!(v["global"]["coherence"].as_f64(), Some(g), "{model:?}");
+            let weight = v["global"]["length_prior"]["weight"].as_f64().unwrap_or(0.0);
+            assert_eq!(weight, l, "{model:?}");
+            assert_eq!(
+                v,
+                json_of(&flags, i),
+                "{model:?}: default vs the stored choice as flags"
+            );
+        }
     }
+
+    // --local is the threshold rule: a cut wherever the model's own
+    // probability reaches the stored threshold, probabilities rescaled so
+    // that it lands on 0.5.
+    let threshold: f64 = ck.metadata["decision_threshold"].parse().unwrap();
+    let local_dir = dir.join("local");
+    segment_miou(
+        &local_dir,
+        &val_dir,
+        &["--runtime", "tract", "--model", onnx.to_str().unwrap(), "--local"],
+    );
+    for &i in val {
+        let v = json_of(&local_dir, i);
+        assert_eq!(v["rule"], "local");
+        assert!(v["global"].is_null(), "{}", v["global"]);
+        let p: Vec<f64> = v["model_probabilities"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect())
+            .unwrap_or_else(|| {
+                // Written only where it differs: at τ = 0.5 the two are one.
+                assert_eq!(threshold, 0.5);
+                v["boundary_probabilities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            });
+        let starts: Vec<u64> = std::iter::once(0)
+            .chain((0..p.len()).filter(|&b| p[b] >= threshold).map(|b| b as u64 + 1))
+            .collect();
+        let got: Vec<u64> = v["scenes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["first_shot"].as_u64().unwrap())
+            .collect();
+        assert_eq!(got, starts, "tt{:07}", i + 1);
+        let written: Vec<f64> = v["boundary_probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        for (w, &q) in written.iter().zip(&p) {
+            assert_eq!(*w >= 0.5, q >= threshold);
+        }
+    }
+
+    // train's test rows: the threshold rule and the default rule, each what
+    // `segment` + `eval` give on the test movie with this checkpoint.
+    let (_, test) = lgss::train::split_movies(8, 0.1).unwrap();
+    let test_dir = dir.join("test");
+    std::fs::create_dir_all(&test_dir).unwrap();
+    for &i in &test {
+        std::fs::copy(file(i), test_dir.join(file(i).file_name().unwrap())).unwrap();
+    }
+    let ck_tch = ["--runtime", "tch", "--checkpoint", ck_path.to_str().unwrap()];
+    for (key, extra) in [("test", &["--local"][..]), ("test_global", &[][..])] {
+        let miou = segment_miou(&dir.join("seg-test"), &test_dir, &[&ck_tch[..], extra].concat());
+        assert_eq!(summary[key]["Miou"].as_f64(), Some(miou), "{key}");
+    }
+    assert_eq!(summary["test_grouping"]["coherence"].as_f64(), Some(g));
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 use lgss::data::movie::Movie;
 use lgss::data::pickle::{self, PickleError, Value};
 use lgss::data::pickle_write::write_movie;
-use lgss::data::synth::{self, SynthSize};
+use lgss::data::synth::{self, SynthSpec};
 
 use crate::common::{fixtures, lgss, tempdir};
 
@@ -113,10 +113,10 @@ fn small_movie(seed: u64, shots: usize) -> Movie {
     synth::movie(
         seed,
         0,
-        &SynthSize {
+        &SynthSpec {
             min_shots: shots,
             max_shots: shots,
-            ..SynthSize::small()
+            ..SynthSpec::small()
         },
     )
 }
@@ -371,10 +371,10 @@ fn export_checks_weight_shapes() {
 fn resume_refuses_a_damaged_log() {
     let dir = tempdir("hostile-resume");
     let data = dir.join("data");
-    let size = SynthSize {
+    let size = SynthSpec {
         min_shots: 30,
         max_shots: 40,
-        ..SynthSize::small()
+        ..SynthSpec::small()
     };
     synth::write_dataset(&data, 4, 6, &size, &|| {}).unwrap();
     let run = dir.join("run");

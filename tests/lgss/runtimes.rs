@@ -194,10 +194,16 @@ fn verify_segment_and_write_pkl_agree() {
     for r in rows {
         assert!(r["max_abs_dp"].as_f64().unwrap() < 1e-4, "{r}");
     }
-    let ap = rows[1]["scores"]["AP"].as_f64().unwrap();
-    let miou = rows[1]["scores"]["Miou"].as_f64().unwrap();
+    // The default rule: global grouping, whose cuts every runtime decides alike here.
+    assert_eq!(report["rule"], "global");
+    for r in rows {
+        assert_eq!(r["global"]["differing_cuts"].as_array().unwrap().len(), 0, "{r}");
+    }
+    let ap = rows[1]["global"]["scores"]["AP"].as_f64().unwrap();
+    let miou = rows[1]["global"]["scores"]["Miou"].as_f64().unwrap();
 
-    // Segment with ort-cpu, write the pickles back, read them with Python, score them.
+    // Segment with ort-cpu (by the default rule), write the pickles back,
+    // read them with Python, score them: verify's grouped row.
     let seg = dir.join("seg");
     let out = lgss()
         .args(["segment", "--runtime", "ort-cpu", "--write-pkl", "--model"])
@@ -263,7 +269,7 @@ fn unavailable_runtime_fails_verify() {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     // A movie of the fixture model's widths.
-    let movie = lgss::data::synth::movie(3, 0, &lgss::data::synth::SynthSize::small());
+    let movie = lgss::data::synth::movie(3, 0, &lgss::data::synth::SynthSpec::small());
     lgss::data::pickle_write::write_movie(&data.join(format!("{}.pkl", movie.imdb_id)), &movie).unwrap();
     let out = lgss()
         .args(["verify", "--runtimes", "ort-cpu,ort-cuda", "--data"])
@@ -355,7 +361,8 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
 
 /// Every `--format` holds the same scenes as the JSON output: CSV rows,
 /// WebVTT cues (parsed back), CMX 3600 events and OpenTimelineIO clips
-/// (parsed back), with frame-exact ranges at the given fps.
+/// (parsed back), with frame-exact ranges at the given fps; and each says
+/// which rule decided, by default and with `--local`.
 #[test]
 fn scene_formats_carry_the_same_scenes() {
     let dir = tempdir("rt-formats");
@@ -363,16 +370,22 @@ fn scene_formats_carry_the_same_scenes() {
     let mut movie = lgss::data::synth::movie(
         4,
         0,
-        &lgss::data::synth::SynthSize {
+        &lgss::data::synth::SynthSpec {
             min_shots: 90,
             max_shots: 90,
-            ..lgss::data::synth::SynthSize::small()
+            ..lgss::data::synth::SynthSpec::small()
         },
     );
     movie.imdb_id = "tt0000042".into();
     let file = dir.join("tt0000042.pkl");
     lgss::data::pickle_write::write_movie(&file, &movie).unwrap();
-    let out_dir = dir.join("out");
+    for rule in ["global", "local"] {
+        let out_dir = dir.join(rule);
+        formats_of_one_rule(&ck, &onnx, &file, &out_dir, rule);
+    }
+}
+
+fn formats_of_one_rule(ck: &Path, onnx: &Path, file: &Path, out_dir: &Path, rule: &str) {
     for format in ["json", "csv", "webvtt", "edl", "otio"] {
         let out = lgss()
             .args([
@@ -387,12 +400,13 @@ fn scene_formats_carry_the_same_scenes() {
                 format,
                 "--model",
             ])
-            .arg(&onnx)
+            .arg(onnx)
             .arg("--checkpoint")
-            .arg(&ck)
+            .arg(ck)
             .arg("--out")
-            .arg(&out_dir)
-            .arg(&file)
+            .arg(out_dir)
+            .arg(file)
+            .args((rule == "local").then_some("--local"))
             .output()
             .unwrap();
         assert!(
@@ -406,18 +420,32 @@ fn scene_formats_carry_the_same_scenes() {
     let scenes = seg["scenes"].as_array().unwrap();
     assert!(scenes.len() > 1, "a threshold that cuts");
     let frame = |s: &serde_json::Value, k: &str| s[k].as_i64().unwrap();
-
-    assert_eq!(read("csv").lines().count(), scenes.len() + 1);
+    assert_eq!(seg["rule"], rule);
+    assert_eq!(seg["global"].is_object(), rule == "global", "{}", seg["global"]);
+    // The comment each text format carries: the rule, τ and, grouped, γ.
+    let said = format!("lgss: rule {rule} (threshold 0.3");
+    let said_gamma = match rule {
+        "global" => format!("coherence {}", seg["global"]["coherence"].as_f64().unwrap()),
+        _ => "rule local (threshold 0.3)".to_string(),
+    };
+    let csv = read("csv");
+    assert_eq!(csv.lines().count(), scenes.len() + 2);
+    let comment = csv.lines().next().unwrap();
+    assert!(comment.starts_with(&format!("# {said}")), "{comment}");
+    assert!(comment.contains(&said_gamma), "{comment}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("imdb_id,scene,"));
 
     let vtt = read("vtt");
     let mut lines = vtt.lines();
     assert_eq!(lines.next(), Some("WEBVTT"));
-    let cues: Vec<Vec<&str>> = vtt
+    let blocks: Vec<&str> = vtt
         .split("\n\n")
         .skip(1)
         .filter(|c| !c.trim().is_empty())
-        .map(|c| c.lines().collect())
         .collect();
+    assert!(blocks[0].starts_with(&format!("NOTE {said}")), "{}", blocks[0]);
+    assert!(blocks[0].contains(&said_gamma), "{}", blocks[0]);
+    let cues: Vec<Vec<&str>> = blocks[1..].iter().map(|c| c.lines().collect()).collect();
     assert_eq!(cues.len(), scenes.len());
     for (cue, s) in cues.iter().zip(scenes) {
         let (a, b) = cue[1].split_once(" --> ").expect("a cue timing line");
@@ -435,6 +463,9 @@ fn scene_formats_carry_the_same_scenes() {
         )
     };
     let edl = read("edl");
+    let comment = edl.lines().nth(2).unwrap();
+    assert!(comment.starts_with(&format!("* {said}")), "{comment}");
+    assert!(comment.contains(&said_gamma), "{comment}");
     let events: Vec<&str> = edl.lines().filter(|l| l.contains("  AX  ")).collect();
     assert_eq!(events.len(), scenes.len());
     let last = scenes.last().unwrap();
@@ -454,7 +485,8 @@ fn scene_formats_carry_the_same_scenes() {
         "import sys, opentimelineio as otio\n\
          t = otio.adapters.read_from_file(sys.argv[1])\n\
          c = list(t.find_clips())\n\
-         print(len(c), c[0].source_range.start_time.value, c[-1].source_range.end_time_exclusive().value, c[0].source_range.start_time.rate)",
+         m = t.metadata['lgss']\n\
+         print(len(c), c[0].source_range.start_time.value, c[-1].source_range.end_time_exclusive().value, c[0].source_range.start_time.rate, m['rule'], m['threshold'])",
         &[&out_dir.join("tt0000042.otio")],
     );
     let first = &scenes[0];
@@ -464,12 +496,15 @@ fn scene_formats_carry_the_same_scenes() {
             scenes.len().to_string(),
             format!("{:.1}", frame(first, "first_frame") as f64),
             format!("{:.1}", (frame(last, "last_frame") + 1) as f64),
-            "25.0".to_string()
+            "25.0".to_string(),
+            rule.to_string(),
+            "0.3".to_string()
         ],
         "{parsed}"
     );
     let otio: serde_json::Value = serde_json::from_str(&read("otio")).unwrap();
     assert_eq!(otio["OTIO_SCHEMA"], "Timeline.1");
+    assert_eq!(otio["metadata"]["lgss"]["global"], seg["global"]);
     let clips = otio["tracks"]["children"][0]["children"].as_array().unwrap();
     assert_eq!(clips.len(), scenes.len());
     for (c, s) in clips.iter().zip(scenes) {

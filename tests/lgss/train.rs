@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use lgss::data::synth::{self, SynthSize};
+use lgss::data::synth::{self, SynthSpec};
 use lgss::metrics::average_precision;
 use lgss::model::checkpoint::Checkpoint;
 use lgss::model::Config;
@@ -34,10 +34,10 @@ fn options(data: &std::path::Path, out: &std::path::Path, config: Config) -> Tra
 #[test]
 fn small_model_beats_provided_and_constant_predictions() {
     let dir = tempdir("train-learns");
-    let size = SynthSize {
+    let size = SynthSpec {
         min_shots: 200,
         max_shots: 350,
-        ..SynthSize::small()
+        ..SynthSpec::small()
     };
     synth::write_dataset(&dir.join("data"), 21, 16, &size, &|| {}).unwrap();
     let mut config = small_config();
@@ -89,10 +89,10 @@ fn small_model_beats_provided_and_constant_predictions() {
 #[test]
 fn resume_continues_exactly() {
     let dir = tempdir("train-resume");
-    let size = SynthSize {
+    let size = SynthSpec {
         min_shots: 60,
         max_shots: 120,
-        ..SynthSize::small()
+        ..SynthSpec::small()
     };
     synth::write_dataset(&dir.join("data"), 5, 5, &size, &|| {}).unwrap();
     let mut config = small_config();
@@ -222,10 +222,10 @@ fn import_torch_state_dict_reproduces_pytorch() {
 #[test]
 fn ctrl_c_stops_with_a_resumable_checkpoint() {
     let dir = tempdir("train-sigint");
-    let size = SynthSize {
+    let size = SynthSpec {
         min_shots: 300,
         max_shots: 400,
-        ..SynthSize::small()
+        ..SynthSpec::small()
     };
     synth::write_dataset(&dir.join("data"), 9, 6, &size, &|| {}).unwrap();
     let run = dir.join("run");
