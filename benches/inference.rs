@@ -4,6 +4,8 @@
 //! the same weights and windows, same machine, one run: onnxruntime on a
 //! `torch.onnx.export` of the seed's LGSS as written (the ratio column's
 //! baseline), onnxruntime on lgss's own ONNX file, and PyTorch eager.
+//! Then what the default rule (global grouping, host-side, after any
+//! runtime) adds to a movie, as a share of each runtime's time for it.
 //! `LGSS_BENCH_KEEP=1` keeps the movie, checkpoint and ONNX file.
 
 use std::path::Path;
@@ -15,7 +17,9 @@ use lgss::data::Movie;
 use lgss::model::checkpoint::Checkpoint;
 use lgss::model::{Config, Lgss};
 use lgss::runtime::{open, RuntimeKind, RuntimeOptions};
-use lgss::segment::{movie_probabilities, schema_for};
+use lgss::grouping::LengthPrior;
+use lgss::model::checkpoint::StoredChoices;
+use lgss::segment::{decide, grouping_params, movie_probabilities, schema_for};
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -87,6 +91,7 @@ fn main() -> anyhow::Result<()> {
     row("PyTorch eager (seed LGSS)", python("torch")?, "");
     // Each runtime: plan compilation (open) timed apart from inference.
     let mut rates = Vec::new();
+    let mut probabilities = Vec::new();
     let variants: [(&str, RuntimeKind, bool); 4] = [
         ("ort-cpu", RuntimeKind::OrtCpu, true),
         ("tract", RuntimeKind::Tract, true),
@@ -111,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         let warm = trim(&movie, (batch * m.seq_len + 1).min(shots));
         movie_probabilities(backend.as_mut(), &warm, batch)?;
         let t0 = Instant::now();
-        movie_probabilities(backend.as_mut(), &movie, batch)?;
+        probabilities = movie_probabilities(backend.as_mut(), &movie, batch)?;
         let rate = (shots - 1) as f64 / t0.elapsed().as_secs_f64();
         let secs = (shots - 1) as f64 / rate;
         let extra = format!(
@@ -126,6 +131,33 @@ fn main() -> anyhow::Result<()> {
         "tract / ort-cpu: {:.2} (with tract's own window max: {:.2}); plan compilation excluded",
         rate_of("tract") / rate_of("ort-cpu"),
         rate_of("tract, tract's own window max") / rate_of("ort-cpu")
+    );
+    // The default rule's cost: the best of 3 of `decide` by each rule, with
+    // a scene-length prior learned from the movie's own scenes.
+    let counts = LengthPrior::count_scenes([movie.ground_truth.as_deref().unwrap_or_default()]);
+    let stored = StoredChoices {
+        threshold: None,
+        length_prior: Some(LengthPrior::from_counts(&counts)?),
+        grouping: None,
+    };
+    let params = grouping_params(0.5, &stored, &Default::default());
+    let best_of_3 = |global| -> anyhow::Result<f64> {
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let t = Instant::now();
+            decide(&probabilities, &movie, &m.ratio, 0.5, 24.0, global)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(best)
+    };
+    let (local, global) = (best_of_3(None)?, best_of_3(Some(&params))?);
+    let movie_secs = |n: &str| (shots - 1) as f64 / rate_of(n);
+    println!(
+        "deciding scenes: global grouping (the default) {:.1} ms, threshold rule (--local) {:.2} ms: +{:.1}% of ort-cpu's time for the movie, +{:.1}% of tract's",
+        global * 1e3,
+        local * 1e3,
+        100.0 * (global - local) / movie_secs("ort-cpu"),
+        100.0 * (global - local) / movie_secs("tract")
     );
     if std::env::var_os("LGSS_BENCH_KEEP").is_some() {
         println!("kept {}", dir.display());
