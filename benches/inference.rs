@@ -14,11 +14,11 @@ use std::time::Instant;
 
 use lgss::data::synth::{self, SynthSpec};
 use lgss::data::Movie;
+use lgss::grouping::LengthPrior;
 use lgss::model::checkpoint::Checkpoint;
+use lgss::model::checkpoint::StoredChoices;
 use lgss::model::{Config, Lgss};
 use lgss::runtime::{open, RuntimeKind, RuntimeOptions};
-use lgss::grouping::LengthPrior;
-use lgss::model::checkpoint::StoredChoices;
 use lgss::segment::{decide, grouping_params, movie_probabilities, schema_for};
 
 fn main() -> anyhow::Result<()> {

@@ -177,6 +177,62 @@ pub fn calibrated(prob: &[f64], threshold: f64) -> Vec<f64> {
         .collect()
 }
 
+/// One movie's segmentation as `lgss segment` writes it (its JSON form),
+/// and as the Python module and the server return it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Segmentation {
+    pub imdb_id: String,
+    pub file: std::path::PathBuf,
+    pub runtime: String,
+    pub n_shots: usize,
+    pub threshold: f64,
+    pub fps: f64,
+    /// What is scored: cuts are exactly the boundaries ≥ 0.5. The grouped
+    /// probabilities, or with the threshold rule the model's rescaled to the
+    /// threshold; the same order within cuts and within the rest.
+    pub boundary_probabilities: Vec<f64>,
+    pub scenes: Vec<Scene>,
+    /// Which rule decided: `global` (grouping) or `local` (the threshold rule).
+    pub rule: &'static str,
+    /// Global grouping's settings (absent with the threshold rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub global: Option<grouping::Params>,
+    /// The model's own probabilities, where they differ from the above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_probabilities: Option<Vec<f64>>,
+}
+
+impl Segmentation {
+    /// Decides `movie`'s scenes from the model's probabilities `prob` by
+    /// global grouping with `global`, or by the threshold rule without.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        movie: &Movie,
+        file: &std::path::Path,
+        runtime: &str,
+        prob: &[f64],
+        weights: &crate::model::config::PerModality<f64>,
+        threshold: f64,
+        fps: f64,
+        global: Option<grouping::Params>,
+    ) -> Result<Segmentation, grouping::GroupingError> {
+        let decided = decide(prob, movie, weights, threshold, fps, global.as_ref())?;
+        Ok(Segmentation {
+            imdb_id: movie.imdb_id.clone(),
+            file: file.to_path_buf(),
+            runtime: runtime.to_string(),
+            n_shots: movie.n_shots(),
+            threshold,
+            fps,
+            scenes: decided.scenes,
+            model_probabilities: (decided.probabilities != prob).then(|| prob.to_vec()),
+            boundary_probabilities: decided.probabilities,
+            rule: rule_name(global.as_ref()),
+            global,
+        })
+    }
+}
+
 /// What a movie's boundaries were decided to be.
 #[derive(Debug, Clone)]
 pub struct Decided {

@@ -14,8 +14,8 @@ use crate::model::checkpoint::StoredChoices;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
 use crate::segment::{
-    decide, grouping_params, movie_probabilities, rule_description, rule_name, scenes, schema_for,
-    GroupingOverrides, Scene,
+    grouping_params, movie_probabilities, rule_description, scenes, schema_for, GroupingOverrides,
+    Segmentation,
 };
 
 /// How scenes are decided, shared by `segment` and `verify`: global optimal
@@ -193,29 +193,6 @@ pub struct Args {
     /// the workspace's plots/.
     #[arg(long)]
     plot: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Segmentation {
-    pub imdb_id: String,
-    pub file: PathBuf,
-    pub runtime: String,
-    pub n_shots: usize,
-    pub threshold: f64,
-    pub fps: f64,
-    /// What is scored: cuts are exactly the boundaries ≥ 0.5. The grouped
-    /// probabilities, or with `--local` the model's rescaled to the
-    /// threshold; the same order within cuts and within the rest.
-    pub boundary_probabilities: Vec<f64>,
-    pub scenes: Vec<Scene>,
-    /// Which rule decided: `global` (grouping) or `local` (the threshold rule).
-    pub rule: &'static str,
-    /// Global grouping's settings (absent with `--local`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub global: Option<GroupingParams>,
-    /// The model's own probabilities, where they differ from the above.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_probabilities: Option<Vec<f64>>,
 }
 
 /// `--json`'s summary.
@@ -460,29 +437,17 @@ fn segment_one(
     }
     let prob = movie_probabilities(backend, &movie, args.model.batch)
         .with_context(|| format!("{}", file.display()))?;
-    let global = global_params(args);
-    let decided = decide(
-        &prob,
+    let seg = Segmentation::new(
         &movie,
+        file,
+        &runtime.to_string(),
+        &prob,
         &backend.config().ratio,
         args.effective_threshold,
         args.fps,
-        global.as_ref(),
+        global_params(args),
     )
     .with_context(|| format!("{}: global grouping", file.display()))?;
-    let seg = Segmentation {
-        imdb_id: movie.imdb_id.clone(),
-        file: file.to_path_buf(),
-        runtime: runtime.to_string(),
-        n_shots: movie.n_shots(),
-        threshold: args.effective_threshold,
-        fps: args.fps,
-        scenes: decided.scenes,
-        model_probabilities: (decided.probabilities != prob).then(|| prob.clone()),
-        boundary_probabilities: decided.probabilities,
-        rule: rule_name(global.as_ref()),
-        global,
-    };
     let rule = rule_description(seg.threshold, seg.global.as_ref());
     let text = match args.format {
         SceneFormat::Json => serde_json::to_string(&seg)? + "\n",

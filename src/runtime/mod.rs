@@ -36,7 +36,7 @@ use crate::model::config::ModelConfig;
 pub const INTERFACE: &str = "windows-1";
 
 /// A model that maps windows to boundary probabilities.
-pub trait Backend {
+pub trait Backend: Send {
     /// The runtime's name as `--runtime` spells it.
     fn name(&self) -> &str;
     /// The model's configuration (what its inputs look like).

@@ -1,0 +1,79 @@
+"""Type stubs of the native module (Rust, PyO3). Use the `lgss` package's
+wrappers (`load_movie`, `Model`, `evaluate`) rather than these directly."""
+
+from os import PathLike
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class InvalidMovie(ValueError):
+    """A file or arrays that are not a valid MovieScenes movie."""
+
+def load_movie(path: Union[str, PathLike[str]]) -> Dict[str, Any]: ...
+def save_movie(
+    path: Union[str, PathLike[str]],
+    imdb_id: str,
+    place: Optional[npt.NDArray[np.float32]],
+    cast: Optional[npt.NDArray[np.float32]],
+    action: Optional[npt.NDArray[np.float32]],
+    audio: Optional[npt.NDArray[np.float32]],
+    ground_truth: Optional[npt.NDArray[np.bool_]],
+    prediction: Optional[npt.NDArray[np.float64]],
+    shot_end_frame: npt.NDArray[np.int64],
+) -> None: ...
+def evaluate_json(
+    imdb_ids: List[str],
+    ground_truth: List[npt.NDArray[np.bool_]],
+    predictions: List[npt.NDArray[np.float64]],
+    shot_end_frames: List[npt.NDArray[np.int64]],
+) -> str: ...
+def _panic_for_test() -> None: ...
+
+class Model:
+    def __init__(
+        self,
+        path: Union[str, PathLike[str]],
+        runtime: str = "tract",
+        batch: int = 32,
+        threads: Optional[int] = None,
+        ort_lib: Optional[str] = None,
+    ) -> None: ...
+    @property
+    def config_json(self) -> str: ...
+    @property
+    def runtime(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def decision_threshold(self) -> Optional[float]: ...
+    @property
+    def grouping_choice(self) -> Optional[Tuple[float, float]]: ...
+    def probabilities(
+        self,
+        place: Optional[npt.NDArray[np.float32]],
+        cast: Optional[npt.NDArray[np.float32]],
+        action: Optional[npt.NDArray[np.float32]],
+        audio: Optional[npt.NDArray[np.float32]],
+        shot_end_frame: npt.NDArray[np.int64],
+        imdb_id: str,
+        batch: int = 32,
+    ) -> npt.NDArray[np.float64]: ...
+    def segment_json(
+        self,
+        place: Optional[npt.NDArray[np.float32]],
+        cast: Optional[npt.NDArray[np.float32]],
+        action: Optional[npt.NDArray[np.float32]],
+        audio: Optional[npt.NDArray[np.float32]],
+        shot_end_frame: npt.NDArray[np.int64],
+        imdb_id: str,
+        file: Union[str, PathLike[str]],
+        rule: Optional[str] = None,
+        threshold: Optional[float] = None,
+        fps: Optional[float] = None,
+        coherence: Optional[float] = None,
+        length_weight: Optional[float] = None,
+        batch: int = 32,
+    ) -> str: ...
