@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use super::hash::fnv1a64;
 use super::movie::{Movie, Schema};
 
 /// The regular files of `dir` whose (UTF-8) name `keep` accepts, sorted.
@@ -61,14 +62,6 @@ pub fn load_all(files: &[PathBuf], schema: &Schema, progress: &dyn Fn()) -> anyh
         progress();
     }
     Ok(movies)
-}
-
-/// FNV-1a, 64-bit: a hash fixed across platforms, releases and processes
-/// (std's `DefaultHasher` is none of these), for shard assignment and names.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// One of `count` disjoint parts of a catalogue (`--shard INDEX/COUNT`,
@@ -140,15 +133,6 @@ pub fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The published FNV-1a test vectors: the shard of a file must never
-    /// change between releases or machines.
-    #[test]
-    fn fnv1a64_matches_the_reference_vectors() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
-    }
 
     #[test]
     fn shards_parse_and_refuse_out_of_range() {

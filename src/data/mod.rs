@@ -1,6 +1,7 @@
 //! Data in: MovieScenes pickles, validated movies, data sets, synthetic data.
 
 pub mod dataset;
+pub mod hash;
 pub mod movie;
 pub mod pickle;
 pub mod pickle_write;

@@ -401,6 +401,6 @@ pub fn output_stem(imdb_id: &str) -> String {
             _ => '_',
         })
         .collect();
-    let hash = super::dataset::fnv1a64(imdb_id.as_bytes());
+    let hash = super::hash::fnv1a64(imdb_id.as_bytes());
     format!("{}-{hash:016x}", if kept.is_empty() { "movie" } else { &kept })
 }

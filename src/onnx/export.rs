@@ -12,29 +12,15 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context};
 
+use super::contract::{
+    window_max_name, window_max_weight_names, INTERFACE, META_ACTIVE_CHANNELS, META_CONFIG, META_DATA,
+    META_DECISION_THRESHOLD, META_FEATURE_DIMS, META_GROUPING, META_INTERFACE, META_MODALITIES,
+    META_SCENE_LENGTHS, META_VERSION,
+};
 use super::graph::{Attr, Dim, GraphBuilder};
 use crate::data::tensor::Tensor;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::config::{FeatureNorm, ModelConfig};
-
-/// Metadata keys written into the model.
-pub const META_CONFIG: &str = "lgss.config";
-pub const META_VERSION: &str = "lgss.version";
-pub const META_MODALITIES: &str = "lgss.modalities";
-pub const META_FEATURE_DIMS: &str = "lgss.feature_dims";
-pub const META_DATA: &str = "lgss.training_data";
-/// The runtimes' input interface (`crate::runtime::INTERFACE`).
-pub const META_INTERFACE: &str = "lgss.interface";
-/// The decision threshold chosen on the validation movies (from the checkpoint).
-pub const META_DECISION_THRESHOLD: &str = "lgss.decision_threshold";
-/// The training scenes' length histogram (from the checkpoint): global
-/// grouping's scene-length prior.
-pub const META_SCENE_LENGTHS: &str = "lgss.scene_length_counts";
-/// Global grouping's γ and λ chosen on validation movies (JSON), copied from
-/// the checkpoint.
-pub const META_GROUPING: &str = "lgss.grouping_choice";
-/// Window-conv channels kept per modality (those that can be the maximum).
-pub const META_ACTIVE_CHANNELS: &str = "lgss.window_max_channels";
 
 /// Reorders PyTorch LSTM gate blocks (i, f, g, o) into ONNX's (i, o, f, c).
 fn onnx_gates(v: &[f32], h: usize) -> Vec<f32> {
@@ -50,20 +36,6 @@ fn onnx_gates(v: &[f32], h: usize) -> Vec<f32> {
 /// / 856; bias folded into the MatMul and the max over the last axis, 64
 /// columns: 7389 / 4103 / 3547 (also the best block size of 64 … 2048).
 const WINDOW_MAX_BLOCK: i64 = 64;
-
-/// The name of a branch's window-max output `[n, d]` (`p`: `bnet_<modality>`).
-pub fn window_max_name(p: &str) -> String {
-    format!("{p}.window_max")
-}
-
-/// The initializers holding the window conv's rows that can win: `[C', k]`
-/// weights and `[C']` biases.
-pub fn window_max_weight_names(p: &str) -> (String, String) {
-    (
-        format!("{p}.bnet.conv1.weight.active_rows"),
-        format!("{p}.bnet.conv1.bias.active_rows"),
-    )
-}
 
 /// `max_c (Σ_k w[c,k]·x[k,d] + b[c])` per window and column without ever
 /// holding `[C, D]` per window: the columns are cut into blocks, and each
@@ -370,7 +342,7 @@ pub fn export_checkpoint(ckpt: &Checkpoint, out: &Path) -> anyhow::Result<()> {
         .collect();
     let mut meta = vec![
         (META_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
-        (META_INTERFACE.to_string(), crate::runtime::INTERFACE.to_string()),
+        (META_INTERFACE.to_string(), INTERFACE.to_string()),
         (META_CONFIG.to_string(), config.to_toml()?),
         (
             META_MODALITIES.to_string(),

@@ -1,4 +1,5 @@
 //! ONNX export, built in Rust.
 
+pub mod contract;
 pub mod export;
 pub mod graph;

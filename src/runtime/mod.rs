@@ -31,9 +31,8 @@ use anyhow::{bail, Context};
 
 use crate::model::config::ModelConfig;
 
-/// The version of the window interface (see the module's doc); exported
-/// models carry it as `lgss.interface`.
-pub const INTERFACE: &str = "windows-1";
+/// The version of the window interface (see the module's doc).
+pub use crate::onnx::contract::INTERFACE;
 
 /// A model that maps windows to boundary probabilities.
 pub trait Backend: Send {

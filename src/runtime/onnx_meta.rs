@@ -8,7 +8,7 @@ use tract_onnx::pb;
 
 use crate::model::checkpoint::StoredChoices;
 use crate::model::config::{Config, ModelConfig};
-use crate::onnx::export::{
+use crate::onnx::contract::{
     META_CONFIG, META_DECISION_THRESHOLD, META_GROUPING, META_INTERFACE, META_SCENE_LENGTHS,
 };
 

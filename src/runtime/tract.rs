@@ -23,7 +23,7 @@ use tract_onnx::prelude::*;
 
 use super::{onnx_meta, Backend};
 use crate::model::config::{FeatureNorm, ModelConfig};
-use crate::onnx::export::{window_max_name, window_max_weight_names};
+use crate::onnx::contract::{window_max_name, window_max_weight_names};
 
 type Plan = std::sync::Arc<TypedRunnableModel>;
 
