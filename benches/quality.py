@@ -262,6 +262,13 @@ def matches(line, a):
     return all(line.get(k) == v for k, v in settings(a, line["method"]).items())
 
 
+def mean_sd(got, key):
+    """`key` over the lines `got`: mean ± std (nan for one line)."""
+    v = [l[key] for l in got]
+    sd = statistics.stdev(v) if len(v) > 1 else float("nan")
+    return f"{statistics.mean(v):.3f} ± {sd:.3f}"
+
+
 def table(lines, protocol, a):
     rows = [l for l in lines if l["protocol"] == protocol and matches(l, a)]
     seeds = sorted({l["seed"] for l in rows})
@@ -281,11 +288,7 @@ def table(lines, protocol, a):
         if not got:
             continue
 
-        def cell(k):
-            v = [l[k] for l in got]
-            sd = statistics.stdev(v) if len(v) > 1 else float("nan")
-            return f"{statistics.mean(v):.3f} ± {sd:.3f}"
-
+        cell = lambda k: mean_sd(got, k)  # noqa: E731
         out.append(f"| {m} | {cell('AP')} | {cell('mAP')} | {cell('Miou')} | {cell('F1')} | {len(got)} |")
     trained = [l for l in rows if l["method"] == "lgss"]
     if trained:
@@ -473,11 +476,7 @@ def variants_table(lines, protocol, a, variants):
             if not got:
                 continue
 
-            def cell(k):
-                vals = [l[k] for l in got]
-                sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
-                return f"{statistics.mean(vals):.3f} ± {sd:.3f}"
-
+            cell = lambda k: mean_sd(got, k)  # noqa: E731
             out.append(f"| {v} | {m} | {cell('AP')} | {cell('Miou')} | {cell('F1')} | {len(got)} |")
     return "\n".join(out)
 

@@ -147,23 +147,8 @@ pub fn compare(
         }
         flips += movie_flips;
         if movie_flips == 0 {
-            for (what, dict_ref, dict_other) in [
-                ("Miou", &reference_scores.miou_dict, &other_scores.miou_dict),
-                (
-                    "precision",
-                    &reference_scores.precision_dict,
-                    &other_scores.precision_dict,
-                ),
-                ("recall", &reference_scores.recall_dict, &other_scores.recall_dict),
-                ("F1", &reference_scores.f1_dict, &other_scores.f1_dict),
-            ] {
-                let (a, b) = (dict_ref.get(m.imdb_id), dict_other.get(m.imdb_id));
-                if a != b {
-                    unexplained.push(format!(
-                        "{}: {what} differs ({a:?} vs {b:?}) with identical decisions",
-                        m.imdb_id
-                    ));
-                }
+            for d in decision_score_differences(m.imdb_id, reference_scores, other_scores) {
+                unexplained.push(format!("{}: {d} with identical decisions", m.imdb_id));
             }
         }
     }
@@ -190,6 +175,24 @@ pub fn compare(
         flips,
         unexplained,
     }
+}
+
+/// The scores of movie `id` that depend only on its decisions (Miou,
+/// precision, recall, F1) and differ between two score sets, as "Miou
+/// differs (a vs b)": a movie decided identically must have none.
+pub fn decision_score_differences(id: &str, reference: &Scores, other: &Scores) -> Vec<String> {
+    [
+        ("Miou", &reference.miou_dict, &other.miou_dict),
+        ("precision", &reference.precision_dict, &other.precision_dict),
+        ("recall", &reference.recall_dict, &other.recall_dict),
+        ("F1", &reference.f1_dict, &other.f1_dict),
+    ]
+    .into_iter()
+    .filter_map(|(what, a, b)| {
+        let (a, b) = (a.get(id), b.get(id));
+        (a != b).then(|| format!("{what} differs ({a:?} vs {b:?})"))
+    })
+    .collect()
 }
 
 fn within(x: f64, (lo, hi): (f64, f64), slack: f64) -> bool {

@@ -128,7 +128,7 @@ pub fn verify(
     let mut global: Option<crate::grouping::Params> = None;
     // Per movie: descriptors, and the first runtime's cuts.
     let mut descriptors: Vec<crate::grouping::Descriptors> = Vec::new();
-    let mut reference_cuts: Option<Vec<Vec<bool>>> = None;
+    let mut reference_cuts: Option<(Vec<Vec<bool>>, Scores)> = None;
     let mut rows = Vec::new();
     let mut ok = true;
     let mut windows = 0;
@@ -211,17 +211,14 @@ pub fn verify(
                         .map(|m| crate::grouping::descriptors(m, &weights))
                         .collect();
                 }
-                let (row, cuts) = group_all(
-                    movies,
-                    &probs,
-                    &descriptors,
-                    params,
-                    reference_cuts.as_deref(),
-                    reference.as_ref().map(|r| r.0.as_slice()),
-                )?;
+                let first = reference_cuts
+                    .as_ref()
+                    .zip(reference.as_ref())
+                    .map(|((cuts, scores), (probs, _))| (cuts.as_slice(), probs.as_slice(), scores));
+                let (row, cuts) = group_all(movies, &probs, &descriptors, params, first)?;
                 ok &= row.unexplained.is_empty();
                 if reference_cuts.is_none() {
-                    reference_cuts = Some(cuts);
+                    reference_cuts = Some((cuts, row.scores.clone()));
                 }
                 Some(row)
             }
@@ -271,6 +268,9 @@ fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
     Ok(evaluate(&boundaries)?)
 }
 
+/// The first runtime's cuts, probabilities and grouped scores, per movie.
+type GroupedReference<'a> = (&'a [Vec<bool>], &'a [Vec<f64>], &'a Scores);
+
 /// Groups every movie; compares with the first runtime's cuts where there
 /// are. A cut decided differently is explained only where the first
 /// runtime's decision margin is within what the change of probabilities
@@ -281,8 +281,7 @@ fn group_all(
     probs: &[Vec<f64>],
     descriptors: &[crate::grouping::Descriptors],
     params: &crate::grouping::Params,
-    reference_cuts: Option<&[Vec<bool>]>,
-    reference_probs: Option<&[Vec<f64>]>,
+    reference: Option<GroupedReference<'_>>,
 ) -> anyhow::Result<(GlobalRow, Vec<Vec<bool>>)> {
     let mut all_cuts = Vec::with_capacity(movies.len());
     let mut grouped = Vec::with_capacity(movies.len());
@@ -290,7 +289,7 @@ fn group_all(
     let mut unexplained = Vec::new();
     for (i, (m, p)) in movies.iter().zip(probs).enumerate() {
         let g = crate::grouping::group(p, &descriptors[i], params)?;
-        if let (Some(rc), Some(rp)) = (reference_cuts, reference_probs) {
+        if let Some((rc, rp, _)) = reference {
             let explainable = crate::grouping::objective_shift(&rp[i], p);
             for (b, (&mine, &theirs)) in g.cuts.iter().zip(&rc[i]).enumerate() {
                 if mine != theirs {
@@ -318,35 +317,13 @@ fn group_all(
         all_cuts.push(g.cuts);
     }
     let scores = score(movies, &grouped)?;
-    if let (Some(rc), Some(rp)) = (reference_cuts, reference_probs) {
-        let reference_grouped: Vec<Vec<f64>> = rp
-            .iter()
-            .zip(rc)
-            .map(|(p, c)| crate::grouping::grouped_probabilities(p, c))
-            .collect();
-        let reference_scores = score(movies, &reference_grouped)?;
+    if let Some((rc, _, reference_scores)) = reference {
         for (m, (mine, theirs)) in movies.iter().zip(all_cuts.iter().zip(rc)) {
             if mine != theirs {
                 continue;
             }
-            let id = m.imdb_id.as_str();
-            for (what, a, b) in [
-                ("Miou", &reference_scores.miou_dict, &scores.miou_dict),
-                (
-                    "precision",
-                    &reference_scores.precision_dict,
-                    &scores.precision_dict,
-                ),
-                ("recall", &reference_scores.recall_dict, &scores.recall_dict),
-                ("F1", &reference_scores.f1_dict, &scores.f1_dict),
-            ] {
-                if a.get(id) != b.get(id) {
-                    unexplained.push(format!(
-                        "{id}: grouped {what} differs ({:?} vs {:?}) with identical cuts",
-                        a.get(id),
-                        b.get(id)
-                    ));
-                }
+            for d in crate::agreement::decision_score_differences(&m.imdb_id, reference_scores, &scores) {
+                unexplained.push(format!("{}: grouped {d} with identical cuts", m.imdb_id));
             }
         }
     }
