@@ -415,7 +415,8 @@ def run_variant(a, lines, protocol, variant, config_text):
                      "--out", out, *extra, test])
                 t = trained[-1]
                 results[method] = dict(scores(a.lgss, test, out), train_seconds=t["train_seconds"],
-                                       best_epoch=t["best_epoch"], best_val_AP=t["best_val_AP"])
+                                       best_epoch=t["best_epoch"], best_val_AP=t["best_val_AP"],
+                                       epochs_run=t.get("epochs_run", a.epochs))
                 results[method].update(settings(a, method))
                 if a.val_movies and method in GROUPED:
                     chosen = stored_choice(ckpt)
@@ -444,7 +445,8 @@ def run_variant(a, lines, protocol, variant, config_text):
                 run([a.lgss, "segment", "--runtime", a.runtime, "--checkpoint", ckpt, "--model", model,
                      "--out", out, *extra, test])
                 results[method] = dict(scores(a.lgss, test, out), train_seconds=train_seconds,
-                                       best_epoch=best["epoch"], best_val_AP=best["val_AP"])
+                                       best_epoch=best["epoch"], best_val_AP=best["val_AP"],
+                                       epochs_run=len(summary["history"]))
                 results[method].update(settings(a, method))
                 if a.val_movies and method in GROUPED:
                     chosen = stored_choice(ckpt)

@@ -17,6 +17,14 @@ use crate::fsutil::write_atomic;
 /// Prefixes of optimizer tensors; model weights have none.
 pub const EXP_AVG: &str = "adam.exp_avg.";
 pub const EXP_AVG_SQ: &str = "adam.exp_avg_sq.";
+/// Prefix of the weights the optimizer trains when the model's weights are
+/// their moving average (`train.ema_decay`): training state, like Adam's.
+pub const TRAINED: &str = "train.weights.";
+
+/// Whether a checkpoint tensor is training state rather than a model weight.
+fn is_training_state(name: &str) -> bool {
+    name.starts_with("adam.") || name.starts_with("train.")
+}
 
 const FORMAT: &str = "lgss-checkpoint-1";
 
@@ -135,7 +143,7 @@ impl Checkpoint {
 
     /// Model weights only (no optimizer state), by state_dict name.
     pub fn weights(&self) -> impl Iterator<Item = (&String, &Tensor)> {
-        self.tensors.iter().filter(|(k, _)| !k.starts_with("adam."))
+        self.tensors.iter().filter(|(k, _)| !is_training_state(k))
     }
 
     /// Writes the checkpoint atomically.

@@ -106,6 +106,34 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Share of movies (the last by file name) held out for testing.
     pub test_fraction: f64,
+    /// Weight decay applied to the weights themselves, `w ← w·(1 − lr·wd)`
+    /// (torch.optim.AdamW), instead of added to the gradient as an L2 term:
+    /// Adam's per-weight scaling then does not weaken it where gradients are
+    /// large. Absent: false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub decoupled_weight_decay: bool,
+    /// Decay of an exponential moving average of the weights, updated every
+    /// step (warmed up as `min(decay, (1 + t)/(10 + t))`). When set, the
+    /// averaged weights are the ones validated, checkpointed as the model
+    /// and exported; the trained ones stay in the checkpoint for `--resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_decay: Option<f64>,
+    /// Dropout on the LSTM inputs (each window's context and similarity
+    /// features) while training; inference is unchanged. Absent: 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lstm_input_dropout: f64,
+    /// Stop once this many epochs in a row have not improved validation AP
+    /// (the stopping epoch is marked in `metrics.jsonl`). Absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop_patience: Option<usize>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +194,15 @@ impl Config {
         }
         if !(0.0..1.0).contains(&t.val_fraction) || !(0.0..1.0).contains(&t.test_fraction) {
             bail!("train.val_fraction and train.test_fraction must be in [0, 1)");
+        }
+        if t.ema_decay.is_some_and(|d| !(0.0..1.0).contains(&d)) {
+            bail!("train.ema_decay must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&t.lstm_input_dropout) {
+            bail!("train.lstm_input_dropout must be in [0, 1)");
+        }
+        if t.early_stop_patience == Some(0) {
+            bail!("train.early_stop_patience must be at least 1");
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 use super::config::{FeatureNorm, ModelConfig};
 use crate::data::movie::Modality;
+use crate::rng::Rng;
 
 /// The variables of one modality's branch.
 #[derive(Debug)]
@@ -64,6 +65,14 @@ pub struct Lgss {
     pub formulation: Formulation,
     /// What [`Lgss::last_lstm_train_mode`] reports.
     lstm_mode: AtomicU8,
+    /// Dropout on the LSTM inputs in a forward that records gradients
+    /// (training); 0 by default and never applied at inference.
+    pub lstm_input_dropout: f64,
+    /// Seed of the next training forward's dropout masks. The masks come
+    /// from [`Rng`], not libtorch's process-wide generator, so a step's
+    /// masks depend on this seed alone (resumable, and unaffected by other
+    /// models training in the same process).
+    pub dropout_seed: u64,
 }
 
 const LSTM_NOT_RUN: u8 = 0;
@@ -154,6 +163,8 @@ impl Lgss {
             branches,
             formulation: Formulation::Fast,
             lstm_mode: AtomicU8::new(LSTM_NOT_RUN),
+            lstm_input_dropout: 0.0,
+            dropout_seed: 0,
         }
     }
 
@@ -177,8 +188,8 @@ impl Lgss {
         assert_eq!(inputs.len(), self.branches.len(), "one input per modality");
         let mut branch_logits = Vec::with_capacity(self.branches.len());
         let mut sum: Option<Tensor> = None;
-        for (b, x) in self.branches.iter().zip(inputs) {
-            let l = self.branch_forward(b, x);
+        for (i, (b, x)) in self.branches.iter().zip(inputs).enumerate() {
+            let l = self.branch_forward(b, x, i as u64);
             let weighted = &l * self.config.ratio.get(b.modality);
             sum = Some(match sum {
                 None => weighted,
@@ -192,7 +203,7 @@ impl Lgss {
         }
     }
 
-    fn branch_forward(&self, b: &Branch, x: &Tensor) -> Tensor {
+    fn branch_forward(&self, b: &Branch, x: &Tensor, index: u64) -> Tensor {
         let cfg = &self.config;
         let (k, s) = (cfg.shot_num as i64, cfg.seq_len as i64);
         let c = cfg.sim_channel as i64;
@@ -219,6 +230,17 @@ impl Lgss {
             Formulation::Reference => reference_bnet(b, &x, c, k, d),
         };
         let feat = Tensor::cat(&[ctx, sim], 1).view([-1, s, d + c]);
+        let train = records_gradients(&b.lstm[0]);
+        let feat = if train && self.lstm_input_dropout > 0.0 {
+            let mask = dropout_mask(
+                &feat.size(),
+                self.lstm_input_dropout,
+                &mut Rng::derive(self.dropout_seed, index),
+            );
+            feat * mask.to_device(x.device())
+        } else {
+            feat
+        };
         let h = cfg.lstm_hidden_size as i64;
         let dirs = if cfg.bidirectional { 2 } else { 1 };
         let h0 = Tensor::zeros([dirs, feat.size()[0], h], (Kind::Float, feat.device()));
@@ -226,7 +248,6 @@ impl Lgss {
         // RNN backward refuses a forward run in inference mode, and
         // inference mode skips the workspace training needs. (One layer, no
         // dropout: on the CPU the flag changes no number.)
-        let train = records_gradients(&b.lstm[0]);
         self.lstm_mode
             .store(if train { LSTM_TRAIN } else { LSTM_INFERENCE }, Ordering::Relaxed);
         let (out, _, _) = feat.lstm(
@@ -285,6 +306,17 @@ pub fn rms_normalised(x: &Tensor) -> Tensor {
         .clamp_min(FeatureNorm::EPS);
     let sqrt_d = Tensor::from((d as f32).sqrt()).to_device(x.device());
     x * (sqrt_d / norm)
+}
+
+/// Inverted dropout's multiplier: each element 0 with chance `p`, else
+/// `1/(1 − p)`, drawn from `rng`.
+fn dropout_mask(shape: &[i64], p: f64, rng: &mut Rng) -> Tensor {
+    let n: i64 = shape.iter().product();
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let values: Vec<f32> = (0..n)
+        .map(|_| if rng.uniform() < p { 0.0 } else { keep })
+        .collect();
+    Tensor::from_slice(&values).view(shape)
 }
 
 /// Whether an operation on `t` now would be recorded for autograd: `t`

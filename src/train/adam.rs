@@ -1,6 +1,7 @@
 //! Adam with L2 weight decay, step for step what `torch.optim.Adam` does on
 //! one tensor at a time (the CPU default), so a step matches PyTorch's and
-//! the state can be checkpointed and resumed exactly.
+//! the state can be checkpointed and resumed exactly; with decoupled weight
+//! decay, what `torch.optim.AdamW` does.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,9 @@ struct Slot {
 pub struct Adam {
     pub lr: f64,
     pub weight_decay: f64,
+    /// Decay the weights directly (AdamW) instead of adding `wd·w` to the
+    /// gradient (Adam's L2).
+    pub decoupled: bool,
     /// Steps taken so far.
     pub step: i64,
     slots: Vec<Slot>,
@@ -43,6 +47,7 @@ impl Adam {
         Adam {
             lr,
             weight_decay,
+            decoupled: false,
             step: 0,
             slots,
         }
@@ -65,8 +70,9 @@ impl Adam {
         let bias_correction2 = 1.0 - BETA2.powi(self.step as i32);
         let step_size = self.lr / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
+        let l2 = if self.decoupled { 0.0 } else { self.weight_decay };
         let consts = StepConstants {
-            weight_decay: self.weight_decay as f32,
+            weight_decay: l2 as f32,
             one_minus_beta1: (1.0 - BETA1) as f32,
             beta2: BETA2 as f32,
             one_minus_beta2: (1.0 - BETA2) as f32,
@@ -80,11 +86,15 @@ impl Adam {
                 if !grad.defined() {
                     continue;
                 }
+                if self.decoupled && self.weight_decay != 0.0 {
+                    // torch.optim.AdamW: param.mul_(1 - lr * weight_decay).
+                    let _ = s.param.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                }
                 if fused_cpu_step(&s.param, &grad, &s.exp_avg, &s.exp_avg_sq, &consts) {
                     continue;
                 }
-                let grad = if self.weight_decay != 0.0 {
-                    weight_decayed(&grad, &s.param, self.weight_decay)
+                let grad = if l2 != 0.0 {
+                    weight_decayed(&grad, &s.param, l2)
                 } else {
                     grad
                 };

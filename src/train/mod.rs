@@ -7,6 +7,7 @@
 
 pub mod adam;
 pub mod bank;
+pub mod ema;
 pub mod grouping_choice;
 pub mod plot;
 
@@ -28,10 +29,12 @@ use crate::model::{Config, Lgss};
 use crate::rng::Rng;
 use adam::Adam;
 use bank::Bank;
+use ema::Ema;
 
 /// Stream ids for [`Rng::derive`].
 const VAL_STREAM: u64 = 0x0076_616c;
 const EPOCH_STREAM: u64 = 0x0065_706f_6368;
+const DROPOUT_STREAM: u64 = 0x0064_726f_70;
 
 /// Everything `lgss train` was asked to do.
 #[derive(Debug, Clone)]
@@ -71,6 +74,10 @@ pub struct EpochLog {
     pub val_miou_at_threshold: f64,
     pub windows_per_s: f64,
     pub seconds: f64,
+    /// The run stopped after this epoch: `train.early_stop_patience`
+    /// epochs without a better validation AP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_early: bool,
 }
 
 /// What a finished (or stopped) run produced.
@@ -78,6 +85,10 @@ pub struct EpochLog {
 pub struct TrainResult {
     pub epochs_done: usize,
     pub interrupted: bool,
+    /// The epoch (1-based) of the best validation AP: the best checkpoint's.
+    pub best_epoch: usize,
+    /// Whether the run ended early on a validation plateau.
+    pub stopped_early: bool,
     pub history: Vec<EpochLog>,
     /// Scores of the best checkpoint on the test movies with the threshold
     /// rule (`segment --local`; a finished run only).
@@ -99,10 +110,12 @@ pub struct TrainResult {
 }
 
 impl TrainResult {
-    fn stopped(epochs_done: usize, history: Vec<EpochLog>, best: PathBuf, last: PathBuf) -> TrainResult {
+    fn stopped(pos: &Position, history: Vec<EpochLog>, best: PathBuf, last: PathBuf) -> TrainResult {
         TrainResult {
-            epochs_done,
+            epochs_done: pos.epoch,
             interrupted: true,
+            best_epoch: pos.best_epoch,
+            stopped_early: false,
             history,
             test: None,
             test_global: None,
@@ -264,11 +277,17 @@ struct Position {
     loss_sum: f64,
     loss_batches: usize,
     best_val_ap: f64,
+    /// The epoch (1-based) that scored `best_val_ap`; 0 before any.
+    best_epoch: usize,
+    /// The run ended on a validation plateau: nothing is left to resume.
+    stopped_early: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn checkpoint(
     model: &Lgss,
     adam: &Adam,
+    ema: Option<&Ema>,
     config: &Config,
     seed: u64,
     pos: &Position,
@@ -279,6 +298,9 @@ fn checkpoint(
     for (name, t) in adam.state_tensors() {
         c.insert_tch(name, &t)?;
     }
+    if let Some(ema) = ema {
+        ema.store(&mut c)?;
+    }
     let m = &mut c.metadata;
     m.insert("seed".into(), seed.to_string());
     m.insert("epoch".into(), pos.epoch.to_string());
@@ -288,6 +310,10 @@ fn checkpoint(
     m.insert("loss_sum_bits".into(), pos.loss_sum.to_bits().to_string());
     m.insert("loss_batches".into(), pos.loss_batches.to_string());
     m.insert("best_val_ap_bits".into(), pos.best_val_ap.to_bits().to_string());
+    m.insert("best_epoch".into(), pos.best_epoch.to_string());
+    if pos.stopped_early {
+        m.insert("stopped_early".into(), "true".into());
+    }
     m.insert("data".into(), data.to_string());
     m.insert("lgss_version".into(), env!("CARGO_PKG_VERSION").into());
     m.insert(
@@ -348,22 +374,39 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         trainval.iter().map(|&i| bank.movies[i].ground_truth.as_slice()),
     ))?;
 
-    tch::manual_seed(seed as i64);
-    let mut model = Lgss::new(&config.model, opts.device);
+    let mut model = {
+        // Initialisation draws from libtorch's one process-wide generator:
+        // seed and draw with no other run in this process in between.
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(seed as i64);
+        Lgss::new(&config.model, opts.device)
+    };
     let mut adam = Adam::new(
         model.named_variables(),
         config.train.lr,
         config.train.weight_decay,
     );
+    adam.decoupled = config.train.decoupled_weight_decay;
+    model.lstm_input_dropout = config.train.lstm_input_dropout;
+    let mut ema = config
+        .train
+        .ema_decay
+        .map(|d| Ema::new(model.named_variables(), d));
     let mut pos = Position {
         epoch: 0,
         batch: 0,
         loss_sum: 0.0,
         loss_batches: 0,
         best_val_ap: f64::NEG_INFINITY,
+        best_epoch: 0,
+        stopped_early: false,
     };
     if let Some(c) = &resume {
         load_weights(&mut model, &c.tensors)?;
+        if let Some(ema) = &mut ema {
+            ema.load(&c.tensors)?;
+        }
         adam.load_state(
             &c.tensors,
             c.meta("adam_step")?.context("checkpoint has no optimizer step")?,
@@ -378,11 +421,22 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             loss_sum: f64::from_bits(get("loss_sum_bits")?),
             loss_batches: get("loss_batches")? as usize,
             best_val_ap: f64::from_bits(get("best_val_ap_bits")?),
+            best_epoch: c.meta::<usize>("best_epoch")?.unwrap_or(0),
+            stopped_early: c.meta::<bool>("stopped_early")?.unwrap_or(false),
         };
     }
 
     let metrics_path = opts.out.join("metrics.jsonl");
     let mut history = read_history(&metrics_path, pos.epoch)?;
+    if pos.best_epoch == 0 {
+        // A checkpoint from before best_epoch was kept: the log has it.
+        pos.best_epoch = history
+            .iter()
+            .filter(|l| l.val_ap == pos.best_val_ap)
+            .map(|l| l.epoch)
+            .next()
+            .unwrap_or(0);
+    }
     let last_path = opts.out.join("last.safetensors");
     let best_path = opts.out.join("best.safetensors");
     let epochs = config.train.epochs;
@@ -390,7 +444,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     let started_epoch = pos.epoch;
     let mut interrupted = false;
 
-    while pos.epoch < epochs {
+    while pos.epoch < epochs && !pos.stopped_early {
         if opts
             .stop_after_epochs
             .is_some_and(|k| pos.epoch >= started_epoch + k)
@@ -407,11 +461,16 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         let mut windows = 0usize;
         while pos.batch < batches.len() {
             let b = bank.batch(batches[pos.batch]);
+            // Each step's masks from its own seed: a resumed run draws the same.
+            model.dropout_seed = Rng::derive(seed ^ DROPOUT_STREAM, adam.step as u64).next_u64();
             let out = model.forward(&b.inputs);
             let l = loss(&out.logits, &b.target, config.train.class_weights);
             adam.zero_grad();
             l.backward();
             adam.step();
+            if let Some(ema) = &mut ema {
+                ema.update(adam.step);
+            }
             pos.loss_sum += l.double_value(&[]);
             pos.loss_batches += 1;
             pos.batch += 1;
@@ -427,16 +486,34 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             if stop.load(Ordering::SeqCst) && pos.batch < batches.len() {
                 // Stop mid-epoch with a checkpoint that resumes exactly here.
                 progress.finish();
-                checkpoint(&model, &adam, &config, seed, &pos, &data, &scene_lengths)?.save(&last_path)?;
-                return Ok(TrainResult::stopped(pos.epoch, history, best_path, last_path));
+                checkpoint(
+                    &model,
+                    &adam,
+                    ema.as_ref(),
+                    &config,
+                    seed,
+                    &pos,
+                    &data,
+                    &scene_lengths,
+                )?
+                .save(&last_path)?;
+                return Ok(TrainResult::stopped(&pos, history, best_path, last_path));
             }
         }
         progress.finish();
         let train_seconds = t0.elapsed().as_secs_f64();
-        let val_pred = bank.predict(&model, &val_seqs, 64, config.train.class_weights)?;
+        // The weights the run keeps are validated: the average, with EMA.
+        if let Some(ema) = &mut ema {
+            ema.swap();
+        }
+        let val_pred = bank.predict(&model, &val_seqs, 64, config.train.class_weights);
+        if let Some(ema) = &mut ema {
+            ema.swap();
+        }
+        let val_pred = val_pred?;
         let val = score_sequences(&bank, &val_pred.probs, &val_seqs)?;
         let (threshold, val_miou_at_threshold) = choose_threshold(&bank, &val_pred.probs, &val_seqs)?;
-        let log = EpochLog {
+        let mut log = EpochLog {
             epoch: pos.epoch + 1,
             lr: adam.lr,
             train_loss: pos.loss_sum / pos.loss_batches.max(1) as f64,
@@ -448,6 +525,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             val_miou_at_threshold,
             windows_per_s: windows as f64 / train_seconds,
             seconds: t0.elapsed().as_secs_f64(),
+            stopped_early: false,
         };
         pos.epoch += 1;
         pos.batch = 0;
@@ -456,9 +534,25 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         let improved = log.val_ap > pos.best_val_ap;
         if improved {
             pos.best_val_ap = log.val_ap;
+            pos.best_epoch = pos.epoch;
         }
+        pos.stopped_early = pos.epoch < epochs
+            && config
+                .train
+                .early_stop_patience
+                .is_some_and(|p| pos.epoch - pos.best_epoch >= p);
+        log.stopped_early = pos.stopped_early;
         // Serialised once, written as `last` and, when it improved, `best`.
-        let mut ckpt = checkpoint(&model, &adam, &config, seed, &pos, &data, &scene_lengths)?;
+        let mut ckpt = checkpoint(
+            &model,
+            &adam,
+            ema.as_ref(),
+            &config,
+            seed,
+            &pos,
+            &data,
+            &scene_lengths,
+        )?;
         ckpt.metadata.insert(
             crate::model::checkpoint::META_DECISION_THRESHOLD.into(),
             threshold.to_string(),
@@ -474,6 +568,13 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
             log.epoch, log.lr, log.train_loss, log.val_loss, log.val_ap, log.val_map, log.val_miou, log.val_miou_at_threshold, log.decision_threshold, log.windows_per_s,
             if improved { "  *best" } else { "" }
         ));
+        if pos.stopped_early {
+            progress.note(&format!(
+                "stopping: no better validation AP in {} epochs (best: epoch {})",
+                pos.epoch - pos.best_epoch,
+                pos.best_epoch
+            ));
+        }
         history.push(log);
         if let Err(e) = plot::curves(&history, &opts.out.join("curves.png")) {
             progress.note(&format!("warning: could not draw curves.png: {e:#}"));
@@ -484,8 +585,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         }
     }
 
-    if interrupted || pos.epoch < epochs {
-        return Ok(TrainResult::stopped(pos.epoch, history, best_path, last_path));
+    if interrupted || (pos.epoch < epochs && !pos.stopped_early) {
+        return Ok(TrainResult::stopped(&pos, history, best_path, last_path));
     }
 
     // Score the best checkpoint on the test movies.
@@ -546,6 +647,8 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     Ok(TrainResult {
         epochs_done: pos.epoch,
         interrupted: false,
+        best_epoch: pos.best_epoch,
+        stopped_early: pos.stopped_early,
         history,
         test: Some(scores),
         test_global: Some(scores_global),

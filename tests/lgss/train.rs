@@ -88,14 +88,29 @@ fn small_model_beats_provided_and_constant_predictions() {
 /// bit-identical weights, optimizer state and logs.
 #[test]
 fn resume_continues_exactly() {
-    let dir = tempdir("train-resume");
+    assert_resume_exact("train-resume", small_config());
+}
+
+/// The same with every recipe option on: the moving average, the dropout
+/// masks and AdamW's state all continue exactly.
+#[test]
+fn resume_continues_exactly_with_ema_dropout_and_adamw() {
+    let mut config = small_config();
+    config.train.ema_decay = Some(0.9);
+    config.train.lstm_input_dropout = 0.3;
+    config.train.decoupled_weight_decay = true;
+    config.train.weight_decay = 1e-2;
+    assert_resume_exact("train-resume-recipe", config);
+}
+
+fn assert_resume_exact(name: &str, mut config: Config) {
+    let dir = tempdir(name);
     let size = SynthSpec {
         min_shots: 60,
         max_shots: 120,
         ..SynthSpec::small()
     };
     synth::write_dataset(&dir.join("data"), 5, 5, &size, &|| {}).unwrap();
-    let mut config = small_config();
     config.train.epochs = 3;
     config.train.milestones = vec![1];
     let data = dir.join("data");
@@ -258,4 +273,110 @@ fn ctrl_c_stops_with_a_resumable_checkpoint() {
     o.stop_after_epochs = Some(1);
     let r = train(&o, Arc::new(AtomicBool::new(false))).unwrap();
     assert_eq!(r.epochs_done, epoch + 1);
+}
+
+/// `train.decoupled_weight_decay` is `torch.optim.AdamW`: three steps with
+/// the fixture's gradients. Each step rounds about six f32 operations, each
+/// off by at most half an ulp of its result, so after step k an element may
+/// differ by the sum over steps of 8 ulps of the parameter and of the
+/// update it took (the fixture's own |Δp|), and no more.
+#[test]
+fn decoupled_weight_decay_is_torch_adamw() {
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::common::fixtures().join("adamw/steps.json")).unwrap(),
+    )
+    .unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let start = floats(&j["param"]);
+    let param = tch::Tensor::from_slice(&start).set_requires_grad(true);
+    let mut adam = lgss::train::adam::Adam::new(
+        vec![("w".into(), param.shallow_clone())],
+        j["lr"].as_f64().unwrap(),
+        j["weight_decay"].as_f64().unwrap(),
+    );
+    adam.decoupled = true;
+    let ulp = f32::EPSILON as f64;
+    let mut tolerance = vec![0.0f64; start.len()];
+    let mut previous = start.clone();
+    for (g, want) in j["grads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(j["after"].as_array().unwrap())
+    {
+        let g = tch::Tensor::from_slice(&floats(g));
+        adam.zero_grad();
+        // d/dw Σ w·g = g.
+        (&param * &g).sum(tch::Kind::Float).backward();
+        adam.step();
+        let want = floats(want);
+        let got: Vec<f32> = Vec::try_from(&param.detach()).unwrap();
+        for i in 0..want.len() {
+            tolerance[i] += 8.0 * ulp * (want[i].abs() as f64 + (want[i] - previous[i]).abs() as f64);
+            let d = (got[i] as f64 - want[i] as f64).abs();
+            assert!(
+                d <= tolerance[i],
+                "element {i}: {} vs torch {} (tolerance {})",
+                got[i],
+                want[i],
+                tolerance[i]
+            );
+        }
+        // The fixture's step moved the weights.
+        assert!(want.iter().zip(&previous).any(|(a, b)| a != b));
+        previous = want;
+    }
+}
+
+/// A run whose validation AP stops improving ends `early_stop_patience`
+/// epochs after its best, says so on its last `metrics.jsonl` line, is
+/// still scored on the test movies, and resuming it trains nothing more.
+/// (lr 1e-12 moves no f32 weight of this size, so AP plateaus at once.)
+#[test]
+fn early_stopping_ends_on_a_plateau() {
+    let dir = tempdir("train-early-stop");
+    let size = SynthSpec {
+        min_shots: 60,
+        max_shots: 120,
+        ..SynthSpec::small()
+    };
+    synth::write_dataset(&dir.join("data"), 5, 5, &size, &|| {}).unwrap();
+    let mut config = small_config();
+    config.train.epochs = 6;
+    config.train.lr = 1e-12;
+    config.train.early_stop_patience = Some(1);
+    let opts = options(&dir.join("data"), &dir.join("run"), config);
+    let r = train(&opts, Arc::new(AtomicBool::new(false))).unwrap();
+    assert!(r.stopped_early && !r.interrupted, "{:?}", r.history);
+    assert!(r.epochs_done < 6);
+    assert_eq!(r.epochs_done, r.best_epoch + 1);
+    assert!(r.test.is_some() && r.test_global.is_some());
+    let best = r
+        .history
+        .iter()
+        .map(|l| l.val_ap)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(r.history[r.best_epoch - 1].val_ap, best);
+    let log = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let stops: Vec<bool> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["stopped_early"] == true)
+        .collect();
+    assert_eq!(stops.len(), r.epochs_done);
+    assert_eq!(stops.iter().filter(|&&s| s).count(), 1);
+    assert!(stops[r.epochs_done - 1]);
+    let mut again = opts.clone();
+    again.resume = Some(dir.join("run/last.safetensors"));
+    let r2 = train(&again, Arc::new(AtomicBool::new(false))).unwrap();
+    assert_eq!(r2.epochs_done, r.epochs_done);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap(),
+        log
+    );
 }
