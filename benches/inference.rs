@@ -171,8 +171,7 @@ fn main() -> anyhow::Result<()> {
 fn trim(movie: &Movie, n: usize) -> Movie {
     let mut m = movie.clone();
     for f in m.features.iter_mut().flatten() {
-        f.data.truncate(n * f.dim);
-        f.rows = n;
+        *f = f.slice(ndarray::s![..n, ..]).to_owned();
     }
     m.shot_end_frame.truncate(n);
     m.ground_truth = m.ground_truth.map(|g| g[..n - 1].to_vec());

@@ -237,16 +237,17 @@ pub fn descriptors(movie: &Movie, weights: &PerModality<f64>) -> Descriptors {
     for (mi, &m) in Modality::ALL.iter().enumerate() {
         let Some(f) = movie.features(m) else { continue };
         let w = weights.get(m);
-        if w.is_nan() || w <= 0.0 || f.dim == 0 {
+        let dim = f.ncols();
+        if w.is_nan() || w <= 0.0 || dim == 0 {
             continue;
         }
         let mut rng = Rng::derive(PROJECTION_SEED, mi as u64);
-        let signs: Vec<f32> = (0..DESCRIPTOR_DIM * f.dim)
+        let signs: Vec<f32> = (0..DESCRIPTOR_DIM * dim)
             .map(|_| if rng.next_u64() >> 63 == 1 { 1.0 } else { -1.0 })
             .collect();
         let scale = w.sqrt() / (DESCRIPTOR_DIM as f64).sqrt();
-        for i in 0..n.min(f.rows) {
-            let row = f.row(i);
+        for i in 0..n.min(f.nrows()) {
+            let row = crate::data::movie::feature_row(f, i);
             let norm = row
                 .iter()
                 .map(|&v| f64::from(v) * f64::from(v))
@@ -257,7 +258,7 @@ pub fn descriptors(movie: &Movie, weights: &PerModality<f64>) -> Descriptors {
             }
             let out = &mut data[i * DESCRIPTOR_DIM..(i + 1) * DESCRIPTOR_DIM];
             for (k, o) in out.iter_mut().enumerate() {
-                *o += scale / norm * f64::from(dot(row, &signs[k * f.dim..(k + 1) * f.dim]));
+                *o += scale / norm * f64::from(dot(row, &signs[k * dim..(k + 1) * dim]));
             }
         }
     }

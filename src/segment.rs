@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::data::movie::{Movie, Schema};
-use crate::data::windows::{batch_rows, sequences};
+use crate::data::windows::{batch_rows, gather_windows, sequences};
 use crate::grouping;
 use crate::model::checkpoint::StoredChoices;
 use crate::model::config::ModelConfig;
@@ -47,28 +47,22 @@ pub fn movie_probabilities(
         .collect::<anyhow::Result<_>>()?;
     for (f, &m) in feats.iter().zip(&config.modalities) {
         anyhow::ensure!(
-            f.dim == config.feature_dims.get(m),
+            f.ncols() == config.feature_dims.get(m),
             "{}: {m} has {} columns, model expects {}",
             movie.imdb_id,
-            f.dim,
+            f.ncols(),
             config.feature_dims.get(m)
         );
     }
     let mut out = vec![f64::NAN; n - 1];
     for chunk in seqs.chunks(batch.max(1)) {
         let rows = batch_rows(chunk, &[0], &[n], config.seq_len, config.shot_num);
-        let inputs: Vec<Vec<f32>> = feats
+        let inputs: Vec<ndarray::Array4<f32>> = feats
             .iter()
-            .map(|f| {
-                let mut v = Vec::with_capacity(rows.len() * f.dim);
-                for &r in &rows {
-                    v.extend_from_slice(f.row(r as usize));
-                }
-                v
-            })
+            .map(|f| gather_windows(f.view(), &rows, config.seq_len, config.shot_num))
             .collect();
-        let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-        let prob = backend.run(chunk.len(), &views)?;
+        let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
+        let prob = backend.run(&views)?;
         anyhow::ensure!(
             prob.len() == chunk.len() * config.seq_len,
             "{}: runtime returned {} values",

@@ -58,9 +58,13 @@ fn export_and_tract_reproduce_pytorch_without_libtorch() {
     let onnx = exported_fixture(&dir);
 
     let io = Checkpoint::load(&root().join("tests/fixtures/lgss-tiny/io.safetensors")).unwrap();
-    let inputs: Vec<Vec<f32>> = Modality::ALL
+    let inputs: Vec<ndarray::Array4<f32>> = Modality::ALL
         .iter()
-        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
+        .map(|m| {
+            let t = &io.tensors[&format!("input.{}", m.key())];
+            let shape: [usize; 4] = t.shape.as_slice().try_into().unwrap();
+            ndarray::Array4::from_shape_vec(shape, t.to_f32()).unwrap()
+        })
         .collect();
     let want = io.tensors["prob"].to_f32();
     let opts = RuntimeOptions {
@@ -70,8 +74,8 @@ fn export_and_tract_reproduce_pytorch_without_libtorch() {
     };
     let mut backend: Box<dyn Backend> = open(RuntimeKind::Tract, &opts).unwrap();
     assert_eq!(backend.config().sim_channel, 16);
-    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    let got = backend.run(2, &views).unwrap();
+    let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
+    let got = backend.run(&views).unwrap();
     let d = got
         .iter()
         .zip(&want)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pickle
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -128,12 +130,15 @@ def _arrays(movie: MovieLike) -> Dict[str, Any]:
     return out
 
 
-def save_movie(movie: MovieLike, path: Union[str, os.PathLike]) -> None:
-    """Writes a movie as `lgss` writes it: the challenge's keys, torch
-    tensors (`pickle.load` needs torch to read it), atomically."""
+def save_movie(movie: MovieLike, path: Union[str, os.PathLike], form: str = "torch") -> None:
+    """Writes a movie with the challenge's keys, atomically (a temp file
+    beside `path`, then a rename), after the checks the reader makes.
+
+    `form="torch"` writes torch tensors, as `lgss` writes files
+    (`pickle.load` needs torch to read them); `form="numpy"` writes numpy
+    arrays, which `pickle.load` reads with numpy alone."""
     a = _arrays(movie)
-    _lgss.save_movie(
-        os.fspath(path),
+    fields = (
         a["imdb_id"],
         a["place"],
         a["cast"],
@@ -143,6 +148,34 @@ def save_movie(movie: MovieLike, path: Union[str, os.PathLike]) -> None:
         _array(_get(movie, "boundary_prediction"), np.float64, 1, "boundary_prediction"),
         a["shot_end_frame"],
     )
+    if form == "torch":
+        _lgss.save_movie(os.fspath(path), *fields)
+    elif form == "numpy":
+        _lgss.check_movie(*fields)
+        _write_numpy_pickle(fields, Path(path))
+    else:
+        raise ValueError(f"form must be 'torch' or 'numpy', not {form!r}")
+
+
+def _write_numpy_pickle(fields: tuple, path: Path) -> None:
+    imdb_id, place, cast, action, audio, gt, pred, end_frame = fields
+    d = {"imdb_id": imdb_id, "shot_end_frame": end_frame}
+    for key, value in [("place", place), ("cast", cast), ("action", action), ("audio", audio),
+                       ("scene_transition_boundary_ground_truth", gt),
+                       ("scene_transition_boundary_prediction", pred)]:
+        if value is not None:
+            d[key] = value
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(d, fh, protocol=4)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _onnxruntime_library() -> Optional[str]:

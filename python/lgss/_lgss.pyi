@@ -24,6 +24,16 @@ def save_movie(
     prediction: Optional[npt.NDArray[np.float64]],
     shot_end_frame: npt.NDArray[np.int64],
 ) -> None: ...
+def check_movie(
+    imdb_id: str,
+    place: Optional[npt.NDArray[np.float32]],
+    cast: Optional[npt.NDArray[np.float32]],
+    action: Optional[npt.NDArray[np.float32]],
+    audio: Optional[npt.NDArray[np.float32]],
+    ground_truth: Optional[npt.NDArray[np.bool_]],
+    prediction: Optional[npt.NDArray[np.float64]],
+    shot_end_frame: npt.NDArray[np.int64],
+) -> None: ...
 def evaluate_json(
     imdb_ids: List[str],
     ground_truth: List[npt.NDArray[np.bool_]],

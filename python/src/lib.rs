@@ -12,7 +12,7 @@ use lgss::metrics::MovieBoundaries;
 use lgss::model::checkpoint::StoredChoices;
 use lgss::runtime::{open, Backend, RuntimeKind, RuntimeOptions};
 use lgss::segment::{grouping_params, movie_probabilities, schema_for, GroupingOverrides, Segmentation};
-use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -36,10 +36,8 @@ fn movie_dict<'py>(py: Python<'py>, movie: Movie) -> PyResult<Bound<'py, PyDict>
     d.set_item("imdb_id", &movie.imdb_id)?;
     for (m, f) in Modality::ALL.iter().zip(movie.features) {
         match f {
-            Some(f) => {
-                let arr = PyArray1::from_vec(py, f.data).reshape([f.rows, f.dim])?;
-                d.set_item(m.key(), arr)?
-            }
+            // numpy takes over the reader's array: no copy.
+            Some(f) => d.set_item(m.key(), PyArray2::from_owned_array(py, f))?,
             None => d.set_item(m.key(), py.None())?,
         }
     }
@@ -75,16 +73,10 @@ fn movie_from_arrays(
     shot_end_frame: PyReadonlyArray1<'_, i64>,
     schema: &Schema,
 ) -> PyResult<Movie> {
-    let features = features.map(|f| {
-        f.map(|a| {
-            let v = a.as_array();
-            Features {
-                rows: v.nrows(),
-                dim: v.ncols(),
-                data: v.iter().copied().collect(),
-            }
-        })
-    });
+    // Copied (Python keeps its arrays), in standard layout whatever the
+    // caller's strides.
+    let features: [Option<Features>; 4] =
+        features.map(|f| f.map(|a| a.as_array().as_standard_layout().into_owned()));
     let movie = Movie {
         imdb_id,
         features,
@@ -123,6 +115,32 @@ fn save_movie(
     )?;
     py.detach(|| lgss::data::pickle_write::write_movie(&path, &movie))
         .map_err(runtime_error)
+}
+
+/// Validates arrays as `save_movie` would before writing them (raising
+/// InvalidMovie); the numpy form is then written by Python's own pickle.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (imdb_id, place, cast, action, audio, ground_truth, prediction, shot_end_frame))]
+fn check_movie(
+    imdb_id: String,
+    place: Option<PyReadonlyArray2<'_, f32>>,
+    cast: Option<PyReadonlyArray2<'_, f32>>,
+    action: Option<PyReadonlyArray2<'_, f32>>,
+    audio: Option<PyReadonlyArray2<'_, f32>>,
+    ground_truth: Option<PyReadonlyArray1<'_, bool>>,
+    prediction: Option<PyReadonlyArray1<'_, f64>>,
+    shot_end_frame: PyReadonlyArray1<'_, i64>,
+) -> PyResult<()> {
+    movie_from_arrays(
+        imdb_id,
+        [place, cast, action, audio],
+        ground_truth,
+        prediction,
+        shot_end_frame,
+        &Schema::any(),
+    )
+    .map(drop)
 }
 
 /// The challenge's scores of per-movie predictions, keyed as
@@ -396,6 +414,7 @@ fn _lgss(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidMovie", m.py().get_type::<InvalidMovie>())?;
     m.add_function(wrap_pyfunction!(load_movie, m)?)?;
     m.add_function(wrap_pyfunction!(save_movie, m)?)?;
+    m.add_function(wrap_pyfunction!(check_movie, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate_json, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_class::<Model>()?;

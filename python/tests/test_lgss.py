@@ -4,6 +4,7 @@ model and runtime, and the challenge script's metric values."""
 
 import json
 import os
+import pickle
 import sys
 import threading
 import time
@@ -123,6 +124,32 @@ def test_save_movie_round_trips_through_the_reader(tmp_path):
         lgss.save_movie({"imdb_id": "tt1", "place": movie.place, "shot_end_frame": movie.shot_end_frame[:-1]},
                         tmp_path / "bad.pkl")
     assert not (tmp_path / "bad.pkl").exists()
+
+
+def test_save_movie_numpy_form_is_read_by_pickle_without_torch(tmp_path):
+    movie = lgss.load_movie(GOOD[0])
+    out = tmp_path / "numpy.pkl"
+    lgss.save_movie(movie, out, form="numpy")
+    # This venv has numpy and no torch: pickle.load reads the file as is.
+    with open(out, "rb") as fh:
+        d = pickle.load(fh)
+    for file_key, key in FILE_KEYS.items():
+        a, b = getattr(movie, key), d.get(file_key)
+        if isinstance(a, np.ndarray):
+            assert isinstance(b, np.ndarray), file_key
+            np.testing.assert_array_equal(a, b)
+        elif a is None:
+            assert b is None, file_key
+        else:
+            assert a == b
+    again = lgss.load_movie(out)
+    np.testing.assert_array_equal(again.place, movie.place)
+    with pytest.raises(lgss.InvalidMovie):
+        lgss.save_movie({"imdb_id": "tt1", "place": movie.place, "shot_end_frame": movie.shot_end_frame[:-1]},
+                        tmp_path / "bad.pkl", form="numpy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["numpy.pkl"]
+    with pytest.raises(ValueError):
+        lgss.save_movie(movie, tmp_path / "x.pkl", form="hdf5")
 
 
 def cli_segment(lgss_cli, model, movie, runtime, *flags, env=None):

@@ -59,9 +59,11 @@ fn describe(file: PathBuf, m: &Movie) -> Info {
         .filter_map(|&md| {
             m.features(md).map(|f| FeatureInfo {
                 modality: md,
-                shape: [f.rows, f.dim],
-                all_zero_rows: (0..f.rows)
-                    .filter(|&i| f.row(i).iter().all(|&x| x == 0.0))
+                shape: [f.nrows(), f.ncols()],
+                all_zero_rows: f
+                    .rows()
+                    .into_iter()
+                    .filter(|r| r.iter().all(|&x| x == 0.0))
                     .count(),
             })
         })

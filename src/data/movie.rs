@@ -65,18 +65,16 @@ pub const KEY_PREDICTION: &str = "scene_transition_boundary_prediction";
 pub const KEY_END_FRAME: &str = "shot_end_frame";
 pub const KEY_IMDB_ID: &str = "imdb_id";
 
-/// A `[rows, dim]` row-major f32 matrix of per-shot features.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Features {
-    pub rows: usize,
-    pub dim: usize,
-    pub data: Vec<f32>,
-}
+/// Per-shot features, `[n_shots, dim]`, in standard (row-major) layout:
+/// every constructor in lgss makes them so, which is what runtimes and
+/// numpy read without a copy.
+pub type Features = ndarray::Array2<f32>;
 
-impl Features {
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
-    }
+/// Row `i` of `features` as a slice.
+pub fn feature_row(features: &Features, i: usize) -> &[f32] {
+    let dim = features.ncols();
+    // Standard layout (see [`Features`]): row i is one run of `dim` values.
+    &features.as_slice().expect("features are kept in standard layout")[i * dim..(i + 1) * dim]
 }
 
 /// A movie: shot features, scene boundaries and shot end frames.
@@ -230,11 +228,10 @@ impl Movie {
                 if !float {
                     return Err(format!("{m} has dtype {}, expected float", t.dtype()));
                 }
-                features[m.index()] = Some(Features {
-                    rows,
-                    dim,
-                    data: t.into_f32(),
-                });
+                // The decoded buffer becomes the array: no copy.
+                features[m.index()] = Some(
+                    Features::from_shape_vec((rows, dim), t.into_f32()).map_err(|e| format!("{m}: {e}"))?,
+                );
             }
         }
         let one_dim = |key: &str, t: &Tensor| -> Result<(), String> {
@@ -292,8 +289,8 @@ impl Movie {
                 None => return Err(format!("required key '{}' missing", m.key())),
                 Some(f) => {
                     if let Some(d) = dim {
-                        if f.dim != *d {
-                            return Err(format!("{m} has {} columns, model expects {d}", f.dim));
+                        if f.ncols() != *d {
+                            return Err(format!("{m} has {} columns, model expects {d}", f.ncols()));
                         }
                     }
                 }
@@ -301,15 +298,21 @@ impl Movie {
         }
         for m in Modality::ALL {
             if let Some(f) = self.features(m) {
-                if f.rows != n {
-                    return Err(format!("{m} has {} rows, {KEY_END_FRAME} has {n} shots", f.rows));
+                if f.nrows() != n {
+                    return Err(format!(
+                        "{m} has {} rows, {KEY_END_FRAME} has {n} shots",
+                        f.nrows()
+                    ));
                 }
-                if let Some(i) = first_non_finite(&f.data) {
+                let values = f.as_standard_layout();
+                let values = values.as_slice().unwrap_or_default();
+                if let Some(i) = first_non_finite(values) {
+                    let dim = f.ncols().max(1);
                     return Err(format!(
                         "{m} has a non-finite value {} (shot {}, column {})",
-                        f.data[i],
-                        i / f.dim.max(1),
-                        i % f.dim.max(1)
+                        values[i],
+                        i / dim,
+                        i % dim
                     ));
                 }
             }

@@ -180,7 +180,10 @@ pub fn movie_to_pickle(movie: &Movie) -> Vec<u8> {
     for m in super::movie::Modality::ALL {
         if let Some(f) = movie.features(m) {
             w.str(m.key());
-            w.tensor(&Tensor::new(vec![f.rows, f.dim], TensorData::F32(f.data.clone())));
+            w.tensor(&Tensor::new(
+                vec![f.nrows(), f.ncols()],
+                TensorData::F32(f.iter().copied().collect()),
+            ));
         }
     }
     if let Some(gt) = &movie.ground_truth {

@@ -335,7 +335,9 @@ pub fn movie(seed: u64, index: usize, size: &SynthSpec) -> Movie {
     }
 
     let prediction = baseline_prediction(&place, dp, n, &mut rng);
-    let feat = |rows: usize, dim: usize, data: Vec<f32>| Some(Features { rows, dim, data });
+    let feat = |rows: usize, dim: usize, data: Vec<f32>| {
+        Some(Features::from_shape_vec((rows, dim), data).expect("rows × dim values generated"))
+    };
     Movie {
         imdb_id: imdb_id(index),
         features: [

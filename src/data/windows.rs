@@ -56,3 +56,21 @@ pub fn batch_rows(
     }
     rows
 }
+
+/// The model input of `n_sequences` sequences from one movie's per-shot
+/// features `[n_shots, D]`: the rows [`batch_rows`] names, gathered, as
+/// `[n_sequences, seq_len, shot_num, D]`.
+pub fn gather_windows(
+    features: ndarray::ArrayView2<'_, f32>,
+    rows: &[i64],
+    seq_len: usize,
+    shot_num: usize,
+) -> ndarray::Array4<f32> {
+    let rows: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+    let dim = features.ncols();
+    let windows = features.select(ndarray::Axis(0), &rows);
+    let n_sequences = rows.len() / (seq_len * shot_num).max(1);
+    windows
+        .into_shape_with_order((n_sequences, seq_len, shot_num, dim))
+        .expect("batch_rows gives seq_len × shot_num rows a sequence")
+}

@@ -43,13 +43,14 @@ impl Backend for TchBackend {
         &self.model.config
     }
 
-    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>> {
+    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
         let c = &self.model.config;
+        let (batch, inputs) = super::checked_inputs(c, inputs)?;
         let device = self.model.device();
         let xs: Vec<Tensor> = c
             .modalities
             .iter()
-            .zip(inputs)
+            .zip(&inputs)
             .map(|(&m, &data)| {
                 let shape = c.input_shape(m, batch).map(|d| d as i64);
                 Tensor::from_slice(data).view(shape).to_device(device)

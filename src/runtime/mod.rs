@@ -41,10 +41,40 @@ pub trait Backend: Send {
     /// The model's configuration (what its inputs look like).
     fn config(&self) -> &ModelConfig;
     /// Probabilities for `batch` sequences: `inputs[i]` holds the i-th
-    /// configured modality as [`ModelConfig::input_shape`], row-major,
-    /// borrowed (runtimes that can read it in place do). Returns
+    /// configured modality as [`ModelConfig::input_shape`], in standard
+    /// layout, borrowed (runtimes that can read it in place do). Returns
     /// `[batch * seq_len]`.
-    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>>;
+    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>>;
+}
+
+/// The batch of `inputs` after checking that they are one per modality of
+/// `config`, each of its [`ModelConfig::input_shape`] for that batch and in
+/// standard layout, each as a slice.
+pub fn checked_inputs<'a>(
+    config: &ModelConfig,
+    inputs: &'a [ndarray::ArrayView4<'_, f32>],
+) -> anyhow::Result<(usize, Vec<&'a [f32]>)> {
+    anyhow::ensure!(
+        inputs.len() == config.modalities.len(),
+        "{} inputs for a model of {} modalities",
+        inputs.len(),
+        config.modalities.len()
+    );
+    let batch = inputs.first().map_or(0, |x| x.dim().0);
+    let mut slices = Vec::with_capacity(inputs.len());
+    for (&m, x) in config.modalities.iter().zip(inputs) {
+        let want = config.input_shape(m, batch);
+        anyhow::ensure!(
+            x.shape() == want,
+            "{m} input has shape {:?}, the model takes {want:?}",
+            x.shape()
+        );
+        slices.push(
+            x.to_slice()
+                .ok_or_else(|| anyhow::anyhow!("{m} input is not in standard layout"))?,
+        );
+    }
+    Ok((batch, slices))
 }
 
 /// The runtimes `--runtime` accepts.

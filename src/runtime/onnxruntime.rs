@@ -60,14 +60,14 @@ impl Backend for OrtBackend {
         &self.config
     }
 
-    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>> {
+    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
+        super::checked_inputs(c, inputs)?;
         let mut values = Vec::with_capacity(inputs.len());
         // The graph's inputs are named after the modalities (onnx::export);
-        // ONNX Runtime reads the caller's buffers in place.
-        for (&m, &data) in c.modalities.iter().zip(inputs) {
-            let shape = c.input_shape(m, batch);
-            let t = TensorRef::from_array_view((shape, data)).map_err(|e| anyhow!("ort input {m}: {e}"))?;
+        // ONNX Runtime reads the caller's arrays in place.
+        for (&m, x) in c.modalities.iter().zip(inputs) {
+            let t = TensorRef::from_array_view(x.view()).map_err(|e| anyhow!("ort input {m}: {e}"))?;
             values.push((
                 std::borrow::Cow::from(m.key()),
                 ort::session::SessionInputValue::from(t),

@@ -334,8 +334,9 @@ impl Backend for TractBackend {
         &self.config
     }
 
-    fn run(&mut self, batch: usize, inputs: &[&[f32]]) -> anyhow::Result<Vec<f32>> {
+    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
+        let (batch, inputs) = super::checked_inputs(c, inputs)?;
         anyhow::ensure!(
             batch <= self.batch,
             "tract plan is for {} sequences, got {batch}",
@@ -343,7 +344,7 @@ impl Backend for TractBackend {
         );
         let mut values: TVec<TValue> = TVec::new();
         let mut maxes: TVec<TValue> = TVec::new();
-        for (i, (&m, &data)) in c.modalities.iter().zip(inputs).enumerate() {
+        for (i, (&m, &data)) in c.modalities.iter().zip(&inputs).enumerate() {
             let d = c.feature_dims.get(m);
             let shape = c.input_shape(m, self.batch);
             // Only a short last batch is copied, to pad it to the plan's batch.

@@ -66,7 +66,7 @@ impl Bank {
             total += m.n_shots();
             for (i, &md) in config.modalities.iter().enumerate() {
                 let feats = m.features(md).context("validated modality missing")?;
-                per_modality[i].extend_from_slice(&feats.data);
+                per_modality[i].extend(feats.iter());
             }
             movies.push(MovieInfo {
                 file: f.clone(),

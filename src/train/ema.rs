@@ -55,8 +55,8 @@ impl Ema {
         tch::no_grad(|| {
             for s in &mut self.slots {
                 let trained = s.param.copy();
-                let _ = s.param.copy_(&s.average);
-                let _ = s.average.copy_(&trained);
+                s.param.copy_(&s.average);
+                s.average.copy_(&trained);
             }
         });
     }
@@ -87,8 +87,8 @@ impl Ema {
                 let average = tensors
                     .get(&s.name)
                     .ok_or_else(|| anyhow!("checkpoint has no weight {}", s.name))?;
-                let _ = s.param.copy_(&to_tch(trained));
-                let _ = s.average.copy_(&to_tch(average));
+                s.param.copy_(&to_tch(trained));
+                s.average.copy_(&to_tch(average));
             }
             Ok(())
         })

@@ -34,7 +34,7 @@ use ema::Ema;
 /// Stream ids for [`Rng::derive`].
 const VAL_STREAM: u64 = 0x0076_616c;
 const EPOCH_STREAM: u64 = 0x0065_706f_6368;
-const DROPOUT_STREAM: u64 = 0x0064_726f_70;
+const DROPOUT_STREAM: u64 = 0x6472_6f70;
 
 /// Everything `lgss train` was asked to do.
 #[derive(Debug, Clone)]

@@ -24,18 +24,19 @@ fn fixture_movies_match_expected_values_exactly() {
         assert_eq!(m.n_shots(), n, "{rel}");
         for md in Modality::ALL {
             let f = m.features(md).expect("modality present");
-            assert_eq!((f.rows, f.dim), (n, md.full_dim()), "{rel} {md}");
+            assert_eq!(f.dim(), (n, md.full_dim()), "{rel} {md}");
             let first = f64s(&want["feature_first"][md.key()]);
             let last = f64s(&want["feature_last"][md.key()]);
             // The first and last values of the flattened (row-major) tensor.
-            let got_first: Vec<f64> = f.data[..first.len()].iter().map(|&x| x as f64).collect();
-            let got_last: Vec<f64> = f.data[f.data.len() - last.len()..]
+            let data = f.as_slice().unwrap();
+            let got_first: Vec<f64> = data[..first.len()].iter().map(|&x| x as f64).collect();
+            let got_last: Vec<f64> = data[data.len() - last.len()..]
                 .iter()
                 .map(|&x| x as f64)
                 .collect();
             assert_eq!(got_first, first, "{rel} {md} first row");
             assert_eq!(got_last, last, "{rel} {md} last row");
-            let sum: f64 = f.data.iter().map(|&x| x as f64).sum();
+            let sum: f64 = data.iter().map(|&x| x as f64).sum();
             let want_sum = want["feature_sums"][md.key()].as_f64().unwrap();
             assert!(
                 (sum - want_sum).abs() <= 1e-9 * want_sum.abs().max(1.0),

@@ -50,11 +50,8 @@ fn assert_runtimes_reproduce(ck: &Path, onnx: &Path, io: &Checkpoint) {
     use lgss::runtime::Backend;
 
     let config = Checkpoint::load(ck).unwrap().config().unwrap().model;
-    let inputs: Vec<Vec<f32>> = Modality::ALL
-        .iter()
-        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
-        .collect();
-    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+    let inputs = window_inputs(io);
+    let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
     let want: Vec<f32> = io.tensors["prob"].to_f32();
     let mut backends: Vec<(String, Box<dyn Backend>)> = Vec::new();
     for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
@@ -70,10 +67,22 @@ fn assert_runtimes_reproduce(ck: &Path, onnx: &Path, io: &Checkpoint) {
     backends.push(("tract, whole graph".into(), Box::new(whole)));
     for (name, mut backend) in backends {
         assert_eq!(backend.config(), &config, "{name}");
-        let got = backend.run(2, &views).unwrap();
+        let got = backend.run(&views).unwrap();
         let d = max_abs_diff(&got, &want);
         assert!(d <= 1e-5, "{name}: max |Δprob| {d:e}");
     }
+}
+
+/// The fixture's model inputs, one `[batch, seq_len, shot_num, D]` array per modality.
+fn window_inputs(io: &Checkpoint) -> Vec<ndarray::Array4<f32>> {
+    Modality::ALL
+        .iter()
+        .map(|m| {
+            let t = &io.tensors[&format!("input.{}", m.key())];
+            let shape: [usize; 4] = t.shape.as_slice().try_into().unwrap();
+            ndarray::Array4::from_shape_vec(shape, t.to_f32()).unwrap()
+        })
+        .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -103,12 +112,9 @@ fn rms_feature_norm_reproduces_pytorch_in_every_runtime() {
     // The raw model on these inputs is far from PyTorch's: the check can fail.
     let (_, raw) = fixture_model_files(&dir);
     let mut plain = lgss::runtime::tract::TractBackend::open(&raw, 2, None).unwrap();
-    let inputs: Vec<Vec<f32>> = Modality::ALL
-        .iter()
-        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
-        .collect();
-    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    assert!(max_abs_diff(&plain.run(2, &views).unwrap(), &io.tensors["prob"].to_f32()) > 1e-3);
+    let inputs = window_inputs(&io);
+    let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
+    assert!(max_abs_diff(&plain.run(&views).unwrap(), &io.tensors["prob"].to_f32()) > 1e-3);
 }
 
 #[test]
@@ -347,14 +353,11 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
     }
 
     let io = fixture_io();
-    let inputs: Vec<Vec<f32>> = Modality::ALL
-        .iter()
-        .map(|m| io.tensors[&format!("input.{}", m.key())].to_f32())
-        .collect();
+    let inputs = window_inputs(&io);
     let mut rust = TractBackend::open_with(&onnx, 2, None, true).unwrap();
     let mut whole = TractBackend::open_with(&onnx, 2, None, false).unwrap();
-    let views: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-    let (a, z) = (rust.run(2, &views).unwrap(), whole.run(2, &views).unwrap());
+    let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
+    let (a, z) = (rust.run(&views).unwrap(), whole.run(&views).unwrap());
     let dp = a.iter().zip(&z).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
     assert!(dp <= 1e-6, "max |Δprob| {dp:e}");
 }

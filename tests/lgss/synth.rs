@@ -48,9 +48,9 @@ fn full_size_movies_look_like_movie_scenes() {
         let cast = m.features(lgss::data::Modality::Cast).unwrap();
         zero_cast += (0..n).filter(|&i| cast.row(i).iter().all(|&x| x == 0.0)).count();
         let place = m.features(lgss::data::Modality::Place).unwrap();
-        assert!(place.data.iter().all(|&x| x >= 0.0), "place is non-negative");
-        place_zero += place.data.iter().filter(|&&x| x == 0.0).count();
-        place_total += place.data.len();
+        assert!(place.iter().all(|&x| x >= 0.0), "place is non-negative");
+        place_zero += place.iter().filter(|&&x| x == 0.0).count();
+        place_total += place.len();
     }
     let rate = cuts as f64 / boundaries as f64;
     assert!((0.05..0.11).contains(&rate), "boundary rate {rate}");
@@ -154,7 +154,7 @@ fn texture_knobs_change_what_they_name() {
 
     let audio_rows = |m: &Movie| -> Vec<Vec<f32>> {
         let f = m.features(lgss::data::movie::Modality::Audio).unwrap();
-        (0..f.rows).map(|i| f.row(i).to_vec()).collect()
+        f.rows().into_iter().map(|r| r.to_vec()).collect()
     };
     let quiet = synth_with("quiet", &["--modality-noise", "audio=0"]);
     let mut changes_at_cuts = 0;
