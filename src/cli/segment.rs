@@ -245,19 +245,7 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
     crate::runtime::require_built(runtime)?;
     // The model first: without one there is nothing to do with the inputs.
     let opts = args.model.options(ort_lib, ws, &[runtime])?;
-    if args.write_pkl && args.out.is_none() {
-        bail!("--write-pkl needs --out DIR");
-    }
-    if args.fps.is_nan() || args.fps <= 0.0 {
-        bail!("--fps must be positive");
-    }
-    let stored = stored_choices(runtime, &opts)?;
-    args.effective_threshold = match args.threshold {
-        Some(t) if t > 0.0 && t < 1.0 => t,
-        Some(t) => bail!("--threshold {t} is not inside (0, 1)"),
-        None => stored.threshold.unwrap_or(0.5),
-    };
-    args.stored = stored;
+    settle_options(&mut args, runtime, &opts)?;
     let (listed, files) = gather(&args)?;
     if listed == 0 {
         bail!("no movie files given");
@@ -274,26 +262,62 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         listed,
         ..Summary::default()
     };
-    let key = match &args.out {
-        Some(out) => {
-            std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-            summary.out = out.clone();
-            summary.model_sha256 = crate::manifest::sha256_file(&model_file)?;
-            Some(RunKey {
-                model_sha256: summary.model_sha256.clone(),
-                options: serde_json::json!({
-                    "format": args.format.extension(),
-                    "threshold": args.effective_threshold,
-                    "fps": args.fps,
-                    "write_pkl": args.write_pkl,
-                    "plot": args.plot,
-                    "global": global_params(&args),
-                }),
-            })
-        }
-        None => None,
+    let key = prepare_out(&args, &model_file, &mut summary)?;
+    let plot_dir = plot_dir(&args, ws)?;
+    let dest = Dest {
+        key: key.as_ref(),
+        model_file: &model_file,
+        plot_dir: plot_dir.as_deref(),
     };
-    let plot_dir = match (&args.out, args.plot) {
+    let failures = segment_files(&files, &args, runtime, &opts, &dest, &mut summary);
+    report(&args, &summary, files.len(), plot_dir.as_deref())?;
+    outcome(&failures, &summary, files.len())
+}
+
+/// Checks the output options and fixes the threshold: `--threshold`, else
+/// the model's validated one, else 0.5.
+fn settle_options(args: &mut Args, runtime: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<()> {
+    if args.write_pkl && args.out.is_none() {
+        bail!("--write-pkl needs --out DIR");
+    }
+    if args.fps.is_nan() || args.fps <= 0.0 {
+        bail!("--fps must be positive");
+    }
+    let stored = stored_choices(runtime, opts)?;
+    args.effective_threshold = match args.threshold {
+        Some(t) if t > 0.0 && t < 1.0 => t,
+        Some(t) => bail!("--threshold {t} is not inside (0, 1)"),
+        None => stored.threshold.unwrap_or(0.5),
+    };
+    args.stored = stored;
+    Ok(())
+}
+
+/// Creates `--out` and returns the key that says which results in it are
+/// this run's (model and options), or None without `--out`.
+fn prepare_out(args: &Args, model_file: &Path, summary: &mut Summary) -> anyhow::Result<Option<RunKey>> {
+    let Some(out) = &args.out else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    summary.out = out.clone();
+    summary.model_sha256 = crate::manifest::sha256_file(model_file)?;
+    Ok(Some(RunKey {
+        model_sha256: summary.model_sha256.clone(),
+        options: serde_json::json!({
+            "format": args.format.extension(),
+            "threshold": args.effective_threshold,
+            "fps": args.fps,
+            "write_pkl": args.write_pkl,
+            "plot": args.plot,
+            "global": global_params(args),
+        }),
+    }))
+}
+
+/// Where `--plot` draws: `--out`, else the workspace's plots/.
+fn plot_dir(args: &Args, ws: &super::workspace::Workspace) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match (&args.out, args.plot) {
         (_, false) => None,
         (Some(out), true) => Some(out.clone()),
         (None, true) => {
@@ -301,14 +325,25 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
             std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
             Some(dir)
         }
-    };
+    })
+}
+
+/// Segments every file, recording each in `summary`. One bad movie does
+/// not stop the others: each failure is reported by name as it happens
+/// and returned.
+fn segment_files(
+    files: &[PathBuf],
+    args: &Args,
+    runtime: RuntimeKind,
+    opts: &RuntimeOptions,
+    dest: &Dest,
+    summary: &mut Summary,
+) -> Vec<anyhow::Error> {
     let mut backend = None;
     let pb = super::progress::bar(files.len(), "segment");
-    // One bad movie must not stop the others: each failure is reported by
-    // name now and summarised at the end.
     let mut failures: Vec<anyhow::Error> = Vec::new();
     let mut stems: HashMap<String, PathBuf> = HashMap::new();
-    for file in &files {
+    for file in files {
         let stem = output_stem(&file_stem(file));
         let r = (|| -> anyhow::Result<bool> {
             if let Some(first) = stems.insert(stem.clone(), file.clone()) {
@@ -321,7 +356,7 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
                 }
                 .into());
             }
-            if let (true, Some(out), Some(key)) = (args.skip_done, &args.out, &key) {
+            if let (true, Some(out), Some(key)) = (args.skip_done, &args.out, dest.key) {
                 match crate::manifest::status(out, &stem, key) {
                     Status::Done => return Ok(false),
                     Status::Redo(why) => pb.suspend(|| eprintln!("note: {}: redoing: {why}", file.display())),
@@ -331,15 +366,10 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
             // Opened at the first movie to do, so a rerun with nothing left
             // costs no model load.
             if backend.is_none() {
-                backend = Some(open(runtime, &opts)?);
+                backend = Some(open(runtime, opts)?);
             }
             let b = backend.as_mut().context("no backend")?;
-            let dest = Dest {
-                key: key.as_ref(),
-                model_file: &model_file,
-                plot_dir: plot_dir.as_deref(),
-            };
-            segment_one(file, &stem, &args, runtime, b.as_mut(), &pb, &dest)?;
+            segment_one(file, &stem, args, runtime, b.as_mut(), &pb, dest)?;
             Ok(true)
         })();
         match r {
@@ -363,25 +393,37 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         pb.inc(1);
     }
     pb.finish_and_clear();
+    failures
+}
+
+/// The closing line on stderr and, with `--json`, the summary on stdout.
+fn report(args: &Args, summary: &Summary, n_files: usize, plot_dir: Option<&Path>) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         let of = match &args.shard {
-            Some(s) => format!("{} movies in shard {s} ({listed} listed)", files.len()),
-            None => format!("{} movies", files.len()),
+            Some(s) => format!("{n_files} movies in shard {s} ({} listed)", summary.listed),
+            None => format!("{n_files} movies"),
         };
         eprintln!(
-            "segmented {}, skipped {} already done, {} failed, of {of} with {runtime} into {}",
+            "segmented {}, skipped {} already done, {} failed, of {of} with {} into {}",
             summary.done.len(),
             summary.skipped.len(),
             summary.failed.len(),
+            summary.runtime,
             out.display()
         );
     }
-    if let (Some(dir), None) = (&plot_dir, &args.out) {
+    if let (Some(dir), None) = (plot_dir, &args.out) {
         eprintln!("timelines in {}", dir.display());
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", serde_json::to_string_pretty(summary)?);
     }
+    Ok(())
+}
+
+/// Success, or an error naming the failed movies: exit code INVALID_INPUT
+/// ("done, with errors") when all were bad input, else a failure of the run.
+fn outcome(failures: &[anyhow::Error], summary: &Summary, n_files: usize) -> anyhow::Result<()> {
     if failures.is_empty() {
         return Ok(());
     }
@@ -391,13 +433,10 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         .map(|f| f.input.display().to_string())
         .collect();
     let msg = format!(
-        "{} of {} movies failed: {}",
+        "{} of {n_files} movies failed: {}",
         failures.len(),
-        files.len(),
         names.join(", ")
     );
-    // Bad input only: exit code INVALID_INPUT ("done, with errors");
-    // anything else is a failure of the run.
     if failures
         .iter()
         .all(|e| e.chain().any(|c| c.is::<crate::data::LoadError>()))
