@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::data::movie::{Movie, Schema};
-use crate::data::windows::{batch_rows, gather_windows, sequences};
+use crate::data::windows::{batch_rows, gather_windows, sequences, Sequence};
 use crate::grouping;
 use crate::model::checkpoint::StoredChoices;
 use crate::model::config::ModelConfig;
@@ -34,6 +34,48 @@ pub fn movie_probabilities(
     batch: usize,
 ) -> anyhow::Result<Vec<f64>> {
     let config = backend.config().clone();
+    let mut out = vec![f64::NAN; movie.n_shots() - 1];
+    for chunk in movie_windows(&config, movie, batch)? {
+        let views: Vec<ndarray::ArrayView4<f32>> = chunk.inputs.iter().map(|a| a.view()).collect();
+        let prob = backend.run(&views)?;
+        chunk.place(&prob, config.seq_len, backend.name(), &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Up to `batch` sequences of one movie and their model inputs.
+pub struct WindowChunk {
+    pub seqs: Vec<Sequence>,
+    /// One `[seqs.len(), seq_len, shot_num, D]` array per configured modality.
+    pub inputs: Vec<ndarray::Array4<f32>>,
+}
+
+impl WindowChunk {
+    /// Writes the runtime's `prob` (`[seqs.len() * seq_len]`) for this
+    /// chunk's real boundaries into the movie's `out`.
+    pub fn place(&self, prob: &[f32], seq_len: usize, runtime: &str, out: &mut [f64]) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            prob.len() == self.seqs.len() * seq_len,
+            "{runtime}: runtime returned {} values",
+            prob.len()
+        );
+        for (i, s) in self.seqs.iter().enumerate() {
+            for t in 0..s.valid {
+                out[s.start + t] = prob[i * seq_len + t] as f64;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A movie's model inputs in chunks of at most `batch` sequences, every
+/// boundary in exactly one, each assembled when it is reached (a movie's
+/// windows repeat each shot `shot_num` times: they are never all in memory).
+pub fn movie_windows<'a>(
+    config: &'a ModelConfig,
+    movie: &'a Movie,
+    batch: usize,
+) -> anyhow::Result<impl Iterator<Item = WindowChunk> + 'a> {
     let n = movie.n_shots();
     let seqs = sequences(0, n, config.seq_len);
     let feats: Vec<&crate::data::movie::Features> = config
@@ -54,28 +96,17 @@ pub fn movie_probabilities(
             config.feature_dims.get(m)
         );
     }
-    let mut out = vec![f64::NAN; n - 1];
-    for chunk in seqs.chunks(batch.max(1)) {
-        let rows = batch_rows(chunk, &[0], &[n], config.seq_len, config.shot_num);
-        let inputs: Vec<ndarray::Array4<f32>> = feats
-            .iter()
-            .map(|f| gather_windows(f.view(), &rows, config.seq_len, config.shot_num))
-            .collect();
-        let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
-        let prob = backend.run(&views)?;
-        anyhow::ensure!(
-            prob.len() == chunk.len() * config.seq_len,
-            "{}: runtime returned {} values",
-            backend.name(),
-            prob.len()
-        );
-        for (i, s) in chunk.iter().enumerate() {
-            for t in 0..s.valid {
-                out[s.start + t] = prob[i * config.seq_len + t] as f64;
-            }
+    let chunks: Vec<Vec<Sequence>> = seqs.chunks(batch.max(1)).map(<[Sequence]>::to_vec).collect();
+    Ok(chunks.into_iter().map(move |seqs| {
+        let rows = batch_rows(&seqs, &[0], &[n], config.seq_len, config.shot_num);
+        WindowChunk {
+            inputs: feats
+                .iter()
+                .map(|f| gather_windows(f.view(), &rows, config.seq_len, config.shot_num))
+                .collect(),
+            seqs,
         }
-    }
-    Ok(out)
+    }))
 }
 
 /// A scene: consecutive shots between two predicted boundaries.
