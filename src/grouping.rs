@@ -246,8 +246,10 @@ pub fn descriptors(movie: &Movie, weights: &PerModality<f64>) -> Descriptors {
             .map(|_| if rng.next_u64() >> 63 == 1 { 1.0 } else { -1.0 })
             .collect();
         let scale = w.sqrt() / (DESCRIPTOR_DIM as f64).sqrt();
-        for i in 0..n.min(f.nrows()) {
-            let row = crate::data::movie::feature_row(f, i);
+        // A view, as every lgss `Features` is in standard layout already.
+        let f = f.as_standard_layout();
+        let rows = f.as_slice().unwrap_or_default().chunks_exact(dim);
+        for (i, row) in rows.take(n).enumerate() {
             let norm = row
                 .iter()
                 .map(|&v| f64::from(v) * f64::from(v))

@@ -62,11 +62,10 @@ fn export_and_tract_reproduce_pytorch_without_libtorch() {
         .iter()
         .map(|m| {
             let t = &io.tensors[&format!("input.{}", m.key())];
-            let shape: [usize; 4] = t.shape.as_slice().try_into().unwrap();
-            ndarray::Array4::from_shape_vec(shape, t.to_f32()).unwrap()
+            t.to_f32().into_dimensionality::<ndarray::Ix4>().unwrap()
         })
         .collect();
-    let want = io.tensors["prob"].to_f32();
+    let want: Vec<f32> = io.tensors["prob"].to_f32().into_iter().collect();
     let opts = RuntimeOptions {
         onnx: Some(onnx.clone()),
         batch: 2,

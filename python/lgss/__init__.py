@@ -118,13 +118,15 @@ def _array(value: Any, dtype: Any, ndim: int, name: str) -> Optional[np.ndarray]
 
 
 def _arrays(movie: MovieLike) -> Dict[str, Any]:
-    """The arguments the Rust side takes, from a Movie or a dict of arrays
-    (our names or the challenge file's keys)."""
+    """The dict the Rust side takes (every key, absent fields None), from a
+    Movie or a dict of arrays (our names or the challenge file's keys)."""
     ends = _array(_get(movie, "shot_end_frame"), np.int64, 1, "shot_end_frame")
     if ends is None:
         raise InvalidMovie("shot_end_frame is missing")
     out: Dict[str, Any] = {m: _array(_get(movie, m), np.float32, 2, m) for m in MODALITIES}
     out["shot_end_frame"] = ends
+    out["boundary_ground_truth"] = _array(_get(movie, "boundary_ground_truth"), np.bool_, 1, "boundary_ground_truth")
+    out["boundary_prediction"] = _array(_get(movie, "boundary_prediction"), np.float64, 1, "boundary_prediction")
     imdb_id = _get(movie, "imdb_id")
     out["imdb_id"] = str(imdb_id) if imdb_id is not None else ""
     return out
@@ -138,33 +140,19 @@ def save_movie(movie: MovieLike, path: Union[str, os.PathLike], form: str = "tor
     (`pickle.load` needs torch to read them); `form="numpy"` writes numpy
     arrays, which `pickle.load` reads with numpy alone."""
     a = _arrays(movie)
-    fields = (
-        a["imdb_id"],
-        a["place"],
-        a["cast"],
-        a["action"],
-        a["audio"],
-        _array(_get(movie, "boundary_ground_truth"), np.bool_, 1, "boundary_ground_truth"),
-        _array(_get(movie, "boundary_prediction"), np.float64, 1, "boundary_prediction"),
-        a["shot_end_frame"],
-    )
     if form == "torch":
-        _lgss.save_movie(os.fspath(path), *fields)
+        _lgss.save_movie(os.fspath(path), a)
     elif form == "numpy":
-        _lgss.check_movie(*fields)
-        _write_numpy_pickle(fields, Path(path))
+        _lgss.check_movie(a)
+        _write_numpy_pickle(a, Path(path))
     else:
         raise ValueError(f"form must be 'torch' or 'numpy', not {form!r}")
 
 
-def _write_numpy_pickle(fields: tuple, path: Path) -> None:
-    imdb_id, place, cast, action, audio, gt, pred, end_frame = fields
-    d = {"imdb_id": imdb_id, "shot_end_frame": end_frame}
-    for key, value in [("place", place), ("cast", cast), ("action", action), ("audio", audio),
-                       ("scene_transition_boundary_ground_truth", gt),
-                       ("scene_transition_boundary_prediction", pred)]:
-        if value is not None:
-            d[key] = value
+def _write_numpy_pickle(arrays: Dict[str, Any], path: Path) -> None:
+    """`arrays` (as `_arrays` makes them) under the challenge file's keys."""
+    file_keys = {ours: theirs for theirs, ours in _FILE_KEYS.items()}
+    d = {file_keys.get(k, k): v for k, v in arrays.items() if v is not None}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -281,10 +269,7 @@ class Model:
     def probabilities(self, movie: MovieLike) -> np.ndarray:
         """The model's own boundary probabilities, float64 ``[n_shots - 1]``
         (``model_probabilities`` in ``lgss segment``'s JSON)."""
-        a = _arrays(movie)
-        return self._model.probabilities(
-            a["place"], a["cast"], a["action"], a["audio"], a["shot_end_frame"], a["imdb_id"], self.batch
-        )
+        return self._model.probabilities(_arrays(movie), self.batch)
 
     def segment(
         self,
@@ -301,14 +286,8 @@ class Model:
         threshold, scene-length prior, γ and λ) or ``"local"`` (the
         threshold rule); ``threshold``, ``fps`` (24), ``coherence`` and
         ``length_weight`` as the CLI's flags."""
-        a = _arrays(movie)
         text = self._model.segment_json(
-            a["place"],
-            a["cast"],
-            a["action"],
-            a["audio"],
-            a["shot_end_frame"],
-            a["imdb_id"],
+            _arrays(movie),
             os.fspath(file),
             rule,
             threshold,

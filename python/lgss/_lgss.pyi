@@ -2,7 +2,7 @@
 wrappers (`load_movie`, `Model`, `evaluate`) rather than these directly."""
 
 from os import PathLike
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -13,27 +13,22 @@ class InvalidMovie(ValueError):
     """A file or arrays that are not a valid MovieScenes movie."""
 
 def load_movie(path: Union[str, PathLike[str]]) -> Dict[str, Any]: ...
-def save_movie(
-    path: Union[str, PathLike[str]],
-    imdb_id: str,
-    place: Optional[npt.NDArray[np.float32]],
-    cast: Optional[npt.NDArray[np.float32]],
-    action: Optional[npt.NDArray[np.float32]],
-    audio: Optional[npt.NDArray[np.float32]],
-    ground_truth: Optional[npt.NDArray[np.bool_]],
-    prediction: Optional[npt.NDArray[np.float64]],
-    shot_end_frame: npt.NDArray[np.int64],
-) -> None: ...
-def check_movie(
-    imdb_id: str,
-    place: Optional[npt.NDArray[np.float32]],
-    cast: Optional[npt.NDArray[np.float32]],
-    action: Optional[npt.NDArray[np.float32]],
-    audio: Optional[npt.NDArray[np.float32]],
-    ground_truth: Optional[npt.NDArray[np.bool_]],
-    prediction: Optional[npt.NDArray[np.float64]],
-    shot_end_frame: npt.NDArray[np.int64],
-) -> None: ...
+
+class MovieArrays(TypedDict):
+    """A movie as `lgss._arrays` passes it: every key, absent fields None,
+    C-contiguous arrays of these dtypes."""
+
+    imdb_id: str
+    place: Optional[npt.NDArray[np.float32]]
+    cast: Optional[npt.NDArray[np.float32]]
+    action: Optional[npt.NDArray[np.float32]]
+    audio: Optional[npt.NDArray[np.float32]]
+    boundary_ground_truth: Optional[npt.NDArray[np.bool_]]
+    boundary_prediction: Optional[npt.NDArray[np.float64]]
+    shot_end_frame: npt.NDArray[np.int64]
+
+def save_movie(path: Union[str, PathLike[str]], movie: MovieArrays) -> None: ...
+def check_movie(movie: MovieArrays) -> None: ...
 def evaluate_json(
     imdb_ids: List[str],
     ground_truth: List[npt.NDArray[np.bool_]],
@@ -61,24 +56,10 @@ class Model:
     def decision_threshold(self) -> Optional[float]: ...
     @property
     def grouping_choice(self) -> Optional[Tuple[float, float]]: ...
-    def probabilities(
-        self,
-        place: Optional[npt.NDArray[np.float32]],
-        cast: Optional[npt.NDArray[np.float32]],
-        action: Optional[npt.NDArray[np.float32]],
-        audio: Optional[npt.NDArray[np.float32]],
-        shot_end_frame: npt.NDArray[np.int64],
-        imdb_id: str,
-        batch: int = 32,
-    ) -> npt.NDArray[np.float64]: ...
+    def probabilities(self, movie: MovieArrays, batch: int = 32) -> npt.NDArray[np.float64]: ...
     def segment_json(
         self,
-        place: Optional[npt.NDArray[np.float32]],
-        cast: Optional[npt.NDArray[np.float32]],
-        action: Optional[npt.NDArray[np.float32]],
-        audio: Optional[npt.NDArray[np.float32]],
-        shot_end_frame: npt.NDArray[np.int64],
-        imdb_id: str,
+        movie: MovieArrays,
         file: Union[str, PathLike[str]],
         rule: Optional[str] = None,
         threshold: Optional[float] = None,

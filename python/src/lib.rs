@@ -63,56 +63,45 @@ fn load_movie<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict
     movie_dict(py, movie)
 }
 
-/// A movie built from arrays (copied), validated as the reader validates a file.
-#[allow(clippy::too_many_arguments)]
-fn movie_from_arrays(
+/// A movie's arrays as the Python wrapper passes them: a dict holding every
+/// key (absent fields `None`), of the dtypes the reader makes.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+struct MovieArrays<'py> {
     imdb_id: String,
-    features: [Option<PyReadonlyArray2<'_, f32>>; 4],
-    ground_truth: Option<PyReadonlyArray1<'_, bool>>,
-    prediction: Option<PyReadonlyArray1<'_, f64>>,
-    shot_end_frame: PyReadonlyArray1<'_, i64>,
-    schema: &Schema,
-) -> PyResult<Movie> {
-    // Copied (Python keeps its arrays), in standard layout whatever the
-    // caller's strides.
-    let features: [Option<Features>; 4] =
-        features.map(|f| f.map(|a| a.as_array().as_standard_layout().into_owned()));
-    let movie = Movie {
-        imdb_id,
-        features,
-        ground_truth: ground_truth.map(|g| g.as_array().to_vec()),
-        shot_end_frame: shot_end_frame.as_array().to_vec(),
-        prediction: prediction.map(|p| p.as_array().to_vec()),
-    };
-    movie.validate(schema).map_err(InvalidMovie::new_err)?;
-    Ok(movie)
+    place: Option<PyReadonlyArray2<'py, f32>>,
+    cast: Option<PyReadonlyArray2<'py, f32>>,
+    action: Option<PyReadonlyArray2<'py, f32>>,
+    audio: Option<PyReadonlyArray2<'py, f32>>,
+    boundary_ground_truth: Option<PyReadonlyArray1<'py, bool>>,
+    boundary_prediction: Option<PyReadonlyArray1<'py, f64>>,
+    shot_end_frame: PyReadonlyArray1<'py, i64>,
+}
+
+impl MovieArrays<'_> {
+    /// The movie (copied: Python keeps its arrays), validated as the reader
+    /// validates a file.
+    fn into_movie(self, schema: &Schema) -> PyResult<Movie> {
+        // Standard layout whatever the caller's strides.
+        let features: [Option<Features>; 4] = [self.place, self.cast, self.action, self.audio]
+            .map(|f| f.map(|a| a.as_array().as_standard_layout().into_owned()));
+        let movie = Movie {
+            imdb_id: self.imdb_id,
+            features,
+            ground_truth: self.boundary_ground_truth.map(|g| g.as_array().to_vec()),
+            shot_end_frame: self.shot_end_frame.as_array().to_vec(),
+            prediction: self.boundary_prediction.map(|p| p.as_array().to_vec()),
+        };
+        movie.validate(schema).map_err(InvalidMovie::new_err)?;
+        Ok(movie)
+    }
 }
 
 /// Writes a movie in the torch form `lgss` writes (atomically: a temp file,
 /// then a rename).
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (path, imdb_id, place, cast, action, audio, ground_truth, prediction, shot_end_frame))]
-fn save_movie(
-    py: Python<'_>,
-    path: PathBuf,
-    imdb_id: String,
-    place: Option<PyReadonlyArray2<'_, f32>>,
-    cast: Option<PyReadonlyArray2<'_, f32>>,
-    action: Option<PyReadonlyArray2<'_, f32>>,
-    audio: Option<PyReadonlyArray2<'_, f32>>,
-    ground_truth: Option<PyReadonlyArray1<'_, bool>>,
-    prediction: Option<PyReadonlyArray1<'_, f64>>,
-    shot_end_frame: PyReadonlyArray1<'_, i64>,
-) -> PyResult<()> {
-    let movie = movie_from_arrays(
-        imdb_id,
-        [place, cast, action, audio],
-        ground_truth,
-        prediction,
-        shot_end_frame,
-        &Schema::any(),
-    )?;
+fn save_movie(py: Python<'_>, path: PathBuf, movie: MovieArrays<'_>) -> PyResult<()> {
+    let movie = movie.into_movie(&Schema::any())?;
     py.detach(|| lgss::data::pickle_write::write_movie(&path, &movie))
         .map_err(runtime_error)
 }
@@ -120,27 +109,8 @@ fn save_movie(
 /// Validates arrays as `save_movie` would before writing them (raising
 /// InvalidMovie); the numpy form is then written by Python's own pickle.
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-#[pyo3(signature = (imdb_id, place, cast, action, audio, ground_truth, prediction, shot_end_frame))]
-fn check_movie(
-    imdb_id: String,
-    place: Option<PyReadonlyArray2<'_, f32>>,
-    cast: Option<PyReadonlyArray2<'_, f32>>,
-    action: Option<PyReadonlyArray2<'_, f32>>,
-    audio: Option<PyReadonlyArray2<'_, f32>>,
-    ground_truth: Option<PyReadonlyArray1<'_, bool>>,
-    prediction: Option<PyReadonlyArray1<'_, f64>>,
-    shot_end_frame: PyReadonlyArray1<'_, i64>,
-) -> PyResult<()> {
-    movie_from_arrays(
-        imdb_id,
-        [place, cast, action, audio],
-        ground_truth,
-        prediction,
-        shot_end_frame,
-        &Schema::any(),
-    )
-    .map(drop)
+fn check_movie(movie: MovieArrays<'_>) -> PyResult<()> {
+    movie.into_movie(&Schema::any()).map(drop)
 }
 
 /// The challenge's scores of per-movie predictions, keyed as
@@ -201,26 +171,15 @@ fn ort_lib_for(kind: RuntimeKind, found: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 impl Model {
-    fn movie(
-        &self,
-        features: [Option<PyReadonlyArray2<'_, f32>>; 4],
-        shot_end_frame: PyReadonlyArray1<'_, i64>,
-        imdb_id: String,
-    ) -> PyResult<Movie> {
+    /// The arrays as a movie this model can segment.
+    fn movie(&self, arrays: MovieArrays<'_>) -> PyResult<Movie> {
         let config = self
             .backend
             .lock()
             .map_err(|_| PyRuntimeError::new_err("the model failed in another thread"))?
             .config()
             .clone();
-        movie_from_arrays(
-            imdb_id,
-            features,
-            None,
-            None,
-            shot_end_frame,
-            &schema_for(&config),
-        )
+        arrays.into_movie(&schema_for(&config))
     }
 
     fn probabilities_of(&self, movie: &Movie, batch: usize) -> anyhow::Result<Vec<f64>> {
@@ -309,20 +268,14 @@ impl Model {
     }
 
     /// The model's own boundary probabilities, float64 `[n - 1]`.
-    #[pyo3(signature = (place, cast, action, audio, shot_end_frame, imdb_id, batch = 32))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (movie, batch = 32))]
     fn probabilities<'py>(
         &self,
         py: Python<'py>,
-        place: Option<PyReadonlyArray2<'py, f32>>,
-        cast: Option<PyReadonlyArray2<'py, f32>>,
-        action: Option<PyReadonlyArray2<'py, f32>>,
-        audio: Option<PyReadonlyArray2<'py, f32>>,
-        shot_end_frame: PyReadonlyArray1<'py, i64>,
-        imdb_id: String,
+        movie: MovieArrays<'py>,
         batch: usize,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let movie = self.movie([place, cast, action, audio], shot_end_frame, imdb_id)?;
+        let movie = self.movie(movie)?;
         let prob = py
             .detach(|| self.probabilities_of(&movie, batch))
             .map_err(runtime_error)?;
@@ -330,17 +283,12 @@ impl Model {
     }
 
     /// The JSON `lgss segment` writes for this movie (its `file` is `file`).
-    #[pyo3(signature = (place, cast, action, audio, shot_end_frame, imdb_id, file, rule = None, threshold = None, fps = None, coherence = None, length_weight = None, batch = 32))]
+    #[pyo3(signature = (movie, file, rule = None, threshold = None, fps = None, coherence = None, length_weight = None, batch = 32))]
     #[allow(clippy::too_many_arguments)]
     fn segment_json(
         &self,
         py: Python<'_>,
-        place: Option<PyReadonlyArray2<'_, f32>>,
-        cast: Option<PyReadonlyArray2<'_, f32>>,
-        action: Option<PyReadonlyArray2<'_, f32>>,
-        audio: Option<PyReadonlyArray2<'_, f32>>,
-        shot_end_frame: PyReadonlyArray1<'_, i64>,
-        imdb_id: String,
+        movie: MovieArrays<'_>,
         file: PathBuf,
         rule: Option<&str>,
         threshold: Option<f64>,
@@ -376,7 +324,7 @@ impl Model {
         if !(fps > 0.0 && fps.is_finite()) {
             return Err(PyValueError::new_err(format!("fps {fps} is not positive")));
         }
-        let movie = self.movie([place, cast, action, audio], shot_end_frame, imdb_id)?;
+        let movie = self.movie(movie)?;
         let overrides = GroupingOverrides {
             coherence,
             length_weight,

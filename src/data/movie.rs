@@ -70,13 +70,6 @@ pub const KEY_IMDB_ID: &str = "imdb_id";
 /// numpy read without a copy.
 pub type Features = ndarray::Array2<f32>;
 
-/// Row `i` of `features` as a slice.
-pub fn feature_row(features: &Features, i: usize) -> &[f32] {
-    let dim = features.ncols();
-    // Standard layout (see [`Features`]): row i is one run of `dim` values.
-    &features.as_slice().expect("features are kept in standard layout")[i * dim..(i + 1) * dim]
-}
-
 /// A movie: shot features, scene boundaries and shot end frames.
 ///
 /// Boundary `i` lies between shots `i` and `i + 1`, so a movie of `n` shots
@@ -219,43 +212,48 @@ impl Movie {
         let mut features: [Option<Features>; 4] = Default::default();
         for m in Modality::ALL {
             if let Some(t) = tensor(m.key())? {
-                if t.shape.len() != 2 {
-                    return Err(format!("{m} has shape {:?}, expected [n_shots, dim]", t.shape));
+                if t.shape().len() != 2 {
+                    return Err(format!("{m} has shape {:?}, expected [n_shots, dim]", t.shape()));
                 }
-                let (rows, dim) = (t.shape[0], t.shape[1]);
                 let t = Rc::try_unwrap(t).unwrap_or_else(|rc| (*rc).clone());
                 let float = matches!(t.dtype(), super::tensor::DType::F32 | super::tensor::DType::F64);
                 if !float {
                     return Err(format!("{m} has dtype {}, expected float", t.dtype()));
                 }
-                // The decoded buffer becomes the array: no copy.
+                // The decoded array becomes the features: no copy.
                 features[m.index()] = Some(
-                    Features::from_shape_vec((rows, dim), t.into_f32()).map_err(|e| format!("{m}: {e}"))?,
+                    t.into_f32()
+                        .into_dimensionality::<ndarray::Ix2>()
+                        .map_err(|e| format!("{m}: {e}"))?,
                 );
             }
         }
         let one_dim = |key: &str, t: &Tensor| -> Result<(), String> {
-            if t.shape.len() != 1 {
-                return Err(format!("'{key}' has shape {:?}, expected one dimension", t.shape));
+            if t.shape().len() != 1 {
+                return Err(format!(
+                    "'{key}' has shape {:?}, expected one dimension",
+                    t.shape()
+                ));
             }
             Ok(())
         };
         let ground_truth = match tensor(KEY_GROUND_TRUTH)? {
             Some(t) => {
                 one_dim(KEY_GROUND_TRUTH, &t)?;
-                Some(t.to_bool().ok_or_else(|| {
+                let flags = t.to_bool().ok_or_else(|| {
                     format!(
                         "'{KEY_GROUND_TRUTH}' has dtype {}, expected bool or 0/1",
                         t.dtype()
                     )
-                })?)
+                })?;
+                Some(flags.into_iter().collect())
             }
             None => None,
         };
         let prediction = match tensor(KEY_PREDICTION)? {
             Some(t) => {
                 one_dim(KEY_PREDICTION, &t)?;
-                Some(t.to_f64())
+                Some(t.to_f64().into_iter().collect())
             }
             None => None,
         };
@@ -264,6 +262,8 @@ impl Movie {
                 one_dim(KEY_END_FRAME, &t)?;
                 t.to_i64()
                     .ok_or_else(|| format!("'{KEY_END_FRAME}' has dtype {}, expected integers", t.dtype()))?
+                    .into_iter()
+                    .collect()
             }
             None => return Err(format!("required key '{KEY_END_FRAME}' missing")),
         };

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::movie::{Movie, KEY_END_FRAME, KEY_GROUND_TRUTH, KEY_IMDB_ID, KEY_PREDICTION};
 use super::pickle::{c_strides, LEGACY_MAGIC};
-use super::tensor::{Tensor, TensorData};
+use super::tensor::Tensor;
 use crate::fsutil::write_atomic;
 
 /// A pickle opcode stream under construction.
@@ -93,12 +93,12 @@ impl Writer {
         self.global("torch._utils", "_rebuild_tensor_v2");
         self.op(b'(');
         self.global("torch.storage", "_load_from_bytes");
-        self.bytes(&legacy_storage_stream(&t.data));
+        self.bytes(&legacy_storage_stream(t));
         self.op(0x85); // TUPLE1
         self.op(b'R');
         self.int(0);
-        self.int_tuple(&t.shape);
-        self.int_tuple(&c_strides(&t.shape));
+        self.int_tuple(t.shape());
+        self.int_tuple(&c_strides(t.shape()));
         self.op(0x89); // requires_grad = False
         self.global("collections", "OrderedDict");
         self.op(b')');
@@ -114,8 +114,8 @@ impl Writer {
 }
 
 /// A legacy `torch.save` stream of one storage, as `_load_from_bytes` reads.
-fn legacy_storage_stream(data: &TensorData) -> Vec<u8> {
-    let numel = data.len();
+fn legacy_storage_stream(data: &Tensor) -> Vec<u8> {
+    let numel = data.numel();
     let key = "0";
     let mut out = Vec::with_capacity(numel * data.dtype().size() + 256);
     // Magic number.
@@ -180,24 +180,20 @@ pub fn movie_to_pickle(movie: &Movie) -> Vec<u8> {
     for m in super::movie::Modality::ALL {
         if let Some(f) = movie.features(m) {
             w.str(m.key());
-            w.tensor(&Tensor::new(
-                vec![f.nrows(), f.ncols()],
-                TensorData::F32(f.iter().copied().collect()),
-            ));
+            w.tensor(&Tensor::F32(f.clone().into_dyn()));
         }
     }
     if let Some(gt) = &movie.ground_truth {
         w.str(KEY_GROUND_TRUTH);
-        w.tensor(&Tensor::new(vec![gt.len()], TensorData::Bool(gt.clone())));
+        w.tensor(&Tensor::from_vec(gt.clone()));
     }
     w.str(KEY_END_FRAME);
-    let frames = movie.shot_end_frame.clone();
-    w.tensor(&Tensor::new(vec![frames.len()], TensorData::I64(frames)));
+    w.tensor(&Tensor::from_vec(movie.shot_end_frame.clone()));
     if let Some(p) = &movie.prediction {
         // The challenge files store predictions as float32.
         w.str(KEY_PREDICTION);
         let p: Vec<f32> = p.iter().map(|&x| x as f32).collect();
-        w.tensor(&Tensor::new(vec![p.len()], TensorData::F32(p)));
+        w.tensor(&Tensor::from_vec(p));
     }
     w.str(KEY_IMDB_ID);
     w.str(&movie.imdb_id);

@@ -1,6 +1,10 @@
-//! Dense, contiguous, row-major arrays as read from (or written to) pickles.
+//! The n-dimensional arrays a pickle holds (or is written from): one
+//! `ndarray::ArrayD` of the element type the file stores, kept as stored so
+//! that each consumer decides which conversions are lossless for it.
 
 use std::fmt;
+
+use ndarray::{ArrayD, IxDyn};
 
 /// Element types a MovieScenes file may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,136 +77,147 @@ impl fmt::Display for DType {
     }
 }
 
-/// Typed element storage of a [`Tensor`].
+/// An n-dimensional array of one of the element types of [`DType`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum TensorData {
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    Bool(Vec<bool>),
-    I64(Vec<i64>),
-    I32(Vec<i32>),
-    U8(Vec<u8>),
+pub enum Tensor {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    Bool(ArrayD<bool>),
+    I64(ArrayD<i64>),
+    I32(ArrayD<i32>),
+    U8(ArrayD<u8>),
 }
 
-impl TensorData {
-    pub fn dtype(&self) -> DType {
-        match self {
-            TensorData::F32(_) => DType::F32,
-            TensorData::F64(_) => DType::F64,
-            TensorData::Bool(_) => DType::Bool,
-            TensorData::I64(_) => DType::I64,
-            TensorData::I32(_) => DType::I32,
-            TensorData::U8(_) => DType::U8,
+/// Applies `$body` to the array inside any variant, bound to `$a`.
+macro_rules! each {
+    ($t:expr, $a:ident => $body:expr) => {
+        match $t {
+            Tensor::F32($a) => $body,
+            Tensor::F64($a) => $body,
+            Tensor::Bool($a) => $body,
+            Tensor::I64($a) => $body,
+            Tensor::I32($a) => $body,
+            Tensor::U8($a) => $body,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            TensorData::F32(v) => v.len(),
-            TensorData::F64(v) => v.len(),
-            TensorData::Bool(v) => v.len(),
-            TensorData::I64(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::U8(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Appends the elements as little-endian bytes.
-    pub fn write_le(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len() * self.dtype().size());
-        match self {
-            TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Bool(v) => out.extend(v.iter().map(|&b| b as u8)),
-            TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::U8(v) => out.extend_from_slice(v),
-        }
-    }
+    };
 }
 
-/// A contiguous row-major tensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tensor {
-    pub shape: Vec<usize>,
-    pub data: TensorData,
+/// An element type a [`Tensor`] can hold.
+pub trait Element: Sized {
+    fn wrap(array: ArrayD<Self>) -> Tensor;
 }
+
+macro_rules! element {
+    ($($t:ty => $v:ident),*) => {$(
+        impl Element for $t {
+            fn wrap(array: ArrayD<$t>) -> Tensor {
+                Tensor::$v(array)
+            }
+        }
+    )*};
+}
+element!(f32 => F32, f64 => F64, bool => Bool, i64 => I64, i32 => I32, u8 => U8);
 
 impl Tensor {
-    pub fn new(shape: Vec<usize>, data: TensorData) -> Tensor {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data }
+    /// A row-major tensor of `shape` over `values`; an error when the
+    /// element count does not fit the shape.
+    pub fn from_shape_vec<T: Element>(shape: &[usize], values: Vec<T>) -> Result<Tensor, String> {
+        ArrayD::from_shape_vec(IxDyn(shape), values)
+            .map(T::wrap)
+            .map_err(|e| format!("shape {shape:?}: {e}"))
+    }
+
+    /// A one-dimensional tensor.
+    pub fn from_vec<T: Element>(values: Vec<T>) -> Tensor {
+        T::wrap(ndarray::Array1::from(values).into_dyn())
     }
 
     pub fn dtype(&self) -> DType {
-        self.data.dtype()
+        match self {
+            Tensor::F32(_) => DType::F32,
+            Tensor::F64(_) => DType::F64,
+            Tensor::Bool(_) => DType::Bool,
+            Tensor::I64(_) => DType::I64,
+            Tensor::I32(_) => DType::I32,
+            Tensor::U8(_) => DType::U8,
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        each!(self, a => a.shape())
     }
 
     pub fn numel(&self) -> usize {
-        self.data.len()
+        each!(self, a => a.len())
+    }
+
+    /// Appends the elements, in row-major order, as little-endian bytes.
+    pub fn write_le(&self, out: &mut Vec<u8>) {
+        out.reserve(self.numel() * self.dtype().size());
+        match self {
+            Tensor::F32(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::F64(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::Bool(a) => out.extend(a.iter().map(|&b| b as u8)),
+            Tensor::I64(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::I32(a) => a.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Tensor::U8(a) => out.extend(a.iter().copied()),
+        }
     }
 
     /// Values as f32, converting any numeric type (f64 is rounded).
-    pub fn to_f32(&self) -> Vec<f32> {
-        match &self.data {
-            TensorData::F32(v) => v.clone(),
-            TensorData::F64(v) => v.iter().map(|&x| x as f32).collect(),
-            TensorData::Bool(v) => v.iter().map(|&x| x as u8 as f32).collect(),
-            TensorData::I64(v) => v.iter().map(|&x| x as f32).collect(),
-            TensorData::I32(v) => v.iter().map(|&x| x as f32).collect(),
-            TensorData::U8(v) => v.iter().map(|&x| x as f32).collect(),
+    pub fn to_f32(&self) -> ArrayD<f32> {
+        match self {
+            Tensor::F32(a) => a.clone(),
+            Tensor::F64(a) => a.mapv(|x| x as f32),
+            Tensor::Bool(a) => a.mapv(|x| x as u8 as f32),
+            Tensor::I64(a) => a.mapv(|x| x as f32),
+            Tensor::I32(a) => a.mapv(|x| x as f32),
+            Tensor::U8(a) => a.mapv(|x| x as f32),
         }
     }
 
     /// Moves the values out as f32 without copying when they already are.
-    pub fn into_f32(self) -> Vec<f32> {
-        match self.data {
-            TensorData::F32(v) => v,
-            _ => self.to_f32(),
+    pub fn into_f32(self) -> ArrayD<f32> {
+        match self {
+            Tensor::F32(a) => a,
+            other => other.to_f32(),
         }
     }
 
     /// Values as f64, exactly (every supported type converts losslessly).
-    pub fn to_f64(&self) -> Vec<f64> {
-        match &self.data {
-            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::F64(v) => v.clone(),
-            TensorData::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
-            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),
+    pub fn to_f64(&self) -> ArrayD<f64> {
+        match self {
+            Tensor::F32(a) => a.mapv(|x| x as f64),
+            Tensor::F64(a) => a.clone(),
+            Tensor::Bool(a) => a.mapv(|x| x as u8 as f64),
+            Tensor::I64(a) => a.mapv(|x| x as f64),
+            Tensor::I32(a) => a.mapv(|x| x as f64),
+            Tensor::U8(a) => a.mapv(|x| x as f64),
         }
     }
 
     /// Integer values, or `None` for floating-point tensors.
-    pub fn to_i64(&self) -> Option<Vec<i64>> {
-        Some(match &self.data {
-            TensorData::I64(v) => v.clone(),
-            TensorData::I32(v) => v.iter().map(|&x| x as i64).collect(),
-            TensorData::U8(v) => v.iter().map(|&x| x as i64).collect(),
-            TensorData::Bool(v) => v.iter().map(|&x| x as i64).collect(),
-            TensorData::F32(_) | TensorData::F64(_) => return None,
+    pub fn to_i64(&self) -> Option<ArrayD<i64>> {
+        Some(match self {
+            Tensor::I64(a) => a.clone(),
+            Tensor::I32(a) => a.mapv(|x| x as i64),
+            Tensor::U8(a) => a.mapv(|x| x as i64),
+            Tensor::Bool(a) => a.mapv(|x| x as i64),
+            Tensor::F32(_) | Tensor::F64(_) => return None,
         })
     }
 
     /// Boolean values; integers must be 0 or 1, floats are refused.
-    pub fn to_bool(&self) -> Option<Vec<bool>> {
-        match &self.data {
-            TensorData::Bool(v) => Some(v.clone()),
-            TensorData::F32(_) | TensorData::F64(_) => None,
+    pub fn to_bool(&self) -> Option<ArrayD<bool>> {
+        match self {
+            Tensor::Bool(a) => Some(a.clone()),
+            Tensor::F32(_) | Tensor::F64(_) => None,
             _ => {
                 let ints = self.to_i64()?;
-                ints.iter()
-                    .map(|&x| match x {
-                        0 => Some(false),
-                        1 => Some(true),
-                        _ => None,
-                    })
-                    .collect()
+                if ints.iter().any(|&x| x != 0 && x != 1) {
+                    return None;
+                }
+                Some(ints.mapv(|x| x == 1))
             }
         }
     }

@@ -11,7 +11,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::config::Config;
 use crate::data::pickle::decode_le;
-use crate::data::tensor::{Tensor, TensorData};
+use crate::data::tensor::Tensor;
 use crate::fsutil::write_atomic;
 
 /// Prefixes of optimizer tensors; model weights have none.
@@ -155,17 +155,17 @@ impl Checkpoint {
     pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
         let mut owned: Vec<(&str, Dtype, Vec<u8>, Vec<usize>)> = Vec::with_capacity(self.tensors.len());
         for (name, t) in &self.tensors {
-            let dtype = match &t.data {
-                TensorData::F32(_) => Dtype::F32,
-                TensorData::I64(_) => Dtype::I64,
+            let dtype = match t {
+                Tensor::F32(_) => Dtype::F32,
+                Tensor::I64(_) => Dtype::I64,
                 other => bail!(
                     "checkpoint tensor {name} is {}; F32 and I64 are supported",
                     other.dtype()
                 ),
             };
             let mut bytes = Vec::new();
-            t.data.write_le(&mut bytes);
-            owned.push((name, dtype, bytes, t.shape.clone()));
+            t.write_le(&mut bytes);
+            owned.push((name, dtype, bytes, t.shape().to_vec()));
         }
         let mut views = Vec::with_capacity(owned.len());
         for (name, dtype, bytes, shape) in &owned {
@@ -228,15 +228,17 @@ impl Checkpoint {
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let data = view.data();
-            let values = match view.dtype() {
-                Dtype::F32 => TensorData::F32(decode_le::<f32, 4>(data, f32::from_le_bytes)),
-                Dtype::I64 => TensorData::I64(decode_le::<i64, 8>(data, i64::from_le_bytes)),
+            let tensor = match view.dtype() {
+                Dtype::F32 => {
+                    Tensor::from_shape_vec(view.shape(), decode_le::<f32, 4>(data, f32::from_le_bytes))
+                }
+                Dtype::I64 => {
+                    Tensor::from_shape_vec(view.shape(), decode_le::<i64, 8>(data, i64::from_le_bytes))
+                }
                 other => bail!("tensor {name} is {other:?}; F32 and I64 are supported"),
-            };
-            if view.shape().iter().product::<usize>() != values.len() {
-                bail!("tensor {name}: shape {:?} does not fit its data", view.shape());
             }
-            tensors.insert(name, Tensor::new(view.shape().to_vec(), values));
+            .map_err(|e| anyhow!("tensor {name}: {e}"))?;
+            tensors.insert(name, tensor);
         }
         Ok(Checkpoint { tensors, metadata })
     }
@@ -249,27 +251,37 @@ mod libtorch {
 
     use anyhow::{anyhow, bail};
 
-    use super::{Checkpoint, Tensor, TensorData};
+    use ndarray::ArrayD;
+
+    use super::{Checkpoint, Tensor};
     use crate::model::Lgss;
 
     /// A host tensor as a libtorch CPU tensor.
     pub fn to_tch(t: &Tensor) -> tch::Tensor {
-        let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-        let flat = match &t.data {
-            TensorData::F32(v) => tch::Tensor::from_slice(v),
-            TensorData::F64(v) => tch::Tensor::from_slice(v),
-            TensorData::I64(v) => tch::Tensor::from_slice(v),
-            TensorData::I32(v) => tch::Tensor::from_slice(v),
-            TensorData::U8(v) => tch::Tensor::from_slice(v),
-            TensorData::Bool(v) => tch::Tensor::from_slice(v),
+        let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+        let flat = match t {
+            Tensor::F32(a) => row_major(a),
+            Tensor::F64(a) => row_major(a),
+            Tensor::I64(a) => row_major(a),
+            Tensor::I32(a) => row_major(a),
+            Tensor::U8(a) => row_major(a),
+            Tensor::Bool(a) => row_major(a),
         };
         flat.view(shape.as_slice())
+    }
+
+    /// The elements in row-major order as a flat libtorch tensor (one copy).
+    fn row_major<T: tch::kind::Element + Clone>(a: &ArrayD<T>) -> tch::Tensor {
+        match a.as_slice() {
+            Some(values) => tch::Tensor::from_slice(values),
+            None => tch::Tensor::from_slice(&a.iter().cloned().collect::<Vec<T>>()),
+        }
     }
 
     /// A libtorch tensor (any device) as a host f32 tensor.
     pub fn from_tch(t: &tch::Tensor) -> anyhow::Result<Tensor> {
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        Ok(Tensor::new(shape, TensorData::F32(crate::model::f32_values(t)?)))
+        Tensor::from_shape_vec(&shape, crate::model::f32_values(t)?).map_err(|e| anyhow!(e))
     }
 
     impl Checkpoint {
@@ -313,10 +325,10 @@ mod libtorch {
                     .ok_or_else(|| anyhow!("weight {name} missing"))?;
                 let mut dst = vars[name].shallow_clone();
                 let want: Vec<usize> = dst.size().iter().map(|&d| d as usize).collect();
-                if src.shape != want {
+                if src.shape() != want.as_slice() {
                     bail!(
                         "weight {name} has shape {:?}, the model expects {want:?}",
-                        src.shape
+                        src.shape()
                     );
                 }
                 dst.copy_(&to_tch(src));

@@ -203,13 +203,13 @@ pub fn build(
         let t = weights
             .get(name)
             .ok_or_else(|| anyhow!("weight {name} missing"))?;
-        if !t.shape.iter().map(|&d| d as i64).eq(shape.iter().copied()) {
+        if !t.shape().iter().map(|&d| d as i64).eq(shape.iter().copied()) {
             anyhow::bail!(
                 "weight {name} has shape {:?}, the config implies {shape:?}",
-                t.shape
+                t.shape()
             );
         }
-        Ok(t.to_f32())
+        Ok(t.to_f32().into_iter().collect())
     };
     let (k, s) = (config.shot_num as i64, config.seq_len as i64);
     let c = config.sim_channel as i64;

@@ -52,7 +52,7 @@ fn assert_runtimes_reproduce(ck: &Path, onnx: &Path, io: &Checkpoint) {
     let config = Checkpoint::load(ck).unwrap().config().unwrap().model;
     let inputs = window_inputs(io);
     let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
-    let want: Vec<f32> = io.tensors["prob"].to_f32();
+    let want: Vec<f32> = io.tensors["prob"].to_f32().into_iter().collect();
     let mut backends: Vec<(String, Box<dyn Backend>)> = Vec::new();
     for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
         let opts = RuntimeOptions {
@@ -79,8 +79,7 @@ fn window_inputs(io: &Checkpoint) -> Vec<ndarray::Array4<f32>> {
         .iter()
         .map(|m| {
             let t = &io.tensors[&format!("input.{}", m.key())];
-            let shape: [usize; 4] = t.shape.as_slice().try_into().unwrap();
-            ndarray::Array4::from_shape_vec(shape, t.to_f32()).unwrap()
+            t.to_f32().into_dimensionality::<ndarray::Ix4>().unwrap()
         })
         .collect()
 }
@@ -114,7 +113,12 @@ fn rms_feature_norm_reproduces_pytorch_in_every_runtime() {
     let mut plain = lgss::runtime::tract::TractBackend::open(&raw, 2, None).unwrap();
     let inputs = window_inputs(&io);
     let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
-    assert!(max_abs_diff(&plain.run(&views).unwrap(), &io.tensors["prob"].to_f32()) > 1e-3);
+    assert!(
+        max_abs_diff(
+            &plain.run(&views).unwrap(),
+            io.tensors["prob"].to_f32().as_slice().unwrap()
+        ) > 1e-3
+    );
 }
 
 #[test]
@@ -308,8 +312,14 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
     let (ck, onnx) = fixture_model_files(&dir);
     let ckpt = Checkpoint::load(&ck).unwrap();
     let (c, k, d, n) = (16usize, 4usize, 64usize, 37usize);
-    let w = ckpt.tensors["bnet_place.bnet.conv1.weight"].to_f32();
-    let b = ckpt.tensors["bnet_place.bnet.conv1.bias"].to_f32();
+    let w: Vec<f32> = ckpt.tensors["bnet_place.bnet.conv1.weight"]
+        .to_f32()
+        .into_iter()
+        .collect();
+    let b: Vec<f32> = ckpt.tensors["bnet_place.bnet.conv1.bias"]
+        .to_f32()
+        .into_iter()
+        .collect();
     let x: Vec<f32> = (0..n * k * d)
         .map(|i| ((i * 2654435761usize) % 1000) as f32 / 250.0 - 2.0)
         .collect();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use lgss::data::tensor::TensorData;
+use lgss::data::tensor::Tensor;
 use lgss::model::checkpoint::Checkpoint;
 
 use crate::common::{lgss, run_python, tempdir};
@@ -143,7 +143,7 @@ fn shards_in_separate_processes_cover_a_folder_exactly_once() {
 fn other_model(dir: &Path, ck: &Path) -> PathBuf {
     let mut ckpt = Checkpoint::load(ck).unwrap();
     let bias = ckpt.tensors.get_mut("bnet_place.fc2.bias").unwrap();
-    let TensorData::F32(v) = &mut bias.data else {
+    let Tensor::F32(v) = bias else {
         panic!("fc2.bias is not f32")
     };
     v[1] += 0.25;

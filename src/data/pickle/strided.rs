@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::{Budget, PickleError, Result};
-use crate::data::tensor::{DType, Tensor, TensorData};
+use crate::data::tensor::{DType, Tensor};
 
 /// The number of elements of `shape`, or an error if it overflows.
 pub(super) fn numel_of(shape: &[usize]) -> Result<usize> {
@@ -31,8 +31,7 @@ pub(super) fn gather(
     budget.work(shape.len() as u64)?;
     if numel == 0 {
         // Python accepts any offset for an empty view; there is nothing to read.
-        let data = decode(&[], dtype).map_err(PickleError::Storage)?;
-        return Ok(Tensor::new(shape.to_vec(), data));
+        return decode(&[], dtype, shape).map_err(PickleError::Storage);
     }
     // The last element the view touches must lie inside the storage.
     let mut last = offset;
@@ -80,8 +79,7 @@ pub(super) fn gather(
         }
         Cow::Owned(out)
     };
-    let data = decode(&bytes, dtype).map_err(PickleError::Storage)?;
-    Ok(Tensor::new(shape.to_vec(), data))
+    decode(&bytes, dtype, shape).map_err(PickleError::Storage)
 }
 
 pub(crate) fn c_strides(shape: &[usize]) -> Vec<usize> {
@@ -100,15 +98,16 @@ pub(super) fn fortran_strides(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-/// Decodes contiguous little-endian elements.
-fn decode(bytes: &[u8], dtype: DType) -> std::result::Result<TensorData, String> {
-    Ok(match dtype {
-        DType::F32 => TensorData::F32(decode_le(bytes, f32::from_le_bytes)),
-        DType::F64 => TensorData::F64(decode_le(bytes, f64::from_le_bytes)),
-        DType::I64 => TensorData::I64(decode_le(bytes, i64::from_le_bytes)),
-        DType::I32 => TensorData::I32(decode_le(bytes, i32::from_le_bytes)),
-        DType::U8 => TensorData::U8(bytes.to_vec()),
-        DType::Bool => TensorData::Bool(
+/// Decodes contiguous little-endian elements into a row-major tensor.
+fn decode(bytes: &[u8], dtype: DType, shape: &[usize]) -> std::result::Result<Tensor, String> {
+    match dtype {
+        DType::F32 => Tensor::from_shape_vec(shape, decode_le(bytes, f32::from_le_bytes)),
+        DType::F64 => Tensor::from_shape_vec(shape, decode_le(bytes, f64::from_le_bytes)),
+        DType::I64 => Tensor::from_shape_vec(shape, decode_le(bytes, i64::from_le_bytes)),
+        DType::I32 => Tensor::from_shape_vec(shape, decode_le(bytes, i32::from_le_bytes)),
+        DType::U8 => Tensor::from_shape_vec(shape, bytes.to_vec()),
+        DType::Bool => Tensor::from_shape_vec(
+            shape,
             bytes
                 .iter()
                 .map(|&b| match b {
@@ -116,9 +115,9 @@ fn decode(bytes: &[u8], dtype: DType) -> std::result::Result<TensorData, String>
                     1 => Ok(true),
                     x => Err(format!("bool element has value {x}")),
                 })
-                .collect::<std::result::Result<_, _>>()?,
+                .collect::<std::result::Result<Vec<bool>, _>>()?,
         ),
-    })
+    }
 }
 
 /// Little-endian bytes to numbers: one memcpy on little-endian machines
