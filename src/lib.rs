@@ -16,6 +16,7 @@ pub mod rng;
 pub mod runtime;
 pub mod scene_formats;
 pub mod segment;
+pub mod serve;
 pub mod timeline;
 #[cfg(feature = "tch")]
 pub mod train;

@@ -6,7 +6,7 @@
 //! in OTIO (and a field in the JSON).
 
 use crate::grouping::Params;
-use crate::segment::Scene;
+use crate::segment::{rule_description, Scene, Segmentation};
 
 /// Which rule decided, as OTIO metadata (`metadata.lgss` of the timeline).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -51,6 +51,41 @@ impl SceneFormat {
             SceneFormat::Otio => "otio",
         }
     }
+
+    /// The media type `lgss serve` answers with.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SceneFormat::Json | SceneFormat::Otio => "application/json",
+            SceneFormat::Csv => "text/csv; charset=utf-8",
+            SceneFormat::Webvtt => "text/vtt; charset=utf-8",
+            SceneFormat::Edl => "text/plain; charset=utf-8",
+        }
+    }
+
+    /// The format named as `--format` names it (`?format=` of `lgss serve`).
+    pub fn parse(name: &str) -> Option<SceneFormat> {
+        <SceneFormat as clap::ValueEnum>::from_str(name, false).ok()
+    }
+}
+
+/// A movie's segmentation in `format`: the bytes `lgss segment` writes and
+/// `lgss serve` answers.
+pub fn render(seg: &Segmentation, format: SceneFormat) -> serde_json::Result<String> {
+    let rule = rule_description(seg.threshold, seg.global.as_ref());
+    Ok(match format {
+        SceneFormat::Json => serde_json::to_string(seg)? + "\n",
+        SceneFormat::Csv => csv(&seg.imdb_id, &seg.scenes, &rule),
+        SceneFormat::Webvtt => webvtt(&seg.scenes, &rule),
+        SceneFormat::Edl => edl(&seg.imdb_id, &seg.scenes, seg.fps, &rule),
+        SceneFormat::Otio => {
+            let how = RuleMetadata {
+                rule: seg.rule,
+                threshold: seg.threshold,
+                global: seg.global.as_ref(),
+            };
+            serde_json::to_string_pretty(&otio(&seg.imdb_id, &seg.scenes, seg.fps, &how))? + "\n"
+        }
+    })
 }
 
 /// One row per scene, with a header, after a `# lgss: <rule>` comment line

@@ -54,30 +54,38 @@ impl WindowChunk {
     /// Writes the runtime's `prob` (`[seqs.len() * seq_len]`) for this
     /// chunk's real boundaries into the movie's `out`.
     pub fn place(&self, prob: &[f32], seq_len: usize, runtime: &str, out: &mut [f64]) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            prob.len() == self.seqs.len() * seq_len,
-            "{runtime}: runtime returned {} values",
-            prob.len()
-        );
-        for (i, s) in self.seqs.iter().enumerate() {
-            for t in 0..s.valid {
-                out[s.start + t] = prob[i * seq_len + t] as f64;
-            }
-        }
-        Ok(())
+        place_probabilities(&self.seqs, prob, seq_len, runtime, out)
     }
 }
 
-/// A movie's model inputs in chunks of at most `batch` sequences, every
-/// boundary in exactly one, each assembled when it is reached (a movie's
-/// windows repeat each shot `shot_num` times: they are never all in memory).
-pub fn movie_windows<'a>(
-    config: &'a ModelConfig,
+/// Writes a runtime's `prob` (`[seqs.len() * seq_len]`) for the real
+/// boundaries of `seqs` into the movie's `out`.
+pub fn place_probabilities(
+    seqs: &[Sequence],
+    prob: &[f32],
+    seq_len: usize,
+    runtime: &str,
+    out: &mut [f64],
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        prob.len() == seqs.len() * seq_len,
+        "{runtime}: runtime returned {} values",
+        prob.len()
+    );
+    for (i, s) in seqs.iter().enumerate() {
+        for t in 0..s.valid {
+            out[s.start + t] = prob[i * seq_len + t] as f64;
+        }
+    }
+    Ok(())
+}
+
+/// The movie's features of each modality `config` takes, in its order,
+/// checked against the model's widths.
+pub fn model_features<'a>(
+    config: &ModelConfig,
     movie: &'a Movie,
-    batch: usize,
-) -> anyhow::Result<impl Iterator<Item = WindowChunk> + 'a> {
-    let n = movie.n_shots();
-    let seqs = sequences(0, n, config.seq_len);
+) -> anyhow::Result<Vec<&'a crate::data::movie::Features>> {
     let feats: Vec<&crate::data::movie::Features> = config
         .modalities
         .iter()
@@ -96,16 +104,39 @@ pub fn movie_windows<'a>(
             config.feature_dims.get(m)
         );
     }
+    Ok(feats)
+}
+
+/// The model inputs of `seqs` (sequences of one movie of `n_shots`), from
+/// its [`model_features`].
+pub fn window_inputs(
+    config: &ModelConfig,
+    feats: &[&crate::data::movie::Features],
+    n_shots: usize,
+    seqs: &[Sequence],
+) -> Vec<ndarray::Array4<f32>> {
+    let rows = batch_rows(seqs, &[0], &[n_shots], config.seq_len, config.shot_num);
+    feats
+        .iter()
+        .map(|f| gather_windows(f.view(), &rows, config.seq_len, config.shot_num))
+        .collect()
+}
+
+/// A movie's model inputs in chunks of at most `batch` sequences, every
+/// boundary in exactly one, each assembled when it is reached (a movie's
+/// windows repeat each shot `shot_num` times: they are never all in memory).
+pub fn movie_windows<'a>(
+    config: &'a ModelConfig,
+    movie: &'a Movie,
+    batch: usize,
+) -> anyhow::Result<impl Iterator<Item = WindowChunk> + 'a> {
+    let n = movie.n_shots();
+    let seqs = sequences(0, n, config.seq_len);
+    let feats = model_features(config, movie)?;
     let chunks: Vec<Vec<Sequence>> = seqs.chunks(batch.max(1)).map(<[Sequence]>::to_vec).collect();
-    Ok(chunks.into_iter().map(move |seqs| {
-        let rows = batch_rows(&seqs, &[0], &[n], config.seq_len, config.shot_num);
-        WindowChunk {
-            inputs: feats
-                .iter()
-                .map(|f| gather_windows(f.view(), &rows, config.seq_len, config.shot_num))
-                .collect(),
-            seqs,
-        }
+    Ok(chunks.into_iter().map(move |seqs| WindowChunk {
+        inputs: window_inputs(config, &feats, n, &seqs),
+        seqs,
     }))
 }
 

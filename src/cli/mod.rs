@@ -8,6 +8,7 @@ mod import_torch;
 mod info;
 pub mod progress;
 mod segment;
+mod serve;
 mod synth;
 mod train;
 mod verify;
@@ -48,6 +49,8 @@ enum Command {
     Export(export::Args),
     /// Segment movies into scenes with tract, ONNX Runtime (CPU/CUDA) or libtorch.
     Segment(segment::Args),
+    /// Serve scenes over HTTP from a model loaded once (batched across requests).
+    Serve(serve::Args),
     /// Run the same movies through several runtimes and check AP and Miou agree.
     Verify(verify::Args),
     /// Turn a PyTorch LGSS state_dict (safetensors) into a checkpoint.
@@ -108,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::Train(a) => train::run(a, &ws),
         Command::Export(a) => export::run(a, &ws),
         Command::Segment(a) => segment::run(a, cli.ort_lib.as_deref(), &ws),
+        Command::Serve(a) => serve::run(a, cli.ort_lib.as_deref(), &ws),
         Command::Verify(a) => verify::run(a, cli.ort_lib.as_deref(), &ws),
         Command::ImportTorch(a) => import_torch::run(a),
         Command::Doctor(a) => doctor::run(a, cli.ort_lib.as_deref()),

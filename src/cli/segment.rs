@@ -14,8 +14,7 @@ use crate::model::checkpoint::StoredChoices;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
 use crate::segment::{
-    grouping_params, movie_probabilities, rule_description, scenes, schema_for, GroupingOverrides,
-    Segmentation,
+    grouping_params, movie_probabilities, scenes, schema_for, GroupingOverrides, Segmentation,
 };
 
 /// How scenes are decided, shared by `segment` and `verify`: global optimal
@@ -487,22 +486,7 @@ fn segment_one(
         global_params(args),
     )
     .with_context(|| format!("{}: global grouping", file.display()))?;
-    let rule = rule_description(seg.threshold, seg.global.as_ref());
-    let text = match args.format {
-        SceneFormat::Json => serde_json::to_string(&seg)? + "\n",
-        SceneFormat::Csv => scene_formats::csv(&seg.imdb_id, &seg.scenes, &rule),
-        SceneFormat::Webvtt => scene_formats::webvtt(&seg.scenes, &rule),
-        SceneFormat::Edl => scene_formats::edl(&seg.imdb_id, &seg.scenes, seg.fps, &rule),
-        SceneFormat::Otio => {
-            let how = scene_formats::RuleMetadata {
-                rule: seg.rule,
-                threshold: seg.threshold,
-                global: seg.global.as_ref(),
-            };
-            serde_json::to_string_pretty(&scene_formats::otio(&seg.imdb_id, &seg.scenes, seg.fps, &how))?
-                + "\n"
-        }
-    };
+    let text = scene_formats::render(&seg, args.format)?;
     if let Some(dir) = dest.plot_dir {
         let truth = movie.ground_truth.as_ref().map(|gt| {
             let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();

@@ -12,6 +12,7 @@ mod model_exact;
 mod pickle_read;
 mod pickle_write;
 mod runtimes;
+mod serve;
 mod shard;
 mod synth;
 mod train;

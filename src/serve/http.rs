@@ -1,0 +1,482 @@
+//! The HTTP side of `lgss serve`: routes, limits, authentication, access
+//! log and graceful shutdown.
+
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::batcher::{self, Job, Queue};
+use super::metrics::{Metrics, RequestLabels};
+use super::{ModelInfo, Options};
+use crate::data::movie::Movie;
+use crate::grouping::Params;
+use crate::model::config::ModelConfig;
+use crate::scene_formats::{self, SceneFormat};
+use crate::segment::{grouping_params, schema_for, GroupingOverrides, Segmentation};
+
+struct AppState {
+    opts: Options,
+    model: ModelInfo,
+    config: ModelConfig,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    draining: AtomicBool,
+    uploads: tokio::sync::Semaphore,
+    next_id: AtomicU64,
+}
+
+/// The id of a request: in the access log and the `x-request-id` header.
+#[derive(Debug, Clone)]
+struct RequestId(String);
+
+/// When the request arrived (its `--timeout` counts from here).
+#[derive(Debug, Clone, Copy)]
+struct Arrival(Instant);
+
+pub async fn serve(
+    backend: Box<dyn crate::runtime::Backend>,
+    model: ModelInfo,
+    opts: Options,
+    ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let config = backend.config().clone();
+    let (queue, _worker) =
+        batcher::start(backend, opts.policy, metrics.clone()).context("cannot start the runtime thread")?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && opts.token.is_none() {
+        eprintln!(
+            "warning: listening on {addr} beyond loopback without --token-file: anyone who reaches \
+             this port can use the model"
+        );
+    }
+    let state = Arc::new(AppState {
+        uploads: tokio::sync::Semaphore::new(opts.max_uploads.max(1)),
+        opts,
+        model,
+        config,
+        queue,
+        metrics,
+        draining: AtomicBool::new(false),
+        next_id: AtomicU64::new(1),
+    });
+    let app = Router::new()
+        .route("/v1/segment", post(segment))
+        .route("/v1/model", get(model_info))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), access))
+        .with_state(state.clone());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let stopped = stop.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await });
+    let server = tokio::spawn(async move { server.await });
+    ready(addr);
+    wait_for_signal().await?;
+    state.draining.store(true, Ordering::SeqCst);
+    eprintln!(
+        "lgss serve: stopping: no new connections; finishing requests in flight (up to {:?})",
+        state.opts.drain_timeout
+    );
+    stop.notify_one();
+    match tokio::time::timeout(state.opts.drain_timeout, server).await {
+        Ok(Ok(result)) => result.context("the HTTP server failed")?,
+        Ok(Err(e)) => anyhow::bail!("the HTTP server failed: {e}"),
+        Err(_) => eprintln!(
+            "lgss serve: drain timeout: requests still in flight after {:?} were cut off",
+            state.opts.drain_timeout
+        ),
+    }
+    eprintln!("lgss serve: stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// A one-line JSON error: `{"error": …, "status": …}`.
+fn error(status: StatusCode, msg: impl Display) -> Response {
+    let body = serde_json::json!({ "error": msg.to_string(), "status": status.as_u16() }).to_string() + "\n";
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// 503 with a hint of when to come back.
+fn busy(msg: impl Display) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, msg);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// The metrics label of a path: known routes by name, anything else `other`.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/v1/segment" => "/v1/segment",
+        "/v1/model" => "/v1/model",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+/// Whether `headers` carry the token (compared in constant time).
+fn authorized(token: &str, headers: &HeaderMap) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    bool::from(given.ct_eq(token.as_bytes()))
+}
+
+/// Every request: an id, authentication of `/v1/`, metrics and one access
+/// log line (the token is never logged: headers are not).
+async fn access(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = format!(
+        "{:x}-{}",
+        std::process::id(),
+        st.next_id.fetch_add(1, Ordering::Relaxed)
+    );
+    let method = req.method().clone();
+    let path = crate::data::pickle::printable(req.uri().path());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(Arrival(start));
+    let denied = matches!(&st.opts.token, Some(token) if path.starts_with("/v1/") && !authorized(token, req.headers()));
+    let mut resp = if denied {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "this server needs `Authorization: Bearer TOKEN` on /v1/ routes",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    } else {
+        next.run(req).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let seconds = start.elapsed().as_secs_f64();
+    st.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route_label(&path),
+            status,
+        })
+        .inc();
+    st.metrics.latency.observe(seconds);
+    eprintln!(
+        "lgss serve: {id} {method} {path} {status} {:.1} ms",
+        seconds * 1e3
+    );
+    resp
+}
+
+async fn healthz() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"alive\"}\n",
+    )
+        .into_response()
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    if st.draining.load(Ordering::SeqCst) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "draining: shutting down");
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ready\"}\n",
+    )
+        .into_response()
+}
+
+async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route (POST /v1/segment, GET /v1/model, /healthz, /readyz, /metrics)",
+    )
+}
+
+async fn model_info(State(st): State<Arc<AppState>>) -> Response {
+    let m = &st.model;
+    let body = serde_json::json!({
+        "runtime": m.runtime,
+        "model": m.path,
+        "sha256": m.sha256,
+        "config": st.config,
+        "interface": crate::runtime::INTERFACE,
+        "decision_threshold": m.stored.threshold,
+        "grouping_choice": m.stored.grouping,
+        "scene_length_prior": m.stored.length_prior.is_some(),
+        "default_rule": "global",
+        "batch": st.opts.policy.batch,
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string() + "\n",
+    )
+        .into_response()
+}
+
+/// `POST /v1/segment`'s query: `segment`'s output options.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentQuery {
+    format: Option<String>,
+    rule: Option<String>,
+    threshold: Option<f64>,
+    fps: Option<f64>,
+    coherence: Option<f64>,
+    length_weight: Option<f64>,
+    max_scene_shots: Option<usize>,
+}
+
+/// The options of one request, settled as `lgss segment` settles its flags.
+struct Settled {
+    format: SceneFormat,
+    threshold: f64,
+    fps: f64,
+    global: Option<Params>,
+}
+
+fn settle(q: SegmentQuery, model: &ModelInfo) -> Result<Settled, String> {
+    let format = match q.format.as_deref() {
+        None => SceneFormat::Json,
+        Some(f) => SceneFormat::parse(f)
+            .ok_or_else(|| format!("format {f:?}: want json, csv, webvtt, edl or otio"))?,
+    };
+    let local = match q.rule.as_deref() {
+        None | Some("global") => false,
+        Some("local") => true,
+        Some(r) => return Err(format!("rule {r:?}: want global (the default) or local")),
+    };
+    if local && (q.coherence.is_some() || q.length_weight.is_some() || q.max_scene_shots.is_some()) {
+        return Err(
+            "coherence, length_weight and max_scene_shots set global grouping; they conflict with rule=local"
+                .into(),
+        );
+    }
+    let threshold = match q.threshold {
+        Some(t) if t > 0.0 && t < 1.0 => t,
+        Some(t) => return Err(format!("threshold {t} is not inside (0, 1)")),
+        None => model.stored.threshold.unwrap_or(0.5),
+    };
+    let fps = q.fps.unwrap_or(24.0);
+    if !(fps > 0.0 && fps.is_finite()) {
+        return Err(format!("fps {fps} is not a positive number"));
+    }
+    let overrides = GroupingOverrides {
+        coherence: q.coherence,
+        length_weight: q.length_weight,
+        max_scene_shots: q.max_scene_shots,
+    };
+    let global = (!local).then(|| grouping_params(threshold, &model.stored, &overrides));
+    Ok(Settled {
+        format,
+        threshold,
+        fps,
+        global,
+    })
+}
+
+/// The body, refused with 413 past `limit` bytes and with 408 when the
+/// client sends nothing for `idle`.
+async fn read_body(mut body: Body, limit: usize, idle: Duration, hint: usize) -> Result<Vec<u8>, Response> {
+    let mut buf = Vec::with_capacity(hint.min(limit));
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the upload sent nothing for {} s", idle.as_secs_f64()),
+                ))
+            }
+            Ok(None) => return Ok(buf),
+            Ok(Some(Err(e))) => {
+                return Err(error(StatusCode::BAD_REQUEST, format!("the upload failed: {e}")))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is over --max-body ({limit} bytes)"),
+    )
+}
+
+async fn segment(
+    State(st): State<Arc<AppState>>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    Extension(Arrival(arrival)): Extension<Arrival>,
+    query: Result<Query<SegmentQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if st.draining.load(Ordering::SeqCst) {
+        return busy("draining: shutting down");
+    }
+    let settled = match query
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| settle(q, &st.model))
+    {
+        Ok(s) => s,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.opts.max_body as u64) {
+        return too_large(st.opts.max_body);
+    }
+    let Ok(permit) = st.uploads.try_acquire() else {
+        return busy(format!(
+            "{} uploads in progress (--max-uploads)",
+            st.opts.max_uploads
+        ));
+    };
+    let hint = declared.map_or(0, |n| n as usize);
+    let bytes = match read_body(body, st.opts.max_body, st.opts.read_timeout, hint).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let deadline = tokio::time::Instant::from_std(arrival + st.opts.timeout);
+    let work = answer(st.clone(), id, settled, bytes, permit);
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(r) => r,
+        // Dropping `work` drops its reply channel: the runtime thread skips
+        // the movie's windows not yet run.
+        Err(_) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "not answered within --timeout ({} s)",
+                st.opts.timeout.as_secs_f64()
+            ),
+        ),
+    }
+}
+
+/// Parses, queues, waits for the probabilities and decides the scenes.
+async fn answer(
+    st: Arc<AppState>,
+    id: String,
+    settled: Settled,
+    bytes: Vec<u8>,
+    permit: tokio::sync::SemaphorePermit<'_>,
+) -> Response {
+    let schema = schema_for(&st.config);
+    let parsed = tokio::task::spawn_blocking(move || Movie::from_pickle_bytes(&bytes, &schema)).await;
+    // The upload's bytes are gone: another upload may start.
+    drop(permit);
+    let movie = match parsed {
+        Ok(Ok(m)) => Arc::new(m),
+        Ok(Err(problem)) => return error(StatusCode::BAD_REQUEST, format!("not a valid movie: {problem}")),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the reader failed: {e}"),
+            )
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job = Job {
+        movie: movie.clone(),
+        reply: tx,
+    };
+    if st.queue.submit(job).is_err() {
+        return busy("the queue is full (--queue)");
+    }
+    let prob = match rx.await {
+        Ok(Ok(p)) => p,
+        Ok(Err(msg)) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the runtime failed: {msg}"),
+            )
+        }
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "the runtime thread stopped"),
+    };
+    let st2 = st.clone();
+    let rendered = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let seg = Segmentation::new(
+            &movie,
+            std::path::Path::new(&id),
+            &st2.model.runtime,
+            &prob,
+            &st2.config.ratio,
+            settled.threshold,
+            settled.fps,
+            settled.global,
+        )
+        .map_err(|e| e.to_string())?;
+        scene_formats::render(&seg, settled.format).map_err(|e| e.to_string())
+    })
+    .await;
+    match rendered {
+        Ok(Ok(text)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, settled.format.media_type())],
+            text,
+        )
+            .into_response(),
+        Ok(Err(msg)) => error(StatusCode::BAD_REQUEST, format!("global grouping: {msg}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("grouping failed: {e}")),
+    }
+}
