@@ -29,7 +29,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quality import ROOT, data_sha256, git_commit, machine, run, scores  # noqa: E402
+from quality import ROOT, data_sha256, git_commit, machine, run, same_protocol, scores, settings_sha256  # noqa: E402
 
 DEV_SEED = 100
 
@@ -47,7 +47,7 @@ def key(line):
 
 
 def table(lines, protocol):
-    rows = [l for l in lines if l["protocol"] == protocol]
+    rows = [l for l in lines if same_protocol(l["protocol"], protocol)]
     points = {(l["coherence"], l["length_weight"]) for l in rows}
     seeds = sorted({l["seed"] for l in rows})
 
@@ -98,7 +98,7 @@ def main():
         config_text = fh.read()
     protocol = {
         "config": os.path.basename(a.config),
-        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest()[:16],
+        "config_sha256": settings_sha256(config_text),
         "dev_movies": a.dev_movies,
         "shots": a.shots,
     }
@@ -124,7 +124,7 @@ def main():
         base = {"protocol": protocol, "seed": seed, "data_sha256": data_sha256(sorted(
             os.path.join(dev, f) for f in os.listdir(dev) if f.endswith(".pkl"))),
             "checkpoint_sha256": sha256(ckpt), "lgss_commit": git_commit(), "machine": machine()}
-        done = {key(l) for l in lines if l["protocol"] == protocol
+        done = {key(l) for l in lines if same_protocol(l["protocol"], protocol)
                 and l["checkpoint_sha256"] == base["checkpoint_sha256"] and l["data_sha256"] == base["data_sha256"]}
         for g, lw in grid:
             if (seed, g, lw) in done:

@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2400);
-    let config_name = std::env::var("LGSS_BENCH_CONFIG").unwrap_or_else(|_| "lgss".into());
+    let config_name = std::env::var("LGSS_BENCH_CONFIG").unwrap_or_else(|_| "lgss-paper".into());
     let batch = 32;
     let dir = std::env::temp_dir().join(format!("lgss-bench-infer-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -21,7 +21,9 @@ Every finished (seed, method) appends one line to JSONL (committed): the
 work resumes where it stopped and can be spread over days and machines.
 Lines whose protocol or synthetic data (SHA-256 of the seed's movies)
 differ from this run's are not counted: changing the generator restarts the
-table. A seed whose training finished is not trained again: methods added
+table. A config counts by its settings (SHA-256 of its lines less comments),
+not by its file name, so a recipe promoted to models/lgss.toml keeps its
+lines. A seed whose training finished is not trained again: methods added
 later segment with its best checkpoint (one trained before lgss recorded
 scene lengths gets them added from its training movies' ground truth, as
 `lgss train` computes them). Then it prints mean ± std (over seeds) as a
@@ -270,7 +272,7 @@ def mean_sd(got, key):
 
 
 def table(lines, protocol, a):
-    rows = [l for l in lines if l["protocol"] == protocol and matches(l, a)]
+    rows = [l for l in lines if same_protocol(l["protocol"], protocol) and matches(l, a)]
     seeds = sorted({l["seed"] for l in rows})
     out = [
         f"{len(seeds)} seed(s) {seeds}; {protocol['movies']} full-width movies of "
@@ -333,7 +335,7 @@ def main():
         "shots": a.shots,
         "epochs": a.epochs,
         "config": os.path.basename(a.config),
-        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest()[:16],
+        "config_sha256": settings_sha256(config_text),
         "device": a.device,
     }
     if a.val_movies:
@@ -357,6 +359,21 @@ def main():
         print(table(lines, variant_protocol(protocol, variant), a))
 
 
+def settings_sha256(config_text):
+    """The identity of a config: SHA-256 of its lines less comment lines and
+    blank lines, so a config whose comments change (or a grid recipe promoted
+    to models/lgss.toml with new comments) keeps its lines."""
+    settings = [l.rstrip() for l in config_text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    return hashlib.sha256("\n".join(settings).encode()).hexdigest()[:16]
+
+
+def same_protocol(line_protocol, protocol):
+    """Whether a line was made under `protocol`: every field but the
+    config's file name, which is a label (its settings are in the hash)."""
+    strip = lambda p: {k: v for k, v in p.items() if k != "config"}  # noqa: E731
+    return strip(line_protocol) == strip(protocol)
+
+
 def variant_protocol(protocol, variant):
     """The protocol of a data variant (the default's is the plain protocol,
     so its lines from before variants existed count)."""
@@ -373,10 +390,10 @@ def run_variant(a, lines, protocol, variant, config_text):
                  "--size", "full", "--shots", a.shots, *VARIANTS[variant]])
         files = sorted(glob.glob(os.path.join(movies, "tt*.pkl")))
         data = data_sha256(files)
-        done = {l["method"] for l in lines if l["protocol"] == protocol and l["seed"] == seed
+        done = {l["method"] for l in lines if same_protocol(l["protocol"], protocol) and l["seed"] == seed
                 and l["data_sha256"] == data and matches(l, a)}
         # Lines of this seed made from other data: the generator changed.
-        lines[:] = [l for l in lines if not (l["protocol"] == protocol and l["seed"] == seed and l["data_sha256"] != data)]
+        lines[:] = [l for l in lines if not (same_protocol(l["protocol"], protocol) and l["seed"] == seed and l["data_sha256"] != data)]
         todo = [m for m in METHODS if m not in done]
         if not todo:
             print(f"seed {seed}: done", file=sys.stderr)
@@ -396,7 +413,7 @@ def run_variant(a, lines, protocol, variant, config_text):
         if "baseline" in todo:
             baseline(files[:n_train], files[n_train:], os.path.join(work, "baseline"))
             results["baseline"] = scores(a.lgss, test, os.path.join(work, "baseline"))
-        trained = [l for l in lines if l["protocol"] == protocol and l["seed"] == seed
+        trained = [l for l in lines if same_protocol(l["protocol"], protocol) and l["seed"] == seed
                    and l["data_sha256"] == data and l["method"] == "lgss"]
         run_dir = os.path.join(work, "run")
         ckpt = os.path.join(run_dir, "best.safetensors")
@@ -472,7 +489,7 @@ def variants_table(lines, protocol, a, variants):
     ]
     for v in variants:
         p = variant_protocol(protocol, v)
-        rows = [l for l in lines if l["protocol"] == p and matches(l, a)]
+        rows = [l for l in lines if same_protocol(l["protocol"], p) and matches(l, a)]
         for m in METHODS:
             got = [l for l in rows if l["method"] == m]
             if not got:

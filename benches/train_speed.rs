@@ -29,7 +29,10 @@ fn main() -> anyhow::Result<()> {
         "training step, windows/s (higher is better), {n_batches} timed batches after 1 warm-up, {} threads",
         tch::get_num_threads()
     );
-    for (name, size) in [("lgss-small", SynthSpec::small()), ("lgss", SynthSpec::full())] {
+    for (name, size) in [
+        ("lgss-small", SynthSpec::small()),
+        ("lgss-paper", SynthSpec::full()),
+    ] {
         let config = Config::load(&root.join(format!("models/{name}.toml")))?;
         let m = &config.model;
         let data = dir.join(name);

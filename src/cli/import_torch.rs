@@ -11,8 +11,9 @@ use crate::model::{Config, Lgss};
 pub struct Args {
     /// `safetensors.torch.save_file(model.state_dict(), FILE)` output.
     file: PathBuf,
-    /// The model's architecture (TOML).
-    #[arg(long, default_value = "models/lgss.toml")]
+    /// The model's architecture (TOML; default: the paper's, as PyTorch
+    /// LGSS is published).
+    #[arg(long, default_value = "models/lgss-paper.toml")]
     config: PathBuf,
     /// How the PyTorch model scaled each shot's features before its boundary
     /// nets; replaces the config's `feature_norm`. The seed's and the paper's

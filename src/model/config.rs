@@ -224,6 +224,10 @@ mod tests {
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
                 match name.as_str() {
                     "lgss.toml" => {
+                        assert_eq!((c.model.shot_num, c.model.feature_norm), (8, FeatureNorm::Rms));
+                        assert!(c.train.ema_decay.is_some() && c.train.early_stop_patience.is_some());
+                    }
+                    "lgss-paper.toml" => {
                         assert_eq!((c.model.shot_num, c.model.feature_norm), (4, FeatureNorm::Rms))
                     }
                     "lgss-wide.toml" => {
@@ -237,7 +241,7 @@ mod tests {
                 seen += 1;
             }
         }
-        assert!(seen >= 4, "{seen} configs in {}", dir.display());
+        assert!(seen >= 5, "{seen} configs in {}", dir.display());
     }
 
     #[test]

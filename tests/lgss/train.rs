@@ -164,7 +164,7 @@ fn import_torch_state_dict_reproduces_pytorch() {
     let dir = tempdir("import");
     let mut full = small_config();
     full.model = config;
-    // As models/lgss.toml has it: the import must still give PyTorch's raw-feature model.
+    // As models/lgss-paper.toml has it: the import must still give PyTorch's raw-feature model.
     full.model.feature_norm = lgss::model::config::FeatureNorm::Rms;
     let toml_path = dir.join("fixture.toml");
     std::fs::write(&toml_path, full.to_toml().unwrap()).unwrap();
