@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+pub mod phases;
 pub mod progress;
 pub mod rng;
 pub mod runtime;

@@ -12,6 +12,7 @@ use crate::data::windows::{batch_rows, gather_windows, sequences, Sequence};
 use crate::grouping;
 use crate::model::checkpoint::StoredChoices;
 use crate::model::config::ModelConfig;
+use crate::phases::Phases;
 use crate::runtime::Backend;
 
 /// The schema a model's input movies must satisfy.
@@ -33,11 +34,24 @@ pub fn movie_probabilities(
     movie: &Movie,
     batch: usize,
 ) -> anyhow::Result<Vec<f64>> {
+    movie_probabilities_timed(backend, movie, batch, &mut Phases::new())
+}
+
+/// [`movie_probabilities`], adding the time of window assembly
+/// (`windows`) and of the runtime (`model`: on a GPU runtime this includes
+/// its copies to and from the device) to `phases`.
+pub fn movie_probabilities_timed(
+    backend: &mut dyn Backend,
+    movie: &Movie,
+    batch: usize,
+    phases: &mut Phases,
+) -> anyhow::Result<Vec<f64>> {
     let config = backend.config().clone();
     let mut out = vec![f64::NAN; movie.n_shots() - 1];
-    for chunk in movie_windows(&config, movie, batch)? {
+    let mut chunks = movie_windows(&config, movie, batch)?;
+    while let Some(chunk) = phases.time("windows", || chunks.next()) {
         let views: Vec<ndarray::ArrayView4<f32>> = chunk.inputs.iter().map(|a| a.view()).collect();
-        let prob = backend.run(&views)?;
+        let prob = phases.time("model", || backend.run(&views))?;
         chunk.place(&prob, config.seq_len, backend.name(), &mut out)?;
     }
     Ok(out)

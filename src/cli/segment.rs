@@ -11,10 +11,11 @@ use crate::data::movie::{output_stem, Movie};
 use crate::grouping::Params as GroupingParams;
 use crate::manifest::{RunKey, Status};
 use crate::model::checkpoint::StoredChoices;
+use crate::phases::Phases;
 use crate::runtime::{open, RuntimeKind, RuntimeOptions};
 use crate::scene_formats::{self, SceneFormat};
 use crate::segment::{
-    grouping_params, movie_probabilities, scenes, schema_for, GroupingOverrides, Segmentation,
+    grouping_params, movie_probabilities_timed, scenes, schema_for, GroupingOverrides, Segmentation,
 };
 
 /// How scenes are decided, shared by `segment` and `verify`: global optimal
@@ -192,6 +193,11 @@ pub struct Args {
     /// the workspace's plots/.
     #[arg(long)]
     plot: bool,
+    /// Print where the time went, phase by phase (read and decode, window
+    /// assembly, model, grouping, formatting, writing; model load apart) on
+    /// stderr, and as `profile` in `--json`'s summary.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// `--json`'s summary.
@@ -207,6 +213,9 @@ struct Summary {
     done: Vec<Finished>,
     skipped: Vec<Finished>,
     failed: Vec<Failed>,
+    /// With `--profile`: seconds per phase, `model load` apart, and `wall`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -268,7 +277,21 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         model_file: &model_file,
         plot_dir: plot_dir.as_deref(),
     };
-    let failures = segment_files(&files, &args, runtime, &opts, &dest, &mut summary);
+    let started = std::time::Instant::now();
+    let mut phases = Phases::new();
+    let failures = segment_files(&files, &args, runtime, &opts, &dest, &mut summary, &mut phases);
+    if args.profile {
+        let wall = started.elapsed();
+        eprintln!(
+            "profile: {} movies with {runtime} in {:.3} s\n{}",
+            summary.done.len(),
+            wall.as_secs_f64(),
+            phases.table(wall)
+        );
+        let mut json = phases.to_json();
+        json["wall"] = serde_json::json!(wall.as_secs_f64());
+        summary.profile = Some(json);
+    }
     report(&args, &summary, files.len(), plot_dir.as_deref())?;
     outcome(&failures, &summary, files.len())
 }
@@ -337,6 +360,7 @@ fn segment_files(
     opts: &RuntimeOptions,
     dest: &Dest,
     summary: &mut Summary,
+    phases: &mut Phases,
 ) -> Vec<anyhow::Error> {
     let mut backend = None;
     let pb = super::progress::bar(files.len(), "segment");
@@ -365,10 +389,10 @@ fn segment_files(
             // Opened at the first movie to do, so a rerun with nothing left
             // costs no model load.
             if backend.is_none() {
-                backend = Some(open(runtime, opts)?);
+                backend = Some(phases.time("model load", || open(runtime, opts))?);
             }
             let b = backend.as_mut().context("no backend")?;
-            segment_one(file, &stem, args, runtime, b.as_mut(), &pb, dest)?;
+            segment_one(file, &stem, args, runtime, b.as_mut(), &pb, dest, phases)?;
             Ok(true)
         })();
         match r {
@@ -453,6 +477,7 @@ struct Dest<'a> {
     plot_dir: Option<&'a Path>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn segment_one(
     file: &Path,
     stem: &str,
@@ -461,9 +486,10 @@ fn segment_one(
     backend: &mut dyn crate::runtime::Backend,
     pb: &indicatif::ProgressBar,
     dest: &Dest<'_>,
+    phases: &mut Phases,
 ) -> anyhow::Result<()> {
     let schema = schema_for(backend.config());
-    let mut movie = Movie::load(file, &schema)?;
+    let mut movie = phases.time("read and decode", || Movie::load(file, &schema))?;
     if args.out.is_some() && file_stem(file) != movie.imdb_id {
         pb.suspend(|| {
             eprintln!(
@@ -473,20 +499,24 @@ fn segment_one(
             )
         });
     }
-    let prob = movie_probabilities(backend, &movie, args.model.batch)
+    let prob = movie_probabilities_timed(backend, &movie, args.model.batch, phases)
         .with_context(|| format!("{}", file.display()))?;
-    let seg = Segmentation::new(
-        &movie,
-        file,
-        &runtime.to_string(),
-        &prob,
-        &backend.config().ratio,
-        args.effective_threshold,
-        args.fps,
-        global_params(args),
-    )
-    .with_context(|| format!("{}: global grouping", file.display()))?;
-    let text = scene_formats::render(&seg, args.format)?;
+    let ratio = backend.config().ratio;
+    let seg = phases
+        .time("scenes (grouping)", || {
+            Segmentation::new(
+                &movie,
+                file,
+                &runtime.to_string(),
+                &prob,
+                &ratio,
+                args.effective_threshold,
+                args.fps,
+                global_params(args),
+            )
+        })
+        .with_context(|| format!("{}: global grouping", file.display()))?;
+    let text = phases.time("format", || scene_formats::render(&seg, args.format))?;
     if let Some(dir) = dest.plot_dir {
         let truth = movie.ground_truth.as_ref().map(|gt| {
             let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();
@@ -515,10 +545,12 @@ fn segment_one(
             scenes: &seg.scenes,
             truth: truth.as_deref(),
         };
-        crate::timeline::write(&timeline, &dir.join(format!("{stem}.png")))?;
+        phases.time("plot", || {
+            crate::timeline::write(&timeline, &dir.join(format!("{stem}.png")))
+        })?;
     }
     let (Some(out), Some(key)) = (&args.out, dest.key) else {
-        pb.suspend(|| print!("{text}"));
+        phases.time("write", || pb.suspend(|| print!("{text}")));
         return Ok(());
     };
     let mut outputs = vec![format!("{stem}.{}", args.format.extension())];
@@ -531,23 +563,25 @@ fn segment_one(
             );
         }
         movie.prediction = Some(seg.boundary_probabilities.clone());
-        crate::data::pickle_write::write_movie(&pkl, &movie)?;
+        phases.time("write", || crate::data::pickle_write::write_movie(&pkl, &movie))?;
         outputs.push(format!("{stem}.pkl"));
     }
     if args.plot {
         outputs.push(format!("{stem}.png"));
     }
-    crate::fsutil::write_atomic(&out.join(&outputs[0]), text.as_bytes())?;
-    crate::manifest::record(
-        out,
-        stem,
-        file,
-        &movie.imdb_id,
-        dest.model_file,
-        &runtime.to_string(),
-        key,
-        &outputs,
-    )
+    phases.time("write", || {
+        crate::fsutil::write_atomic(&out.join(&outputs[0]), text.as_bytes())?;
+        crate::manifest::record(
+            out,
+            stem,
+            file,
+            &movie.imdb_id,
+            dest.model_file,
+            &runtime.to_string(),
+            key,
+            &outputs,
+        )
+    })
 }
 
 fn global_params(args: &Args) -> Option<GroupingParams> {

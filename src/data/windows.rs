@@ -74,3 +74,28 @@ pub fn gather_windows(
         .into_shape_with_order((n_sequences, seq_len, shot_num, dim))
         .expect("batch_rows gives seq_len × shot_num rows a sequence")
 }
+
+/// [`gather_windows`] of several movies' sequences at once, stacked in the
+/// order given: each part is one movie's per-shot features and its
+/// [`batch_rows`]. One copy of each row (no per-movie arrays to join).
+pub fn gather_windows_stacked(
+    parts: &[(ndarray::ArrayView2<'_, f32>, &[i64])],
+    seq_len: usize,
+    shot_num: usize,
+) -> ndarray::Array4<f32> {
+    let dim = parts.first().map_or(0, |(f, _)| f.ncols());
+    let n_rows: usize = parts.iter().map(|(_, rows)| rows.len()).sum();
+    let mut data = Vec::with_capacity(n_rows * dim);
+    for (features, rows) in parts {
+        for &r in *rows {
+            let row = features.row(r as usize);
+            match row.as_slice() {
+                Some(values) => data.extend_from_slice(values),
+                None => data.extend(row.iter().copied()),
+            }
+        }
+    }
+    let n_sequences = n_rows / (seq_len * shot_num).max(1);
+    ndarray::Array4::from_shape_vec((n_sequences, seq_len, shot_num, dim), data)
+        .expect("batch_rows gives seq_len × shot_num rows a sequence, each of the features' width")
+}

@@ -12,9 +12,9 @@ use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
 use crate::data::movie::Movie;
-use crate::data::windows::{sequences, Sequence};
+use crate::data::windows::{batch_rows, gather_windows_stacked, sequences, Sequence};
 use crate::runtime::Backend;
-use crate::segment::{model_features, place_probabilities, window_inputs};
+use crate::segment::{model_features, place_probabilities};
 
 /// A movie's boundary probabilities, or why the runtime could not give them.
 pub type Reply = Result<Vec<f64>, String>;
@@ -194,26 +194,32 @@ fn run_once(
         }
     }
     let result = (|| -> anyhow::Result<Vec<f32>> {
-        let mut inputs: Vec<Vec<ndarray::Array4<f32>>> = Vec::with_capacity(parts.len());
+        let mut feats = Vec::with_capacity(parts.len());
+        let mut rows = Vec::with_capacity(parts.len());
         for (i, r) in &parts {
             let a = &active[*i];
-            let feats = model_features(config, &a.job.movie)?;
-            inputs.push(window_inputs(
-                config,
-                &feats,
-                a.job.movie.n_shots(),
+            feats.push(model_features(config, &a.job.movie)?);
+            let n = a.job.movie.n_shots();
+            rows.push(batch_rows(
                 &a.seqs[r.clone()],
+                &[0],
+                &[n],
+                config.seq_len,
+                config.shot_num,
             ));
         }
-        // One array per modality: the parts one after another.
-        let joined: Vec<ndarray::Array4<f32>> = (0..config.modalities.len())
+        // One array per modality: the parts' windows one after another.
+        let inputs: Vec<ndarray::Array4<f32>> = (0..config.modalities.len())
             .map(|m| {
-                let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|p| p[m].view()).collect();
-                ndarray::concatenate(ndarray::Axis(0), &views)
+                let stacked: Vec<(ndarray::ArrayView2<f32>, &[i64])> = feats
+                    .iter()
+                    .zip(&rows)
+                    .map(|(f, r)| (f[m].view(), r.as_slice()))
+                    .collect();
+                gather_windows_stacked(&stacked, config.seq_len, config.shot_num)
             })
-            .collect::<Result<_, _>>()?;
-        drop(inputs);
-        let views: Vec<ndarray::ArrayView4<f32>> = joined.iter().map(|a| a.view()).collect();
+            .collect();
+        let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
         backend.run(&views)
     })();
     let sequences_run = batch - room;

@@ -558,3 +558,63 @@ fn the_validated_threshold_travels_from_training_to_segment() {
         assert_eq!(a, b);
     }
 }
+
+/// `segment --profile`: every phase of the run is timed, their sum fits
+/// inside the wall time, and the outputs are those of a run without it.
+#[test]
+fn segment_profile_times_every_phase() {
+    let dir = tempdir("segment-profile");
+    let (data, _ck, onnx) = crate::common::trained_small(&dir, 3, 71, (40, 80), 1);
+    let run = |out: &str, extra: &[&str]| {
+        let o = lgss()
+            .args(["segment", "--runtime", "tract", "--json", "--out"])
+            .arg(dir.join(out))
+            .arg("--model")
+            .arg(&onnx)
+            .args(extra)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (plain, _) = run("plain", &[]);
+    assert!(plain.get("profile").is_none(), "{plain}");
+    let (summary, stderr) = run("profiled", &["--profile"]);
+    let p = &summary["profile"];
+    let wall = p["wall"].as_f64().unwrap();
+    let mut sum = 0.0;
+    for phase in [
+        "model load",
+        "read and decode",
+        "windows",
+        "model",
+        "scenes (grouping)",
+        "format",
+        "write",
+    ] {
+        let s = p[phase].as_f64().unwrap_or_else(|| panic!("no {phase} in {p}"));
+        assert!(s >= 0.0, "{phase}: {s}");
+        sum += s;
+    }
+    assert!(sum <= wall, "phases {sum} s > wall {wall} s");
+    assert!(p["model"].as_f64().unwrap() > 0.0);
+    assert!(stderr.contains("profile: 3 movies with tract"), "{stderr}");
+    for f in std::fs::read_dir(dir.join("plain"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+    {
+        if f.extension().is_some_and(|e| e == "json") {
+            let other = dir.join("profiled").join(f.file_name().unwrap());
+            assert_eq!(
+                std::fs::read(&f).unwrap(),
+                std::fs::read(other).unwrap(),
+                "{}",
+                f.display()
+            );
+        }
+    }
+}
