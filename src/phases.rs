@@ -32,16 +32,6 @@ impl Phases {
         }
     }
 
-    /// Adds every phase of `other`.
-    pub fn merge(&mut self, other: &Phases) {
-        for &(name, d, n) in &other.entries {
-            self.add(name, d);
-            if let Some(e) = self.entries.iter_mut().find(|e| e.0 == name) {
-                e.2 += n - 1;
-            }
-        }
-    }
-
     pub fn total(&self) -> Duration {
         self.entries.iter().map(|e| e.1).sum()
     }
@@ -86,15 +76,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn phases_accumulate_in_first_seen_order_and_merge() {
+    fn phases_accumulate_in_first_seen_order() {
         let mut p = Phases::new();
         p.add("read", Duration::from_millis(30));
         p.add("model", Duration::from_millis(50));
         p.add("read", Duration::from_millis(20));
-        let mut q = Phases::new();
-        q.add("model", Duration::from_millis(10));
-        q.add("write", Duration::from_millis(5));
-        p.merge(&q);
+        p.add("model", Duration::from_millis(10));
+        p.add("write", Duration::from_millis(5));
         assert_eq!(
             p.entries,
             vec![

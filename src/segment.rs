@@ -356,6 +356,63 @@ pub struct GroupingOverrides {
 /// The longest scene global grouping makes unless told otherwise.
 pub const DEFAULT_MAX_SCENE_SHOTS: usize = 1000;
 
+/// How scenes are decided for one movie: the threshold, the fps of the
+/// timecodes, and global grouping's settings (`None`: the threshold rule).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub threshold: f64,
+    pub fps: f64,
+    pub global: Option<grouping::Params>,
+}
+
+/// A [`Decision`] from an API's options (the Python module's keyword
+/// arguments, the server's query), checked as `segment` checks its flags:
+/// `rule` `"global"` (the default) or `"local"`, which conflicts with any
+/// grouping override; the threshold inside (0, 1), else the model's, else
+/// 0.5; fps positive, else 24. The error says which option is wrong.
+pub fn decision_from_options(
+    rule: Option<&str>,
+    threshold: Option<f64>,
+    fps: Option<f64>,
+    overrides: &GroupingOverrides,
+    stored: &StoredChoices,
+) -> Result<Decision, String> {
+    let local = match rule {
+        None | Some("global") => false,
+        Some("local") => true,
+        Some(other) => {
+            return Err(format!(
+                "rule {other:?}: want \"global\" (the default) or \"local\""
+            ))
+        }
+    };
+    if local
+        && (overrides.coherence.is_some()
+            || overrides.length_weight.is_some()
+            || overrides.max_scene_shots.is_some())
+    {
+        return Err(
+            "coherence, length_weight and max_scene_shots set global grouping; they conflict with rule=\"local\""
+                .into(),
+        );
+    }
+    let threshold = match threshold {
+        Some(t) if t > 0.0 && t < 1.0 => t,
+        Some(t) => return Err(format!("threshold {t} is not inside (0, 1)")),
+        None => stored.threshold.unwrap_or(0.5),
+    };
+    let fps = fps.unwrap_or(24.0);
+    if !(fps > 0.0 && fps.is_finite()) {
+        return Err(format!("fps {fps} is not a positive number"));
+    }
+    let global = (!local).then(|| grouping_params(threshold, stored, overrides));
+    Ok(Decision {
+        threshold,
+        fps,
+        global,
+    })
+}
+
 /// The settings of the default rule, global grouping, for a model: τ =
 /// `threshold`, the model's scene-length prior, and γ and λ as overridden,
 /// else as the model's training chose them, else the defaults (one place, so

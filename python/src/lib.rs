@@ -11,7 +11,9 @@ use lgss::data::movie::{Features, Modality, Movie, Schema};
 use lgss::metrics::MovieBoundaries;
 use lgss::model::checkpoint::StoredChoices;
 use lgss::runtime::{open, Backend, RuntimeKind, RuntimeOptions};
-use lgss::segment::{grouping_params, movie_probabilities, schema_for, GroupingOverrides, Segmentation};
+use lgss::segment::{
+    decision_from_options, movie_probabilities, schema_for, GroupingOverrides, Segmentation,
+};
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -297,40 +299,14 @@ impl Model {
         length_weight: Option<f64>,
         batch: usize,
     ) -> PyResult<String> {
-        let local = match rule {
-            None | Some("global") => false,
-            Some("local") => true,
-            Some(other) => {
-                return Err(PyValueError::new_err(format!(
-                    "rule {other:?}: want \"global\" (the default) or \"local\""
-                )))
-            }
-        };
-        if local && (coherence.is_some() || length_weight.is_some()) {
-            return Err(PyValueError::new_err(
-                "coherence and length_weight set global grouping; they conflict with rule=\"local\"",
-            ));
-        }
-        let threshold = match threshold {
-            Some(t) if t > 0.0 && t < 1.0 => t,
-            Some(t) => {
-                return Err(PyValueError::new_err(format!(
-                    "threshold {t} is not inside (0, 1)"
-                )))
-            }
-            None => self.stored.threshold.unwrap_or(0.5),
-        };
-        let fps = fps.unwrap_or(24.0);
-        if !(fps > 0.0 && fps.is_finite()) {
-            return Err(PyValueError::new_err(format!("fps {fps} is not positive")));
-        }
-        let movie = self.movie(movie)?;
         let overrides = GroupingOverrides {
             coherence,
             length_weight,
             max_scene_shots: None,
         };
-        let global = (!local).then(|| grouping_params(threshold, &self.stored, &overrides));
+        let decision = decision_from_options(rule, threshold, fps, &overrides, &self.stored)
+            .map_err(PyValueError::new_err)?;
+        let movie = self.movie(movie)?;
         py.detach(|| -> anyhow::Result<String> {
             let prob = self.probabilities_of(&movie, batch)?;
             let seg = Segmentation::new(
@@ -339,9 +315,9 @@ impl Model {
                 self.runtime.name(),
                 &prob,
                 &self.weights,
-                threshold,
-                fps,
-                global,
+                decision.threshold,
+                decision.fps,
+                decision.global,
             )?;
             Ok(serde_json::to_string(&seg)?)
         })

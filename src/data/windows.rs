@@ -66,13 +66,7 @@ pub fn gather_windows(
     seq_len: usize,
     shot_num: usize,
 ) -> ndarray::Array4<f32> {
-    let rows: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
-    let dim = features.ncols();
-    let windows = features.select(ndarray::Axis(0), &rows);
-    let n_sequences = rows.len() / (seq_len * shot_num).max(1);
-    windows
-        .into_shape_with_order((n_sequences, seq_len, shot_num, dim))
-        .expect("batch_rows gives seq_len × shot_num rows a sequence")
+    gather_windows_stacked(&[(features, rows)], seq_len, shot_num)
 }
 
 /// [`gather_windows`] of several movies' sequences at once, stacked in the

@@ -83,13 +83,14 @@ pub fn start(
     Ok((Queue { tx, metrics }, handle))
 }
 
-/// A movie the runtime thread has taken: its sequences, how many are done
-/// and the probabilities so far.
+/// A movie the runtime thread has taken: its sequences, how many are done,
+/// the probabilities so far, or why it failed.
 struct Active {
     job: Job,
     seqs: Vec<Sequence>,
     next: usize,
     out: Vec<f64>,
+    failed: Option<String>,
 }
 
 impl Active {
@@ -99,6 +100,7 @@ impl Active {
             seqs: sequences(0, n, seq_len),
             next: 0,
             out: vec![f64::NAN; n.saturating_sub(1)],
+            failed: None,
             job,
         }
     }
@@ -124,14 +126,8 @@ fn run(mut backend: Box<dyn Backend>, policy: BatchPolicy, rx: &Receiver<Job>, m
             }
         }
         // Movies are taken only while a run would not be full, so the ones
-        // waiting stay in the bounded queue (and a full queue answers 503).
-        while active.iter().map(Active::pending).sum::<usize>() < batch {
-            match rx.try_recv() {
-                Ok(job) => take(&mut active, job),
-                Err(_) => break,
-            }
-        }
-        // A run that is not full waits briefly for other requests' movies.
+        // waiting stay in the bounded queue (and a full queue answers 503);
+        // a run that is not full waits briefly for other requests' movies.
         let deadline = Instant::now() + policy.max_wait;
         while active.iter().map(Active::pending).sum::<usize>() < batch {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -153,11 +149,13 @@ fn run(mut backend: Box<dyn Backend>, policy: BatchPolicy, rx: &Receiver<Job>, m
             &mut active,
             metrics,
         );
-        // Finished movies answer; the rest stay in order.
+        // Finished and failed movies answer; the rest stay in order. A
+        // receiver may be gone by now; nothing to do then.
         let mut still = VecDeque::with_capacity(active.len());
         for a in active.drain(..) {
-            if a.pending() == 0 {
-                // The receiver may be gone by now; nothing to do then.
+            if let Some(msg) = a.failed {
+                let _ = a.job.reply.send(Err(msg));
+            } else if a.pending() == 0 {
                 let _ = a.job.reply.send(Ok(a.out));
             } else {
                 still.push_back(a);
@@ -168,7 +166,7 @@ fn run(mut backend: Box<dyn Backend>, policy: BatchPolicy, rx: &Receiver<Job>, m
 }
 
 /// One run over up to `batch` sequences from the front of `active`. A
-/// failed run answers the movies it held with the error and drops them.
+/// failed run marks the movies it held as failed.
 fn run_once(
     backend: &mut dyn Backend,
     config: &crate::model::config::ModelConfig,
@@ -242,26 +240,15 @@ fn run_once(
                 offset += n;
                 match placed {
                     Ok(()) => a.next = r.end,
-                    Err(e) => fail(a, &format!("{e:#}")),
+                    Err(e) => a.failed = Some(format!("{e:#}")),
                 }
             }
         }
         Err(e) => {
             let msg = format!("{e:#}");
             for (i, _) in parts {
-                fail(&mut active[i], &msg);
+                active[i].failed = Some(msg.clone());
             }
         }
     }
-    // Failed movies were answered: drop them.
-    active.retain(|a| !a.job.reply.is_closed() && !a.seqs.is_empty());
-}
-
-/// Answers a movie with an error and marks it for removal.
-fn fail(a: &mut Active, msg: &str) {
-    let (tx, _) = oneshot::channel();
-    let reply = std::mem::replace(&mut a.job.reply, tx);
-    let _ = reply.send(Err(msg.to_string()));
-    a.seqs.clear();
-    a.next = 0;
 }

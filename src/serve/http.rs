@@ -24,10 +24,9 @@ use super::batcher::{self, Job, Queue};
 use super::metrics::{Metrics, RequestLabels};
 use super::{ModelInfo, Options};
 use crate::data::movie::Movie;
-use crate::grouping::Params;
 use crate::model::config::ModelConfig;
 use crate::scene_formats::{self, SceneFormat};
-use crate::segment::{grouping_params, schema_for, GroupingOverrides, Segmentation};
+use crate::segment::{decision_from_options, schema_for, Decision, GroupingOverrides, Segmentation};
 
 struct AppState {
     opts: Options,
@@ -280,51 +279,19 @@ struct SegmentQuery {
 }
 
 /// The options of one request, settled as `lgss segment` settles its flags.
-struct Settled {
-    format: SceneFormat,
-    threshold: f64,
-    fps: f64,
-    global: Option<Params>,
-}
-
-fn settle(q: SegmentQuery, model: &ModelInfo) -> Result<Settled, String> {
+fn settle(q: SegmentQuery, model: &ModelInfo) -> Result<(SceneFormat, Decision), String> {
     let format = match q.format.as_deref() {
         None => SceneFormat::Json,
         Some(f) => SceneFormat::parse(f)
             .ok_or_else(|| format!("format {f:?}: want json, csv, webvtt, edl or otio"))?,
     };
-    let local = match q.rule.as_deref() {
-        None | Some("global") => false,
-        Some("local") => true,
-        Some(r) => return Err(format!("rule {r:?}: want global (the default) or local")),
-    };
-    if local && (q.coherence.is_some() || q.length_weight.is_some() || q.max_scene_shots.is_some()) {
-        return Err(
-            "coherence, length_weight and max_scene_shots set global grouping; they conflict with rule=local"
-                .into(),
-        );
-    }
-    let threshold = match q.threshold {
-        Some(t) if t > 0.0 && t < 1.0 => t,
-        Some(t) => return Err(format!("threshold {t} is not inside (0, 1)")),
-        None => model.stored.threshold.unwrap_or(0.5),
-    };
-    let fps = q.fps.unwrap_or(24.0);
-    if !(fps > 0.0 && fps.is_finite()) {
-        return Err(format!("fps {fps} is not a positive number"));
-    }
     let overrides = GroupingOverrides {
         coherence: q.coherence,
         length_weight: q.length_weight,
         max_scene_shots: q.max_scene_shots,
     };
-    let global = (!local).then(|| grouping_params(threshold, &model.stored, &overrides));
-    Ok(Settled {
-        format,
-        threshold,
-        fps,
-        global,
-    })
+    let decision = decision_from_options(q.rule.as_deref(), q.threshold, q.fps, &overrides, &model.stored)?;
+    Ok((format, decision))
 }
 
 /// The body, refused with 413 past `limit` bytes and with 408 when the
@@ -372,7 +339,7 @@ async fn segment(
     if st.draining.load(Ordering::SeqCst) {
         return busy("draining: shutting down");
     }
-    let settled = match query
+    let (format, decision) = match query
         .map_err(|e| e.body_text())
         .and_then(|Query(q)| settle(q, &st.model))
     {
@@ -398,7 +365,7 @@ async fn segment(
         Err(r) => return r,
     };
     let deadline = tokio::time::Instant::from_std(arrival + st.opts.timeout);
-    let work = answer(st.clone(), id, settled, bytes, permit);
+    let work = answer(st.clone(), id, format, decision, bytes, permit);
     match tokio::time::timeout_at(deadline, work).await {
         Ok(r) => r,
         // Dropping `work` drops its reply channel: the runtime thread skips
@@ -417,7 +384,8 @@ async fn segment(
 async fn answer(
     st: Arc<AppState>,
     id: String,
-    settled: Settled,
+    format: SceneFormat,
+    decision: Decision,
     bytes: Vec<u8>,
     permit: tokio::sync::SemaphorePermit<'_>,
 ) -> Response {
@@ -461,18 +429,18 @@ async fn answer(
             &st2.model.runtime,
             &prob,
             &st2.config.ratio,
-            settled.threshold,
-            settled.fps,
-            settled.global,
+            decision.threshold,
+            decision.fps,
+            decision.global,
         )
         .map_err(|e| e.to_string())?;
-        scene_formats::render(&seg, settled.format).map_err(|e| e.to_string())
+        scene_formats::render(&seg, format).map_err(|e| e.to_string())
     })
     .await;
     match rendered {
         Ok(Ok(text)) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, settled.format.media_type())],
+            [(header::CONTENT_TYPE, format.media_type())],
             text,
         )
             .into_response(),
