@@ -5,8 +5,9 @@
 //! With the `cuda` feature, `libtorch_cuda` is linked even though no symbol of
 //! it is referenced: the linker's `--as-needed` would otherwise drop it and
 //! `tch::Cuda::is_available()` would report false on a machine with a GPU.
-//! `src/native/tf32.cpp` reaches libtorch's TF32 switches, which tch does
-//! not bind; it is compiled against the same libtorch's headers.
+//! `src/native/` reaches what tch does not bind (libtorch's TF32 switches,
+//! its fused Adam kernels); it is compiled against the same libtorch's
+//! headers.
 
 fn main() {
     long_version();
@@ -14,16 +15,18 @@ fn main() {
     if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
         println!("cargo:rustc-env=LGSS_LIBTORCH_LIB={dir}");
-        build_tf32_shim(std::path::Path::new(&dir));
+        build_native_shims(std::path::Path::new(&dir));
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
 }
 
-fn build_tf32_shim(libtorch_lib: &std::path::Path) {
-    let shim = "src/native/tf32.cpp";
-    println!("cargo:rerun-if-changed={shim}");
+fn build_native_shims(libtorch_lib: &std::path::Path) {
+    let shims = ["src/native/tf32.cpp", "src/native/fused_adam.cpp"];
+    for shim in shims {
+        println!("cargo:rerun-if-changed={shim}");
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = libtorch_lib.join("../include");
     // PyPI's torch is built with the C++11 ABI since 2.7; torch-sys reads the
@@ -37,8 +40,8 @@ fn build_tf32_shim(libtorch_lib: &std::path::Path) {
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .file(shim)
-        .compile("lgss_tf32");
+        .files(shims)
+        .compile("lgss_native");
 }
 
 /// `lgss --version`: the version, the build's features and the pinned

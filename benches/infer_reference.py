@@ -4,7 +4,10 @@ running the seed's LGSS (lgss_reference.py) with the checkpoint's weights
 (`torch`), or onnxruntime on `torch.onnx.export` of that model as written
 (`ort-torch-export`).
 
-usage: infer_reference.py ort|torch|ort-torch-export MODEL.onnx CHECKPOINT.safetensors MOVIE.pkl SHOT_NUM SEQ_LEN C H BATCH
+usage: infer_reference.py ort|torch|ort-torch-export MODEL.onnx CHECKPOINT.safetensors MOVIE.pkl SHOT_NUM SEQ_LEN C H BATCH [DEVICE]
+DEVICE (torch only): cpu (default) or cuda: TF32 off (as lgss runs by
+default), each batch's windows copied to the GPU and the probabilities back,
+as a PyTorch user's loop would; after one warm-up batch.
 prints: windows_per_s
 """
 import json
@@ -44,7 +47,7 @@ def load_safetensors(path):
     h = json.loads(b[8:8 + n])
     out = {}
     for k, v in h.items():
-        if k == "__metadata__" or k.startswith("adam."):
+        if k == "__metadata__" or k.startswith(("adam.", "train.")):
             continue
         s, e = v["data_offsets"]
         out[k] = torch.from_numpy(np.frombuffer(b[8 + n + s:8 + n + e], dtype=np.float32).reshape(v["shape"]).copy())
@@ -54,6 +57,10 @@ def load_safetensors(path):
 def main():
     mode, onnx_path, ckpt, movie_path, shot_num, seq_len, channel, hidden, batch = sys.argv[1:10]
     shot_num, seq_len, channel, hidden, batch = map(int, (shot_num, seq_len, channel, hidden, batch))
+    device = torch.device(sys.argv[10] if len(sys.argv) > 10 else "cpu")
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     movie = pickle.load(open(movie_path, "rb"))
     data = list(windows(movie, shot_num, seq_len, batch))
     model = LGSS([movie[m].shape[1] for m in MODALITIES], shot_num, seq_len, channel, hidden)
@@ -64,6 +71,7 @@ def main():
         renamed["branches.%d.%s" % (MODALITIES.index(modality[len("bnet_"):]), rest)] = v
     model.load_state_dict(renamed)
     model.eval()
+    model.to(device)
     if mode == "ort-torch-export":
         import onnxruntime as ort
 
@@ -96,7 +104,7 @@ def main():
     else:
         def run(xs):
             with torch.no_grad():
-                return torch.softmax(model([torch.from_numpy(x) for x in xs]), 1)[:, 1]
+                return torch.softmax(model([torch.from_numpy(x).to(device) for x in xs]), 1)[:, 1].cpu()
     run(data[0][0])  # warm-up
     t0 = time.perf_counter()
     total = 0

@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
             );
             adam.zero_grad();
             l.backward();
-            adam.step();
+            adam.step()?;
             if i >= 1 {
                 windows += b.windows;
             }

@@ -37,9 +37,9 @@ pub fn movie_probabilities(
     movie_probabilities_timed(backend, movie, batch, &mut Phases::new())
 }
 
-/// [`movie_probabilities`], adding the time of window assembly
-/// (`windows`) and of the runtime (`model`: on a GPU runtime this includes
-/// its copies to and from the device) to `phases`.
+/// [`movie_probabilities`], adding the runtime's phases to `phases`
+/// ([`Backend::run_movie`]: `windows` and `model` on the host; libtorch
+/// adds `shots to device` and `device to host`).
 pub fn movie_probabilities_timed(
     backend: &mut dyn Backend,
     movie: &Movie,
@@ -47,29 +47,14 @@ pub fn movie_probabilities_timed(
     phases: &mut Phases,
 ) -> anyhow::Result<Vec<f64>> {
     let config = backend.config().clone();
-    let mut out = vec![f64::NAN; movie.n_shots() - 1];
-    let mut chunks = movie_windows(&config, movie, batch)?;
-    while let Some(chunk) = phases.time("windows", || chunks.next()) {
-        let views: Vec<ndarray::ArrayView4<f32>> = chunk.inputs.iter().map(|a| a.view()).collect();
-        let prob = phases.time("model", || backend.run(&views))?;
-        chunk.place(&prob, config.seq_len, backend.name(), &mut out)?;
-    }
+    let n = movie.n_shots();
+    let seqs = sequences(0, n, config.seq_len);
+    let feats = model_features(&config, movie)?;
+    let shots: Vec<ndarray::ArrayView2<f32>> = feats.iter().map(|f| f.view()).collect();
+    let prob = backend.run_movie(&shots, n, &seqs, batch, phases)?;
+    let mut out = vec![f64::NAN; n - 1];
+    place_probabilities(&seqs, &prob, config.seq_len, backend.name(), &mut out)?;
     Ok(out)
-}
-
-/// Up to `batch` sequences of one movie and their model inputs.
-pub struct WindowChunk {
-    pub seqs: Vec<Sequence>,
-    /// One `[seqs.len(), seq_len, shot_num, D]` array per configured modality.
-    pub inputs: Vec<ndarray::Array4<f32>>,
-}
-
-impl WindowChunk {
-    /// Writes the runtime's `prob` (`[seqs.len() * seq_len]`) for this
-    /// chunk's real boundaries into the movie's `out`.
-    pub fn place(&self, prob: &[f32], seq_len: usize, runtime: &str, out: &mut [f64]) -> anyhow::Result<()> {
-        place_probabilities(&self.seqs, prob, seq_len, runtime, out)
-    }
 }
 
 /// Writes a runtime's `prob` (`[seqs.len() * seq_len]`) for the real
@@ -134,24 +119,6 @@ pub fn window_inputs(
         .iter()
         .map(|f| gather_windows(f.view(), &rows, config.seq_len, config.shot_num))
         .collect()
-}
-
-/// A movie's model inputs in chunks of at most `batch` sequences, every
-/// boundary in exactly one, each assembled when it is reached (a movie's
-/// windows repeat each shot `shot_num` times: they are never all in memory).
-pub fn movie_windows<'a>(
-    config: &'a ModelConfig,
-    movie: &'a Movie,
-    batch: usize,
-) -> anyhow::Result<impl Iterator<Item = WindowChunk> + 'a> {
-    let n = movie.n_shots();
-    let seqs = sequences(0, n, config.seq_len);
-    let feats = model_features(config, movie)?;
-    let chunks: Vec<Vec<Sequence>> = seqs.chunks(batch.max(1)).map(<[Sequence]>::to_vec).collect();
-    Ok(chunks.into_iter().map(move |seqs| WindowChunk {
-        inputs: window_inputs(config, &feats, n, &seqs),
-        seqs,
-    }))
 }
 
 /// A scene: consecutive shots between two predicted boundaries.

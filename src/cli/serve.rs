@@ -43,7 +43,8 @@ pub struct Args {
     /// `segment` does; for measuring what batching across requests gains.
     #[arg(long)]
     per_request_batches: bool,
-    /// Seconds an upload may send nothing before it gets 408.
+    /// Seconds an upload may send nothing before it gets 408; also the time a
+    /// connection has to send a request's headers (else it is closed).
     #[arg(long, default_value_t = 10.0)]
     read_timeout: f64,
     /// Seconds from a request's arrival to its answer, else 504 (its windows

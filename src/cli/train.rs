@@ -63,6 +63,11 @@ pub struct Args {
     /// scores) instead of tables; epoch lines still go to stderr.
     #[arg(long)]
     json: bool,
+    /// Time each phase of the run (data load, batch assembly, forward,
+    /// backward, optimizer, loss reads, validation), waiting for the GPU at
+    /// each phase's end: a table on stderr, and `profile` in `--json`.
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -151,8 +156,16 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         resume: args.resume,
         stop_after_epochs: None,
         progress: std::sync::Arc::new(super::progress::Bars::default()),
+        profile: args.profile,
     };
     let result = train(&opts, stop)?;
+    if let Some((phases, wall)) = &result.profile {
+        eprint!(
+            "profile: training on {device:?} in {:.3} s\n{}",
+            wall.as_secs_f64(),
+            phases.table(*wall)
+        );
+    }
     // runs/latest follows the newest run of the workspace that has a checkpoint.
     if ws.is_run(&out) && result.last_checkpoint.exists() {
         ws.set_latest(&out)?;
@@ -163,12 +176,21 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
             run: &'a std::path::Path,
             #[serde(flatten)]
             result: &'a crate::train::TrainResult,
+            /// Seconds per phase and `wall`, with `--profile`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            profile: Option<serde_json::Value>,
         }
+        let profile = result.profile.as_ref().map(|(phases, wall)| {
+            let mut v = phases.to_json();
+            v["wall"] = serde_json::json!(wall.as_secs_f64());
+            v
+        });
         println!(
             "{}",
             serde_json::to_string_pretty(&Summary {
                 run: &out,
-                result: &result
+                result: &result,
+                profile,
             })?
         );
     }

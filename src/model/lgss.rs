@@ -63,6 +63,8 @@ pub struct Lgss {
     branches: Vec<Branch>,
     /// How the boundary net is computed (same function either way).
     pub formulation: Formulation,
+    /// [`window_max`]'s tiles, chosen for the model's device.
+    pub window_max_tiles: Tiles,
     /// What [`Lgss::last_lstm_train_mode`] reports.
     lstm_mode: AtomicU8,
     /// Dropout on the LSTM inputs in a forward that records gradients
@@ -162,6 +164,7 @@ impl Lgss {
             config: config.clone(),
             branches,
             formulation: Formulation::Fast,
+            window_max_tiles: Tiles::for_device(device),
             lstm_mode: AtomicU8::new(LSTM_NOT_RUN),
             lstm_input_dropout: 0.0,
             dropout_seed: 0,
@@ -221,9 +224,10 @@ impl Lgss {
                             &x,
                             &b.conv_w.view([c, k]).index_select(0, idx),
                             &b.conv_b.index_select(0, idx),
+                            self.window_max_tiles,
                         )
                     }),
-                    None => window_max(&x, &b.conv_w.view([c, k]), &b.conv_b),
+                    None => window_max(&x, &b.conv_w.view([c, k]), &b.conv_b, self.window_max_tiles),
                 },
                 half_window_cosine(&x, &b.cos_w.view([c, k / 2]), &b.cos_b),
             ),
@@ -381,11 +385,40 @@ fn reference_bnet(b: &Branch, x: &Tensor, c: i64, k: i64, d: i64) -> (Tensor, Te
     (ctx, Tensor::cosine_similarity(&a, &z, 2, 1e-8))
 }
 
-/// Elements of the `[windows, C, features]` tile computed at once by
-/// [`window_max`] (4 MiB of f32): large enough for efficient kernels, small
-/// enough to stay in cache.
-const TILE_ELEMENTS: i64 = 1 << 20;
-const TILE_FEATURES: i64 = 64;
+/// How [`window_max`] cuts its `[windows, features, C]` product into tiles:
+/// the same values either way (each element is one (k+1)-term dot product),
+/// only the kernel sizes differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiles {
+    /// Elements of one tile's product.
+    pub elements: i64,
+    /// Feature columns one tile covers; `None`: all of them.
+    pub features: Option<i64>,
+}
+
+impl Tiles {
+    /// 4 MiB of f32 over 64 feature columns: large enough for efficient
+    /// kernels, small enough to stay in a CPU's cache.
+    pub const CPU: Tiles = Tiles {
+        elements: 1 << 20,
+        features: Some(64),
+    };
+    /// One dense product over all features and as many windows as 256 MiB
+    /// of f32 holds: a GPU runs a few large kernels a batch instead of the
+    /// hundreds of small ones cache-sized tiles would launch.
+    pub const DEVICE: Tiles = Tiles {
+        elements: 1 << 26,
+        features: None,
+    };
+
+    pub fn for_device(device: Device) -> Tiles {
+        if device.is_cuda() {
+            Tiles::DEVICE
+        } else {
+            Tiles::CPU
+        }
+    }
+}
 
 /// The context part of the boundary net: for each window and feature
 /// column, the maximum over channels of the window conv,
@@ -397,13 +430,13 @@ const TILE_FEATURES: i64 = 64;
 /// without keeping `[N, C, D]` for the backward pass.
 ///
 /// `x`: `[n, k, d]`, `w`: `[C, k]`, `b`: `[C]`; returns `[n, d]`.
-pub fn window_max(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+pub fn window_max(x: &Tensor, w: &Tensor, b: &Tensor, tiles: Tiles) -> Tensor {
     let (n, k, d) = (x.size()[0], x.size()[1], x.size()[2]);
     let c = w.size()[0];
     // No autograd graph is recorded under no_grad: then the max itself suffices.
     let grad = (&b.narrow(0, 0, 1) * 1.0).requires_grad();
-    let cols = d.min(TILE_FEATURES);
-    let rows = (TILE_ELEMENTS / (c * cols)).max(1);
+    let cols = tiles.features.map_or(d, |f| d.min(f)).max(1);
+    let rows = (tiles.elements / (c * cols)).max(1);
     let found = tch::no_grad(|| {
         // [n, d, k+1] × [k+1, C], a row of ones carrying the bias, so each
         // tile's maximum runs over its last, contiguous axis.

@@ -11,9 +11,10 @@
 //! ~1% of CPU inference here (the windows are assembled from cached rows
 //! while the LSTM's matrix products take the time), and the index form needs
 //! a Gather over a per-movie dynamic axis that tract's fixed-batch plan
-//! (its LSTM refuses a symbolic batch) cannot compile. On a GPU the same
-//! windows are assembled on the device from resident per-shot features
-//! (the CUDA issue's plan) without changing this interface.
+//! (its LSTM refuses a symbolic batch) cannot compile. The ONNX runtimes
+//! keep this interface. libtorch, which has its own gather, takes a movie's
+//! per-shot features instead ([`Backend::run_movie`]): on a GPU they cross
+//! to the device once and the same windows are assembled there.
 
 #[cfg(feature = "tch")]
 pub mod libtorch;
@@ -29,7 +30,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use crate::data::windows::{batch_rows, gather_windows, Sequence};
 use crate::model::config::ModelConfig;
+use crate::phases::Phases;
 
 /// The version of the window interface (see the module's doc).
 pub use crate::onnx::contract::INTERFACE;
@@ -45,6 +48,38 @@ pub trait Backend: Send {
     /// layout, borrowed (runtimes that can read it in place do). Returns
     /// `[batch * seq_len]`.
     fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>>;
+
+    /// Probabilities of `seqs` (sequences of one movie of `n_shots` shots),
+    /// `[seqs.len() * seq_len]`, from the movie's per-shot features
+    /// (`shots[i]`: `[n_shots, D]` of the i-th configured modality), in runs
+    /// of at most `batch` sequences. By default each run's windows are
+    /// assembled on the host ([`crate::data::windows`], phase `windows`) and
+    /// given to [`Backend::run`] (phase `model`). libtorch overrides it: the
+    /// shots go to its device once and the windows are gathered there (a
+    /// movie's windows are `shot_num` times its shots).
+    fn run_movie(
+        &mut self,
+        shots: &[ndarray::ArrayView2<'_, f32>],
+        n_shots: usize,
+        seqs: &[Sequence],
+        batch: usize,
+        phases: &mut Phases,
+    ) -> anyhow::Result<Vec<f32>> {
+        let (seq_len, shot_num) = (self.config().seq_len, self.config().shot_num);
+        let mut prob = Vec::with_capacity(seqs.len() * seq_len);
+        for run in seqs.chunks(batch.max(1)) {
+            let inputs = phases.time("windows", || {
+                let rows = batch_rows(run, &[0], &[n_shots], seq_len, shot_num);
+                shots
+                    .iter()
+                    .map(|f| gather_windows(*f, &rows, seq_len, shot_num))
+                    .collect::<Vec<_>>()
+            });
+            let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
+            prob.extend(phases.time("model", || self.run(&views))?);
+        }
+        Ok(prob)
+    }
 }
 
 /// The batch of `inputs` after checking that they are one per modality of

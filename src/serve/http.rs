@@ -87,9 +87,7 @@ pub async fn serve(
         .layer(middleware::from_fn_with_state(state.clone(), access))
         .with_state(state.clone());
     let stop = Arc::new(tokio::sync::Notify::new());
-    let stopped = stop.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(accept_loop(listener, app, state.opts.read_timeout, stop.clone()));
     ready(addr);
     wait_for_signal().await?;
     state.draining.store(true, Ordering::SeqCst);
@@ -99,7 +97,7 @@ pub async fn serve(
     );
     stop.notify_one();
     match tokio::time::timeout(state.opts.drain_timeout, server).await {
-        Ok(Ok(result)) => result.context("the HTTP server failed")?,
+        Ok(Ok(())) => {}
         Ok(Err(e)) => anyhow::bail!("the HTTP server failed: {e}"),
         Err(_) => eprintln!(
             "lgss serve: drain timeout: requests still in flight after {:?} were cut off",
@@ -108,6 +106,47 @@ pub async fn serve(
     }
     eprintln!("lgss serve: stopped");
     Ok(())
+}
+
+/// Accepts connections until `stop`, then waits for the open ones to finish
+/// their requests. Each connection is HTTP/1.1 with a header-read timeout
+/// (`axum::serve` sets none), so a client that opens connections and
+/// trickles headers, or idles between requests, is disconnected after
+/// `header_timeout` instead of holding a socket and a task for ever.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let open = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    eprintln!("lgss serve: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.notified() => break,
+        };
+        // Responses are written whole; no reason to wait for an ACK before the last segment.
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = open.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that hangs up or times out ends only its own connection.
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    open.shutdown().await;
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -321,6 +360,46 @@ async fn read_body(mut body: Body, limit: usize, idle: Duration, hint: usize) ->
     }
 }
 
+/// A refusal decided before the body is read. Closing a socket that still
+/// holds unread upload makes the kernel reset the connection, and a client
+/// still sending its body (curl without `Expect`, Python `requests`) then
+/// sees "connection reset" instead of the 503 and its `Retry-After`. So the
+/// body is read and thrown away first: no memory kept, bounded by
+/// `--max-body` and `--read-timeout`, at network speed. A client that sent
+/// `Expect: 100-continue` has not sent its body and gets the answer at once.
+async fn refuse_unread(
+    st: &AppState,
+    headers: &HeaderMap,
+    mut body: Body,
+    mut refusal: Response,
+) -> Response {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return refusal;
+    }
+    let mut seen = 0usize;
+    let drained = loop {
+        match tokio::time::timeout(st.opts.read_timeout, body.frame()).await {
+            Ok(None) => break true,
+            Ok(Some(Ok(frame))) => {
+                seen += frame.data_ref().map_or(0, |d| d.len());
+                if seen > st.opts.max_body {
+                    break false;
+                }
+            }
+            Ok(Some(Err(_))) | Err(_) => break false,
+        }
+    };
+    if !drained {
+        refusal
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    refusal
+}
+
 fn too_large(limit: usize) -> Response {
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -337,14 +416,14 @@ async fn segment(
     body: Body,
 ) -> Response {
     if st.draining.load(Ordering::SeqCst) {
-        return busy("draining: shutting down");
+        return refuse_unread(&st, &headers, body, busy("draining: shutting down")).await;
     }
     let (format, decision) = match query
         .map_err(|e| e.body_text())
         .and_then(|Query(q)| settle(q, &st.model))
     {
         Ok(s) => s,
-        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+        Err(msg) => return refuse_unread(&st, &headers, body, error(StatusCode::BAD_REQUEST, msg)).await,
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -354,10 +433,11 @@ async fn segment(
         return too_large(st.opts.max_body);
     }
     let Ok(permit) = st.uploads.try_acquire() else {
-        return busy(format!(
+        let refusal = busy(format!(
             "{} uploads in progress (--max-uploads)",
             st.opts.max_uploads
         ));
+        return refuse_unread(&st, &headers, body, refusal).await;
     };
     let hint = declared.map_or(0, |n| n as usize);
     let bytes = match read_body(body, st.opts.max_body, st.opts.read_timeout, hint).await {

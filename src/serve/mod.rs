@@ -29,7 +29,9 @@ pub struct Options {
     pub policy: BatchPolicy,
     /// Request bodies over this many bytes get 413, before they are read.
     pub max_body: usize,
-    /// An upload that sends nothing for this long gets 408.
+    /// An upload that sends nothing for this long gets 408; a connection
+    /// that takes longer than this to send a request's headers (or idles
+    /// this long between requests) is closed.
     pub read_timeout: Duration,
     /// Uploads read at once; more get 503 (memory is bounded by
     /// `max_uploads × max_body` plus the queued movies).

@@ -34,6 +34,34 @@ pub struct Bank {
     pub shot_num: usize,
 }
 
+/// Batches' window rows and targets on the training device ([`Bank::plan`]).
+pub struct EpochPlan {
+    /// Every batch's [`batch_rows`], concatenated.
+    rows: Tensor,
+    /// Every batch's targets (-100 on padding), concatenated.
+    target: Tensor,
+    spans: Vec<BatchSpan>,
+}
+
+impl EpochPlan {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+/// Where one batch lies in an [`EpochPlan`]: (offset, length) of its rows
+/// and targets.
+struct BatchSpan {
+    rows: (i64, i64),
+    target: (i64, i64),
+    sequences: i64,
+    windows: usize,
+}
+
 /// A gathered batch.
 pub struct Batch {
     /// `[batch, seq_len, shot_num, D]` per modality.
@@ -122,33 +150,68 @@ impl Bank {
 
     /// Gathers model inputs and targets for `batch`.
     pub fn batch(&self, batch: &[Sequence]) -> Batch {
+        self.planned_batch(&self.plan(&[batch]), 0)
+    }
+
+    /// The window rows and targets of `batches`, built on the host and
+    /// uploaded to the training device in one copy each, so that a step
+    /// only slices them ([`Bank::planned_batch`]): no host→device copy, and
+    /// nothing to wait for, per step.
+    pub fn plan(&self, batches: &[&[Sequence]]) -> EpochPlan {
         let n_shots: Vec<usize> = self.movies.iter().map(|m| m.n_shots).collect();
-        let rows = batch_rows(batch, &self.offsets, &n_shots, self.seq_len, self.shot_num);
-        let idx = Tensor::from_slice(&rows).to_device(self.device());
-        let (b, s, k) = (batch.len() as i64, self.seq_len as i64, self.shot_num as i64);
+        let sequences: usize = batches.iter().map(|b| b.len()).sum();
+        let mut rows = Vec::with_capacity(sequences * self.seq_len * self.shot_num);
+        let mut target = Vec::with_capacity(sequences * self.seq_len);
+        let mut spans = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let (row0, target0) = (rows.len() as i64, target.len() as i64);
+            rows.extend(batch_rows(
+                batch,
+                &self.offsets,
+                &n_shots,
+                self.seq_len,
+                self.shot_num,
+            ));
+            let mut windows = 0;
+            for q in *batch {
+                let gt = &self.movies[q.movie].ground_truth;
+                for t in 0..self.seq_len {
+                    if t < q.valid {
+                        target.push(gt[q.start + t] as i64);
+                        windows += 1;
+                    } else {
+                        target.push(-100);
+                    }
+                }
+            }
+            spans.push(BatchSpan {
+                rows: (row0, rows.len() as i64 - row0),
+                target: (target0, target.len() as i64 - target0),
+                sequences: batch.len() as i64,
+                windows,
+            });
+        }
+        EpochPlan {
+            rows: Tensor::from_slice(&rows).to_device(self.device()),
+            target: Tensor::from_slice(&target).to_device(self.device()),
+            spans,
+        }
+    }
+
+    /// The `i`-th batch of `plan`, gathered on the device.
+    pub fn planned_batch(&self, plan: &EpochPlan, i: usize) -> Batch {
+        let span = &plan.spans[i];
+        let idx = plan.rows.narrow(0, span.rows.0, span.rows.1);
+        let (b, s, k) = (span.sequences, self.seq_len as i64, self.shot_num as i64);
         let inputs = self
             .features
             .iter()
             .map(|f| f.index_select(0, &idx).view([b, s, k, f.size()[1]]))
             .collect();
-        let mut target = Vec::with_capacity(batch.len() * self.seq_len);
-        let mut windows = 0;
-        for q in batch {
-            let gt = &self.movies[q.movie].ground_truth;
-            for t in 0..self.seq_len {
-                if t < q.valid {
-                    target.push(gt[q.start + t] as i64);
-                    windows += 1;
-                } else {
-                    target.push(-100);
-                }
-            }
-        }
-        let target = Tensor::from_slice(&target).to_device(self.device());
         Batch {
             inputs,
-            target,
-            windows,
+            target: plan.target.narrow(0, span.target.0, span.target.1),
+            windows: span.windows,
         }
     }
 

@@ -3,19 +3,20 @@
 //! predictions of the weights the run keeps.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 use super::adam::Adam;
-use super::bank::{Bank, Prediction};
+use super::bank::{Bank, EpochPlan, Prediction};
 use super::ema::Ema;
 use super::state::{self, Position};
 use crate::data::windows::Sequence;
 use crate::model::checkpoint::{load_weights, Checkpoint};
 use crate::model::lgss::loss;
 use crate::model::{Config, Lgss};
+use crate::phases::Phases;
 use crate::progress::Progress;
 use crate::rng::Rng;
 
@@ -23,13 +24,26 @@ use crate::rng::Rng;
 const EPOCH_STREAM: u64 = 0x0065_706f_6368;
 const DROPOUT_STREAM: u64 = 0x6472_6f70;
 
+/// How often the progress line reads the running loss back from the
+/// device (the only host synchronisation inside an epoch).
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
 pub(super) struct Learner {
     pub model: Lgss,
     adam: Adam,
     ema: Option<Ema>,
     pub pos: Position,
+    /// The epoch's running loss sum (`pos.loss_sum`'s live value), an f64
+    /// scalar on the training device: each step adds to it there, in the
+    /// same order and precision the host would, so reading it back only at
+    /// the progress line's pace and at the epoch's end gives the same bits
+    /// without a host synchronisation per step.
+    loss_total: Tensor,
     config: Config,
     seed: u64,
+    /// With `train --profile`: time per phase of a step (and of the run
+    /// around it), the device synchronised at each phase's end.
+    pub profile: Option<Phases>,
 }
 
 /// What training the rest of an epoch did.
@@ -73,13 +87,16 @@ impl Learner {
             )?;
             pos = Position::of_checkpoint(c)?;
         }
+        let loss_total = Tensor::from(pos.loss_sum).to_device(device);
         Ok(Learner {
             model,
             adam,
             ema,
             pos,
+            loss_total,
             config: config.clone(),
             seed,
+            profile: None,
         })
     }
 
@@ -107,22 +124,36 @@ impl Learner {
             batches.len(),
             self.pos.batch,
         );
+        let first = self.pos.batch;
+        let mut clock = StepClock::start(self.profile.is_some(), self.model.device());
+        let plan = bank.plan(&batches[first.min(batches.len())..]);
+        clock.lap(&mut self.profile, "epoch plan (one upload)");
         let mut windows = 0usize;
         let mut finished = true;
+        let mut last_status = Instant::now();
         while self.pos.batch < batches.len() {
-            windows += self.step(bank, batches[self.pos.batch]);
-            progress.status(&format!(
-                "epoch {} loss {:.4} {:.0} win/s",
-                self.pos.epoch + 1,
-                self.pos.loss_sum / self.pos.loss_batches as f64,
-                windows as f64 / t0.elapsed().as_secs_f64()
-            ));
+            windows += self.step(bank, &plan, self.pos.batch - first)?;
+            let last = self.pos.batch == batches.len();
+            if last || last_status.elapsed() >= STATUS_EVERY {
+                let mut clock = StepClock::start(self.profile.is_some(), self.model.device());
+                self.read_loss();
+                clock.lap(&mut self.profile, "loss read (host sync)");
+                progress.status(&format!(
+                    "epoch {} loss {:.4} {:.0} win/s",
+                    self.pos.epoch + 1,
+                    self.pos.loss_sum / self.pos.loss_batches as f64,
+                    windows as f64 / t0.elapsed().as_secs_f64()
+                ));
+                last_status = Instant::now();
+            }
             progress.advance(1);
-            if stop.load(Ordering::SeqCst) && self.pos.batch < batches.len() {
+            if stop.load(Ordering::SeqCst) && !last {
                 finished = false;
                 break;
             }
         }
+        // `pos` is whole again: a checkpoint (stopped mid-epoch) or the log may follow.
+        self.read_loss();
         progress.finish();
         Ok(EpochRun {
             windows,
@@ -131,23 +162,34 @@ impl Learner {
         })
     }
 
-    /// One optimizer step on `batch`; returns its windows.
-    fn step(&mut self, bank: &Bank, batch: &[Sequence]) -> usize {
-        let b = bank.batch(batch);
+    /// One optimizer step on the `i`-th batch of `plan`; returns its
+    /// windows. Nothing in it waits for the device.
+    fn step(&mut self, bank: &Bank, plan: &EpochPlan, i: usize) -> anyhow::Result<usize> {
+        let mut clock = StepClock::start(self.profile.is_some(), self.model.device());
+        let b = bank.planned_batch(plan, i);
+        clock.lap(&mut self.profile, "batch assembly");
         // Each step's masks from its own seed: a resumed run draws the same.
         self.model.dropout_seed = Rng::derive(self.seed ^ DROPOUT_STREAM, self.adam.step as u64).next_u64();
         let out = self.model.forward(&b.inputs);
         let l = loss(&out.logits, &b.target, self.config.train.class_weights);
+        clock.lap(&mut self.profile, "forward");
         self.adam.zero_grad();
         l.backward();
-        self.adam.step();
+        clock.lap(&mut self.profile, "backward");
+        self.adam.step()?;
         if let Some(ema) = &mut self.ema {
             ema.update(self.adam.step);
         }
-        self.pos.loss_sum += l.double_value(&[]);
+        clock.lap(&mut self.profile, "optimizer");
+        let _ = self.loss_total.g_add_(&l.detach().to_kind(Kind::Double));
         self.pos.loss_batches += 1;
         self.pos.batch += 1;
-        b.windows
+        Ok(b.windows)
+    }
+
+    /// Brings `pos.loss_sum` up to date from the device.
+    fn read_loss(&mut self) {
+        self.pos.loss_sum = self.loss_total.double_value(&[]);
     }
 
     /// Predictions on `seqs` of the weights the run keeps: the moving
@@ -177,6 +219,7 @@ impl Learner {
         pos.batch = 0;
         pos.loss_sum = 0.0;
         pos.loss_batches = 0;
+        let _ = self.loss_total.zero_();
         let improved = val_ap > pos.best_val_ap;
         if improved {
             pos.best_val_ap = val_ap;
@@ -206,8 +249,128 @@ impl Learner {
     }
 }
 
+/// Charges the time since the last lap to a phase of `profile`, when
+/// profiling. On CUDA it first waits for the device, so that work queued
+/// asynchronously counts in the phase that queued it (profiling only: a
+/// run without `--profile` never waits).
+struct StepClock {
+    on: bool,
+    cuda: Option<usize>,
+    t: Instant,
+}
+
+impl StepClock {
+    fn start(on: bool, device: Device) -> StepClock {
+        let cuda = match device {
+            Device::Cuda(i) if on => Some(i),
+            _ => None,
+        };
+        let clock = StepClock {
+            on,
+            cuda,
+            t: Instant::now(),
+        };
+        clock.barrier();
+        StepClock {
+            t: Instant::now(),
+            ..clock
+        }
+    }
+
+    fn barrier(&self) {
+        if let Some(i) = self.cuda {
+            tch::Cuda::synchronize(i as i64);
+        }
+    }
+
+    fn lap(&mut self, profile: &mut Option<Phases>, phase: &'static str) {
+        if !self.on {
+            return;
+        }
+        self.barrier();
+        let now = Instant::now();
+        if let Some(p) = profile {
+            p.add(phase, now - self.t);
+        }
+        self.t = now;
+    }
+}
+
 fn lr_at(config: &Config, epoch: usize) -> f64 {
     let t = &config.train;
     let drops = t.milestones.iter().filter(|&&m| m <= epoch).count();
     t.lr * t.gamma.powi(drops as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::{write_dataset, SynthSpec};
+    use crate::progress::Silent;
+
+    /// The epoch as it ran before the loop stopped waiting for the device:
+    /// each batch's rows and targets uploaded at its step, the loss read
+    /// back after every step. The sync-free loop must give the same bits.
+    fn epoch_synced_every_step(l: &mut Learner, bank: &Bank, train: &[Sequence]) {
+        l.adam.lr = l.lr();
+        let mut order = train.to_vec();
+        Rng::derive(l.seed ^ EPOCH_STREAM, l.pos.epoch as u64).shuffle(&mut order);
+        for batch in order.chunks(l.config.train.batch_size) {
+            let b = bank.batch(batch);
+            l.model.dropout_seed = Rng::derive(l.seed ^ DROPOUT_STREAM, l.adam.step as u64).next_u64();
+            let out = l.model.forward(&b.inputs);
+            let loss = loss(&out.logits, &b.target, l.config.train.class_weights);
+            l.adam.zero_grad();
+            loss.backward();
+            l.adam.step().unwrap();
+            if let Some(ema) = &mut l.ema {
+                ema.update(l.adam.step);
+            }
+            l.pos.loss_sum += loss.double_value(&[]);
+            l.pos.loss_batches += 1;
+            l.pos.batch += 1;
+        }
+    }
+
+    #[test]
+    fn the_sync_free_epoch_is_bit_identical_to_a_step_synced_one() {
+        let dir = std::env::temp_dir().join(format!("lgss-unit-syncfree-{}", std::process::id()));
+        let spec = SynthSpec {
+            min_shots: 40,
+            max_shots: 90,
+            ..SynthSpec::small()
+        };
+        write_dataset(&dir, 9, 4, &spec, &|| {}).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut config = Config::load(&root.join("models/lgss-small.toml")).unwrap();
+        // Every part of a step that could read back or depend on order.
+        config.train.ema_decay = Some(0.9);
+        config.train.lstm_input_dropout = 0.2;
+        config.train.batch_size = 3;
+        let files = crate::data::dataset::movie_files(&dir).unwrap();
+        let bank = Bank::load(&files, &config.model, Device::Cpu, &|| {}).unwrap();
+        let train = bank.sequences_of(&(0..bank.movies.len()).collect::<Vec<_>>());
+        let mut synced = Learner::new(&config, Device::Cpu, 5, None).unwrap();
+        let mut free = Learner::new(&config, Device::Cpu, 5, None).unwrap();
+        for _ in 0..2 {
+            epoch_synced_every_step(&mut synced, &bank, &train);
+            let run = free
+                .train_epoch(&bank, &train, &AtomicBool::new(false), &Silent)
+                .unwrap();
+            assert!(run.finished);
+            assert_eq!(free.pos.loss_sum.to_bits(), synced.pos.loss_sum.to_bits());
+            assert_eq!(free.pos.loss_batches, synced.pos.loss_batches);
+            for ((name, a), (_, b)) in free
+                .model
+                .named_variables()
+                .iter()
+                .zip(synced.model.named_variables())
+            {
+                assert!(a.equal(&b), "{name} differs");
+            }
+            free.end_epoch(0.5);
+            synced.end_epoch(0.5);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

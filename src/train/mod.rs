@@ -49,6 +49,9 @@ pub struct TrainOptions {
     pub stop_after_epochs: Option<usize>,
     /// Where loading and epochs report progress (`progress::Silent` for none).
     pub progress: std::sync::Arc<dyn crate::progress::Progress>,
+    /// Time each phase of a training step (`train --profile`), waiting for
+    /// the device at each phase's end.
+    pub profile: bool,
 }
 
 /// One line of `metrics.jsonl`.
@@ -105,6 +108,10 @@ pub struct TrainResult {
     /// `--val-movies`), stored in the best checkpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grouping: Option<grouping_choice::Choice>,
+    /// With [`TrainOptions::profile`]: seconds per phase of this process's
+    /// run and the wall time they add up to.
+    #[serde(skip)]
+    pub profile: Option<(crate::phases::Phases, std::time::Duration)>,
 }
 
 impl TrainResult {
@@ -122,6 +129,7 @@ impl TrainResult {
             best_checkpoint: best,
             last_checkpoint: last,
             grouping: None,
+            profile: None,
         }
     }
 }
@@ -145,6 +153,7 @@ struct Run<'a> {
 /// Trains, validates every epoch, checkpoints, and finally scores the best
 /// checkpoint on the test movies.
 pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<TrainResult> {
+    let wall = Instant::now();
     let resume = opts.resume.as_deref().map(Checkpoint::load).transpose()?;
     let (config, seed) = match &resume {
         Some(c) => (
@@ -155,18 +164,30 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
     let bank = load_bank(opts, &config, resume.as_ref())?;
+    let loaded = wall.elapsed();
     let t = &config.train;
     let split = Split::new(&bank, t.test_fraction, opts.val_movies, t.val_fraction, seed)?;
     let run = Run::new(opts, &config, &bank, &split)?;
     let mut learner = Learner::new(&config, opts.device, seed, resume.as_ref())?;
+    if opts.profile {
+        let mut phases = crate::phases::Phases::new();
+        phases.add("load data", loaded);
+        learner.profile = Some(phases);
+    }
     let mut history = state::read_history(&run.metrics, learner.pos.epoch)?;
     learner.pos.recover_best_epoch(&history);
     let interrupted = run.epochs(&mut learner, &mut history, &stop)?;
     let pos = learner.pos;
     if interrupted || (pos.epoch < t.epochs && !pos.stopped_early) {
-        return Ok(TrainResult::stopped(&pos, history, run.best, run.last));
+        let mut r = TrainResult::stopped(&pos, history, run.best, run.last);
+        r.profile = learner.profile.take().map(|p| (p, wall.elapsed()));
+        return Ok(r);
     }
+    let t_test = Instant::now();
     let test = run.score_test(&mut learner.model)?;
+    if let Some(p) = &mut learner.profile {
+        p.add("test scores", t_test.elapsed());
+    }
     Ok(TrainResult {
         epochs_done: pos.epoch,
         interrupted: false,
@@ -180,6 +201,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         best_checkpoint: run.best,
         last_checkpoint: run.last,
         grouping: test.grouping,
+        profile: learner.profile.take().map(|p| (p, wall.elapsed())),
     })
 }
 
@@ -254,7 +276,11 @@ impl<'a> Run<'a> {
                     .save(&self.last)?;
                 return Ok(true);
             }
+            let t_val = Instant::now();
             let log = self.validate(learner, &trained, t0)?;
+            if let Some(p) = &mut learner.profile {
+                p.add("validate, save, log", t_val.elapsed());
+            }
             history.push(log);
             if let Err(e) = plot::curves(history, &self.opts.out.join("curves.png")) {
                 progress.note(&format!("warning: could not draw curves.png: {e:#}"));

@@ -5,7 +5,7 @@
 use lgss::data::movie::Modality;
 use lgss::model::checkpoint::{load_weights, Checkpoint};
 use lgss::model::config::{FeatureNorm, ModelConfig, PerModality};
-use lgss::model::lgss::{loss, Formulation, Lgss};
+use lgss::model::lgss::{loss, Formulation, Lgss, Tiles};
 use lgss::train::adam::Adam;
 use tch::{Device, Tensor};
 
@@ -47,9 +47,16 @@ pub fn fixture_io() -> Checkpoint {
 }
 
 pub fn fixture_model_as(formulation: Formulation) -> Lgss {
+    fixture_model_tiled(formulation, Tiles::CPU)
+}
+
+/// The fixture model with [`Formulation::Fast`]'s window max cut into
+/// `tiles` (a GPU's dense tiles can be checked here on the CPU).
+pub fn fixture_model_tiled(formulation: Formulation, tiles: Tiles) -> Lgss {
     let (config, _) = fixture_config();
     let mut model = Lgss::new(&config, Device::Cpu);
     model.formulation = formulation;
+    model.window_max_tiles = tiles;
     let w = Checkpoint::from_bytes(&std::fs::read(fixtures().join("lgss-tiny/weights.safetensors")).unwrap())
         .unwrap();
     load_weights(&mut model, &w.tensors).unwrap();
@@ -73,13 +80,21 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f64) {
     assert!(d <= tol, "{what}: max |diff| {d:e} > {tol:e}");
 }
 
+/// The paper's op-for-op form, and the fast form with the CPU's tiles and
+/// with a GPU's (one dense product per tile): all three are PyTorch's model.
+const FORMS: [(Formulation, Tiles); 3] = [
+    (Formulation::Reference, Tiles::CPU),
+    (Formulation::Fast, Tiles::CPU),
+    (Formulation::Fast, Tiles::DEVICE),
+];
+
 #[test]
 fn forward_matches_pytorch() {
-    for formulation in [Formulation::Reference, Formulation::Fast] {
-        let model = fixture_model_as(formulation);
+    for (formulation, tiles) in FORMS {
+        let model = fixture_model_tiled(formulation, tiles);
         let io = fixture_io();
         let out = tch::no_grad(|| model.forward(&fixture_inputs(&io)));
-        let what = |s: &str| format!("{formulation:?} {s}");
+        let what = |s: &str| format!("{formulation:?} {tiles:?} {s}");
         assert_close(&what("logits"), &out.logits, &io.tch("logits").unwrap(), 1e-5);
         for (m, l) in Modality::ALL.iter().zip(&out.branch_logits) {
             assert_close(
@@ -108,10 +123,10 @@ fn loss_gradients_and_adam_step_match_pytorch() {
         "the fixture's recipe is what this test assumes"
     );
     let (lr, eps) = (1e-2, 1e-8);
-    for formulation in [Formulation::Reference, Formulation::Fast] {
-        let model = fixture_model_as(formulation);
+    for (formulation, tiles) in FORMS {
+        let model = fixture_model_tiled(formulation, tiles);
         let io = fixture_io();
-        let what = |s: &str| format!("{formulation:?} {s}");
+        let what = |s: &str| format!("{formulation:?} {tiles:?} {s}");
         let target = io.tch("target").unwrap().to_kind(tch::Kind::Int64);
         let out = model.forward(&fixture_inputs(&io));
         let l = loss(&out.logits, &target, [0.5, 5.0]);
@@ -144,7 +159,7 @@ fn loss_gradients_and_adam_step_match_pytorch() {
             let tol = slope * (&g - &want).abs() * 2.0 + 1e-6;
             tolerances.push(tol);
         }
-        adam.step();
+        adam.step().unwrap();
         for ((name, p), tol) in params.iter().zip(&tolerances) {
             let want = io
                 .tch(&format!("after_step.{name}"))
@@ -223,4 +238,83 @@ fn tf32_switches_reach_libtorch() {
     let off = tf32_state().unwrap();
     assert!(on.all(), "{on:?}");
     assert!(!off.any(), "{off:?}");
+}
+
+/// The window max cut into a GPU's tiles (one dense product over all
+/// features), the CPU's, and deliberately small ones, against the paper's
+/// op-for-op form (Conv2d, then the max over channels) with autograd, on a
+/// batch large enough that the tilings differ: values with and without
+/// gradients, and every gradient. Each value is one (k+1)-term dot product,
+/// summed in an order the kernel picks: |Δ| ≤ 2(k+1)·u·(Σ|w·x| + |b|).
+/// A gradient of x is one product of the chosen channel's weight (the same
+/// channel: random data has no near-ties at this size); of w and b, sums of
+/// up to n·d products: |Δ| ≤ 2·n·d·u·Σ|g·x|.
+#[test]
+fn window_max_tilings_equal_conv_then_max() {
+    use lgss::model::lgss::window_max;
+    use tch::Kind;
+    let (n, k, d, c) = (100i64, 8i64, 160i64, 32i64);
+    tch::manual_seed(5);
+    let opts = (Kind::Float, Device::Cpu);
+    let x = Tensor::randn([n, k, d], opts);
+    let w = Tensor::randn([c, k], opts) * 0.3;
+    let b = Tensor::randn([c], opts) * 0.1;
+    let upstream = Tensor::randn([n, d], opts);
+    let leaf = |t: &Tensor| t.copy().set_requires_grad(true);
+    let (xr, wr, br) = (leaf(&x), leaf(&w), leaf(&b));
+    let conv = xr
+        .view([n, 1, k, d])
+        .conv2d(&wr.view([c, 1, k, 1]), Some(&br), [1, 1], [0, 0], [1, 1], 1)
+        .view([n, c, d]);
+    let (want, _) = conv.max_dim(1, false);
+    (&want * &upstream).sum(Kind::Float).backward();
+    let u = f32::EPSILON as f64 / 2.0;
+    // Σ_j |w_cj·x_jd| + |b_c|, the largest over channels, per element.
+    let magnitude = (x.abs().transpose(1, 2).matmul(&w.abs().transpose(0, 1)) + b.abs())
+        .amax([2i64].as_slice(), false)
+        .to_kind(Kind::Double);
+    let value_bound = magnitude * (2.0 * (k + 1) as f64 * u);
+    let sum_bound = |g_times: Tensor| g_times * (2.0 * (n * d) as f64 * u);
+    let within = |what: &str, got: &Tensor, want: &Tensor, bound: &Tensor| {
+        let excess = ((got.to_kind(Kind::Double) - want.to_kind(Kind::Double)).abs() - bound)
+            .max()
+            .double_value(&[]);
+        assert!(excess <= 0.0, "{what}: exceeds its bound by {excess:e}");
+    };
+    let small = lgss::model::lgss::Tiles {
+        elements: 4096,
+        features: Some(24),
+    };
+    for tiles in [Tiles::CPU, Tiles::DEVICE, small] {
+        let plain = tch::no_grad(|| window_max(&x, &w, &b, tiles));
+        within(&format!("{tiles:?} value"), &plain, &want.detach(), &value_bound);
+        let (xt, wt, bt) = (leaf(&x), leaf(&w), leaf(&b));
+        let got = window_max(&xt, &wt, &bt, tiles);
+        within(
+            &format!("{tiles:?} value with gradients"),
+            &got.detach(),
+            &want.detach(),
+            &value_bound,
+        );
+        (&got * &upstream).sum(Kind::Float).backward();
+        // |∂/∂x| = |g·w_c*|: one rounding.
+        let dx_bound = (upstream.abs().unsqueeze(1) * w.abs().amax([0i64].as_slice(), false).view([1, k, 1]))
+            .to_kind(Kind::Double)
+            * (2.0 * u);
+        within(&format!("{tiles:?} grad x"), &xt.grad(), &xr.grad(), &dx_bound);
+        let gx = (upstream.abs().unsqueeze(1) * x.abs()).sum(Kind::Double); // Σ|g·x| over all
+        let gb = upstream.abs().sum(Kind::Double);
+        within(
+            &format!("{tiles:?} grad w"),
+            &wt.grad(),
+            &wr.grad(),
+            &sum_bound(gx),
+        );
+        within(
+            &format!("{tiles:?} grad b"),
+            &bt.grad(),
+            &br.grad(),
+            &sum_bound(gb),
+        );
+    }
 }

@@ -339,6 +339,7 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
             &xt,
             &tch::Tensor::from_slice(&w).view([c as i64, k as i64]),
             &tch::Tensor::from_slice(&b),
+            lgss::model::lgss::Tiles::CPU,
         )
     });
     let want = Vec::<f32>::try_from(want.flatten(0, -1)).unwrap();
@@ -531,5 +532,66 @@ fn formats_of_one_rule(ck: &Path, onnx: &Path, file: &Path, out_dir: &Path, rule
             r["duration"]["value"].as_f64().unwrap() as i64,
             frame(s, "last_frame") + 1 - frame(s, "first_frame")
         );
+    }
+}
+
+/// libtorch assembles a movie's windows where its shots live (on a GPU, the
+/// device): the same `index_select` on the CPU gives `data::windows`' host
+/// windows exactly, and tch's per-movie path the probabilities of its
+/// window path, to the bit, for batches that do and do not divide the movie.
+#[test]
+fn tch_gathers_windows_where_the_shots_live_exactly_as_data_windows() {
+    use lgss::data::windows::{batch_rows, gather_windows, sequences};
+    use lgss::runtime::libtorch::gather_windows_on;
+
+    let (n, d, seq_len, shot_num) = (53usize, 7usize, 10usize, 8usize);
+    let shots = ndarray::Array2::from_shape_fn((n, d), |(i, j)| (i * 31 + j) as f32 * 0.5 - 3.0);
+    let seqs = sequences(0, n, seq_len);
+    let rows = batch_rows(&seqs, &[0], &[n], seq_len, shot_num);
+    let want = gather_windows(shots.view(), &rows, seq_len, shot_num);
+    let t = tch::Tensor::from_slice(shots.as_slice().unwrap()).view([n as i64, d as i64]);
+    let got = gather_windows_on(&t, &tch::Tensor::from_slice(&rows), seq_len, shot_num);
+    let shape: Vec<i64> = want.shape().iter().map(|&x| x as i64).collect();
+    assert_eq!(got.size(), shape);
+    let got: Vec<f32> = Vec::try_from(got.flatten(0, -1)).unwrap();
+    assert_eq!(got, want.iter().copied().collect::<Vec<f32>>());
+
+    let dir = tempdir("rt-tch-movie");
+    let (ck, _onnx) = fixture_model_files(&dir);
+    let opts = RuntimeOptions {
+        checkpoint: Some(ck),
+        batch: 2,
+        ..Default::default()
+    };
+    let mut tch = open(RuntimeKind::Tch, &opts).unwrap();
+    let config = tch.config().clone();
+    let n = 87;
+    let features: Vec<ndarray::Array2<f32>> = config
+        .modalities
+        .iter()
+        .enumerate()
+        .map(|(m, &md)| {
+            ndarray::Array2::from_shape_fn((n, config.feature_dims.get(md)), |(i, j)| {
+                (((i * 131 + j * 17 + m * 7) % 97) as f32 / 48.0 - 1.0) * 0.7
+            })
+        })
+        .collect();
+    let views: Vec<ndarray::ArrayView2<f32>> = features.iter().map(|f| f.view()).collect();
+    let seqs = sequences(0, n, config.seq_len);
+    for batch in [1, 3, seqs.len()] {
+        let mut by_windows = Vec::new();
+        for run in seqs.chunks(batch) {
+            let rows = batch_rows(run, &[0], &[n], config.seq_len, config.shot_num);
+            let inputs: Vec<ndarray::Array4<f32>> = views
+                .iter()
+                .map(|f| gather_windows(*f, &rows, config.seq_len, config.shot_num))
+                .collect();
+            let inputs: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
+            by_windows.extend(tch.run(&inputs).unwrap());
+        }
+        let by_movie = tch
+            .run_movie(&views, n, &seqs, batch, &mut lgss::phases::Phases::new())
+            .unwrap();
+        assert_eq!(by_movie, by_windows, "batch {batch}");
     }
 }

@@ -289,6 +289,21 @@ with ThreadPoolExecutor(len(files)) as ex:
     let mut reply = String::new();
     let _ = s.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    // Headers that never end (slowloris): the connection is closed, with no
+    // answer, once --read-timeout (1 s here) has passed, well before the
+    // client's own 20 s.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let t0 = Instant::now();
+    let mut reply = Vec::new();
+    let read = s.read_to_end(&mut reply);
+    assert!(read.is_ok() && reply.is_empty(), "{read:?} {reply:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "closed after {:?}",
+        t0.elapsed()
+    );
     assert_eq!(post(&server, "", &files[2]).0, 200);
 
     // The model as served, and the counters.
@@ -348,6 +363,63 @@ fn a_token_guards_v1_routes_and_is_never_logged() {
     let log = server.log();
     assert!(log.contains("POST /v1/segment 401"), "{log}");
     assert!(!log.contains(token), "the token is in the log:\n{log}");
+}
+
+/// Python's `http.client` sends a whole body before it reads the answer and
+/// reuses its connection: a refusal decided before the body is read must
+/// still reach it (not a broken pipe) and leave the connection usable.
+const KEEP_ALIVE_CLIENT: &str = r#"
+import http.client, json, sys
+host, port = sys.argv[1].rsplit(":", 1)
+conn = http.client.HTTPConnection(host, int(port), timeout=60)
+for size in (1000, 4 << 20, 4 << 20):
+    conn.request("POST", "/v1/segment", body=b"\x80" * size)
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 503 and r.getheader("Retry-After") == "1" and body["status"] == 503, (size, r.status, body)
+    assert r.getheader("Connection") != "close", size
+print("ok")
+"#;
+
+#[test]
+fn a_refusal_reaches_a_client_still_sending_its_body() {
+    let dir = tempdir("serve-refuse");
+    let (data, _ck, onnx) = trained_small(&dir, 2, 64, (30, 60), 1);
+    let server = Server::start(&onnx, &["--max-uploads", "1", "--read-timeout", "30"]);
+    // A stalled upload holds the only upload slot (until it is dropped).
+    let mut held = TcpStream::connect(server.addr).unwrap();
+    held.write_all(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n\x80\x02")
+        .unwrap();
+    let t0 = Instant::now();
+    while curl(&["--data-binary", "x", &server.url("/v1/segment")]).0 != 503 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the stalled upload never took the slot"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let addr = server.addr.to_string();
+    let out = crate::common::run_python(KEEP_ALIVE_CLIENT, &[Path::new(&addr)]);
+    assert_eq!(out.trim(), "ok");
+    // With `Expect: 100-continue` the refusal comes before the body is sent.
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![0x80u8; 4 << 20]).unwrap();
+    let (status, _) = curl(&[
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &server.url("/v1/segment"),
+    ]);
+    assert_eq!(status, 503);
+    // The slot comes back once the stalled upload hangs up.
+    drop(held);
+    let movie = &movies(&data)[0];
+    let t0 = Instant::now();
+    while post(&server, "", movie).0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the slot never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
