@@ -193,9 +193,11 @@ pub struct Args {
     /// the workspace's plots/.
     #[arg(long)]
     plot: bool,
-    /// Print where the time went, phase by phase (read and decode, window
-    /// assembly, model, grouping, formatting, writing; model load apart) on
-    /// stderr, and as `profile` in `--json`'s summary.
+    /// Print where the time went, phase by phase (waiting for reads, window
+    /// assembly, model, grouping, formatting, writing; model load apart;
+    /// reading and decoding, which a reader thread does ahead of the
+    /// runtime, shown apart) on stderr, and as `profile` in `--json`'s
+    /// summary.
     #[arg(long)]
     profile: bool,
 }
@@ -279,17 +281,29 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
     };
     let started = std::time::Instant::now();
     let mut phases = Phases::new();
-    let failures = segment_files(&files, &args, runtime, &opts, &dest, &mut summary, &mut phases);
+    let mut reads = Phases::new();
+    let failures = segment_files(
+        &files,
+        &args,
+        runtime,
+        &opts,
+        &dest,
+        &mut summary,
+        &mut phases,
+        &mut reads,
+    );
     if args.profile {
         let wall = started.elapsed();
         eprintln!(
-            "profile: {} movies with {runtime} in {:.3} s\n{}",
+            "profile: {} movies with {runtime} in {:.3} s\n{}overlapped with those, on the reader thread:\n{}",
             summary.done.len(),
             wall.as_secs_f64(),
-            phases.table(wall)
+            phases.table(wall),
+            reads.table(wall)
         );
         let mut json = phases.to_json();
         json["wall"] = serde_json::json!(wall.as_secs_f64());
+        json["overlapped"] = reads.to_json();
         summary.profile = Some(json);
     }
     report(&args, &summary, files.len(), plot_dir.as_deref())?;
@@ -350,9 +364,24 @@ fn plot_dir(args: &Args, ws: &super::workspace::Workspace) -> anyhow::Result<Opt
     })
 }
 
+/// What one input file needs.
+enum Plan {
+    /// Its outputs would overwrite another input's.
+    Collides(anyhow::Error),
+    /// `--skip-done`: this run's outputs are already there.
+    Done,
+    Todo,
+}
+
+/// Movies read ahead of the runtime (each up to ~35 MB for 2,400 shots).
+const READ_AHEAD: usize = 2;
+
 /// Segments every file, recording each in `summary`. One bad movie does
 /// not stop the others: each failure is reported by name as it happens
-/// and returned.
+/// and returned. A reader thread reads and decodes the next movies while
+/// the runtime works on the current one (its time goes to `reads`; the
+/// runtime side's wait for it to `phases`).
+#[allow(clippy::too_many_arguments)]
 fn segment_files(
     files: &[PathBuf],
     args: &Args,
@@ -361,62 +390,132 @@ fn segment_files(
     dest: &Dest,
     summary: &mut Summary,
     phases: &mut Phases,
+    reads: &mut Phases,
 ) -> Vec<anyhow::Error> {
-    let mut backend = None;
     let pb = super::progress::bar(files.len(), "segment");
+    let (stems, plans) = plan_files(files, args, dest, &pb);
+    // Opened only when a movie is to be done, so a rerun with nothing left
+    // costs no model load.
+    let todo: Vec<&PathBuf> = files
+        .iter()
+        .zip(&plans)
+        .filter(|(_, p)| matches!(p, Plan::Todo))
+        .map(|(f, _)| f)
+        .collect();
+    let mut backend = match todo.is_empty() {
+        true => None,
+        false => Some(phases.time("model load", || open(runtime, opts))),
+    };
+    let schema = match &backend {
+        Some(Ok(b)) => Some(schema_for(b.config())),
+        _ => None,
+    };
     let mut failures: Vec<anyhow::Error> = Vec::new();
-    let mut stems: HashMap<String, PathBuf> = HashMap::new();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        if let Some(schema) = &schema {
+            let todo = &todo;
+            scope.spawn(move || {
+                for file in todo {
+                    let t = std::time::Instant::now();
+                    let movie = Movie::load(file, schema);
+                    if tx.send((movie, t.elapsed())).is_err() {
+                        return; // the runtime side stopped
+                    }
+                }
+            });
+        }
+        for ((file, stem), plan) in files.iter().zip(stems).zip(plans) {
+            let r = match plan {
+                Plan::Collides(e) => Err(e),
+                Plan::Done => Ok(false),
+                Plan::Todo => match backend.as_mut() {
+                    Some(Ok(b)) => {
+                        let t = std::time::Instant::now();
+                        let read = rx.recv();
+                        phases.add("wait for reads", t.elapsed());
+                        match read {
+                            Ok((movie, took)) => {
+                                reads.add("read and decode", took);
+                                movie.map_err(anyhow::Error::from).and_then(|m| {
+                                    segment_one(file, m, &stem, args, runtime, b.as_mut(), &pb, dest, phases)
+                                        .map(|()| true)
+                                })
+                            }
+                            Err(_) => Err(anyhow::anyhow!("{}: the reader thread stopped", file.display())),
+                        }
+                    }
+                    Some(Err(e)) => Err(anyhow::anyhow!("{e:#}")),
+                    None => Err(anyhow::anyhow!("no backend")),
+                },
+            };
+            match r {
+                Ok(true) => summary.done.push(Finished {
+                    stem,
+                    input: file.clone(),
+                }),
+                Ok(false) => summary.skipped.push(Finished {
+                    stem,
+                    input: file.clone(),
+                }),
+                Err(e) => {
+                    pb.suspend(|| eprintln!("error: {e:#}"));
+                    summary.failed.push(Failed {
+                        input: file.clone(),
+                        error: format!("{e:#}"),
+                    });
+                    failures.push(e);
+                }
+            }
+            pb.inc(1);
+        }
+        drop(rx);
+    });
+    pb.finish_and_clear();
+    failures
+}
+
+/// Each file's output stem and whether it is to be done: a second input
+/// with the same stem is refused (never written over the first's
+/// outputs), and with `--skip-done` finished ones are skipped.
+fn plan_files(
+    files: &[PathBuf],
+    args: &Args,
+    dest: &Dest,
+    pb: &indicatif::ProgressBar,
+) -> (Vec<String>, Vec<Plan>) {
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut stems = Vec::with_capacity(files.len());
+    let mut plans = Vec::with_capacity(files.len());
     for file in files {
         let stem = output_stem(&file_stem(file));
-        let r = (|| -> anyhow::Result<bool> {
-            if let Some(first) = stems.insert(stem.clone(), file.clone()) {
-                return Err(crate::data::LoadError {
+        let plan = if let Some(first) = seen.insert(stem.clone(), file.clone()) {
+            Plan::Collides(
+                crate::data::LoadError {
                     path: file.to_path_buf(),
                     problem: format!(
                         "its outputs would be named {stem}, as those of {}: not written over them",
                         first.display()
                     ),
                 }
-                .into());
-            }
-            if let (true, Some(out), Some(key)) = (args.skip_done, &args.out, dest.key) {
-                match crate::manifest::status(out, &stem, key) {
-                    Status::Done => return Ok(false),
-                    Status::Redo(why) => pb.suspend(|| eprintln!("note: {}: redoing: {why}", file.display())),
-                    Status::New => {}
+                .into(),
+            )
+        } else if let (true, Some(out), Some(key)) = (args.skip_done, &args.out, dest.key) {
+            match crate::manifest::status(out, &stem, key) {
+                Status::Done => Plan::Done,
+                Status::Redo(why) => {
+                    pb.suspend(|| eprintln!("note: {}: redoing: {why}", file.display()));
+                    Plan::Todo
                 }
+                Status::New => Plan::Todo,
             }
-            // Opened at the first movie to do, so a rerun with nothing left
-            // costs no model load.
-            if backend.is_none() {
-                backend = Some(phases.time("model load", || open(runtime, opts))?);
-            }
-            let b = backend.as_mut().context("no backend")?;
-            segment_one(file, &stem, args, runtime, b.as_mut(), &pb, dest, phases)?;
-            Ok(true)
-        })();
-        match r {
-            Ok(true) => summary.done.push(Finished {
-                stem,
-                input: file.clone(),
-            }),
-            Ok(false) => summary.skipped.push(Finished {
-                stem,
-                input: file.clone(),
-            }),
-            Err(e) => {
-                pb.suspend(|| eprintln!("error: {e:#}"));
-                summary.failed.push(Failed {
-                    input: file.clone(),
-                    error: format!("{e:#}"),
-                });
-                failures.push(e);
-            }
-        }
-        pb.inc(1);
+        } else {
+            Plan::Todo
+        };
+        stems.push(stem);
+        plans.push(plan);
     }
-    pb.finish_and_clear();
-    failures
+    (stems, plans)
 }
 
 /// The closing line on stderr and, with `--json`, the summary on stdout.
@@ -480,6 +579,7 @@ struct Dest<'a> {
 #[allow(clippy::too_many_arguments)]
 fn segment_one(
     file: &Path,
+    mut movie: Movie,
     stem: &str,
     args: &Args,
     runtime: RuntimeKind,
@@ -488,8 +588,6 @@ fn segment_one(
     dest: &Dest<'_>,
     phases: &mut Phases,
 ) -> anyhow::Result<()> {
-    let schema = schema_for(backend.config());
-    let mut movie = phases.time("read and decode", || Movie::load(file, &schema))?;
     if args.out.is_some() && file_stem(file) != movie.imdb_id {
         pb.suspend(|| {
             eprintln!(

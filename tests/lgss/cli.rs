@@ -589,7 +589,7 @@ fn segment_profile_times_every_phase() {
     let mut sum = 0.0;
     for phase in [
         "model load",
-        "read and decode",
+        "wait for reads",
         "windows",
         "model",
         "scenes (grouping)",
@@ -602,6 +602,12 @@ fn segment_profile_times_every_phase() {
     }
     assert!(sum <= wall, "phases {sum} s > wall {wall} s");
     assert!(p["model"].as_f64().unwrap() > 0.0);
+    // Reading runs on its own thread, beside the phases above.
+    let read = p["overlapped"]["read and decode"].as_f64().unwrap();
+    assert!(
+        read > 0.0 && read <= wall,
+        "read and decode: {read} s of {wall} s"
+    );
     assert!(stderr.contains("profile: 3 movies with tract"), "{stderr}");
     for f in std::fs::read_dir(dir.join("plain"))
         .unwrap()
