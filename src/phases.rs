@@ -32,6 +32,19 @@ impl Phases {
         }
     }
 
+    /// Adds every phase of `other` (e.g. another thread's).
+    pub fn merge(&mut self, other: &Phases) {
+        for &(name, d, n) in &other.entries {
+            match self.entries.iter_mut().find(|e| e.0 == name) {
+                Some(e) => {
+                    e.1 += d;
+                    e.2 += n;
+                }
+                None => self.entries.push((name, d, n)),
+            }
+        }
+    }
+
     pub fn total(&self) -> Duration {
         self.entries.iter().map(|e| e.1).sum()
     }
@@ -96,5 +109,14 @@ mod tests {
         assert_eq!(j["model"].as_f64(), Some(0.06));
         assert_eq!(p.time("read", || 7), 7);
         assert_eq!(p.entries[0].2, 3);
+        let mut q = Phases::new();
+        q.add("plot", Duration::from_millis(1));
+        q.add("model", Duration::from_millis(2));
+        q.merge(&p);
+        assert_eq!(q.entries[0], ("plot", Duration::from_millis(1), 1));
+        assert_eq!(q.entries[1].0, "model");
+        assert_eq!(q.entries[1].1, Duration::from_millis(62));
+        assert_eq!(q.entries[1].2, 3);
+        assert_eq!(q.entries.len(), 4);
     }
 }

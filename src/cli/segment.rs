@@ -281,7 +281,7 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
     };
     let started = std::time::Instant::now();
     let mut phases = Phases::new();
-    let mut reads = Phases::new();
+    let mut overlapped = Phases::new();
     let failures = segment_files(
         &files,
         &args,
@@ -290,20 +290,20 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         &dest,
         &mut summary,
         &mut phases,
-        &mut reads,
+        &mut overlapped,
     );
     if args.profile {
         let wall = started.elapsed();
         eprintln!(
-            "profile: {} movies with {runtime} in {:.3} s\n{}overlapped with those, on the reader thread:\n{}",
+            "profile: {} movies with {runtime} in {:.3} s\n{}overlapped with those, on the reader and writer threads:\n{}",
             summary.done.len(),
             wall.as_secs_f64(),
             phases.table(wall),
-            reads.table(wall)
+            overlapped.table(wall)
         );
         let mut json = phases.to_json();
         json["wall"] = serde_json::json!(wall.as_secs_f64());
-        json["overlapped"] = reads.to_json();
+        json["overlapped"] = overlapped.to_json();
         summary.profile = Some(json);
     }
     report(&args, &summary, files.len(), plot_dir.as_deref())?;
@@ -376,11 +376,28 @@ enum Plan {
 /// Movies read ahead of the runtime (each up to ~35 MB for 2,400 shots).
 const READ_AHEAD: usize = 2;
 
-/// Segments every file, recording each in `summary`. One bad movie does
-/// not stop the others: each failure is reported by name as it happens
-/// and returned. A reader thread reads and decodes the next movies while
-/// the runtime works on the current one (its time goes to `reads`; the
-/// runtime side's wait for it to `phases`).
+/// A movie the runtime has done, for a writer: scenes, formats, files.
+struct Finish {
+    index: usize,
+    movie: Movie,
+    prob: Vec<f64>,
+}
+
+/// Threads that turn probabilities into scenes and files while the runtime
+/// works on the next movies (global grouping of a 2,400-shot movie takes
+/// ~70 ms: a GPU runtime would otherwise wait on it). Half the cores, at
+/// most 8, at least 1.
+fn writer_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8))
+}
+
+/// Segments every file, recording each in `summary` in the files' order.
+/// One bad movie does not stop the others: each failure is reported by
+/// name as it happens and returned. Three stages overlap: a reader thread
+/// reads and decodes the next movies, this thread runs the runtime, and
+/// writer threads group, format and write (their time goes to
+/// `overlapped`; the runtime side's waits for them to `phases`). Scenes
+/// printed to stdout come in the files' order.
 #[allow(clippy::too_many_arguments)]
 fn segment_files(
     files: &[PathBuf],
@@ -390,7 +407,7 @@ fn segment_files(
     dest: &Dest,
     summary: &mut Summary,
     phases: &mut Phases,
-    reads: &mut Phases,
+    overlapped: &mut Phases,
 ) -> Vec<anyhow::Error> {
     let pb = super::progress::bar(files.len(), "segment");
     let (stems, plans) = plan_files(files, args, dest, &pb);
@@ -406,60 +423,211 @@ fn segment_files(
         true => None,
         false => Some(phases.time("model load", || open(runtime, opts))),
     };
-    let schema = match &backend {
-        Some(Ok(b)) => Some(schema_for(b.config())),
-        _ => None,
+    let (schema, ratio) = match &backend {
+        Some(Ok(b)) => (Some(schema_for(b.config())), Some(b.config().ratio)),
+        _ => (None, None),
     };
-    let mut failures: Vec<anyhow::Error> = Vec::new();
+    let mut outcomes = Outcomes::new(files.len(), &pb);
+    let workers = writer_threads();
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Finish>(workers);
+    let job_rx = std::sync::Mutex::new(job_rx);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+        let mut reader = None;
         if let Some(schema) = &schema {
             let todo = &todo;
-            scope.spawn(move || {
+            reader = Some(scope.spawn(move || {
+                let mut reads = Phases::new();
                 for file in todo {
-                    let t = std::time::Instant::now();
-                    let movie = Movie::load(file, schema);
-                    if tx.send((movie, t.elapsed())).is_err() {
-                        return; // the runtime side stopped
+                    let movie = reads.time("read and decode", || Movie::load(file, schema));
+                    if read_tx.send(movie).is_err() {
+                        break; // the runtime side stopped
                     }
                 }
-            });
+                reads
+            }));
         }
-        for ((file, stem), plan) in files.iter().zip(stems).zip(plans) {
-            let r = match plan {
-                Plan::Collides(e) => Err(e),
-                Plan::Done => Ok(false),
-                Plan::Todo => match backend.as_mut() {
-                    Some(Ok(b)) => {
-                        let t = std::time::Instant::now();
-                        let read = rx.recv();
-                        phases.add("wait for reads", t.elapsed());
-                        match read {
-                            Ok((movie, took)) => {
-                                reads.add("read and decode", took);
-                                movie.map_err(anyhow::Error::from).and_then(|m| {
-                                    segment_one(file, m, &stem, args, runtime, b.as_mut(), &pb, dest, phases)
-                                        .map(|()| true)
-                                })
-                            }
-                            Err(_) => Err(anyhow::anyhow!("{}: the reader thread stopped", file.display())),
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        // Without a runtime no movie reaches the writers: none are started.
+        let writers: Vec<_> = ratio
+            .into_iter()
+            .flat_map(|ratio| std::iter::repeat_n(ratio, workers))
+            .map(|ratio| {
+                let (job_rx, done_tx, stems, pb) = (&job_rx, done_tx.clone(), &stems, &pb);
+                scope.spawn(move || {
+                    let mut own = Phases::new();
+                    loop {
+                        let job = job_rx
+                            .lock()
+                            .map_err(|_| ())
+                            .and_then(|rx| rx.recv().map_err(|_| ()));
+                        let Ok(job) = job else { break };
+                        let file = &files[job.index];
+                        let r = finish_one(
+                            file,
+                            job.movie,
+                            &job.prob,
+                            &stems[job.index],
+                            args,
+                            runtime,
+                            &ratio,
+                            pb,
+                            dest,
+                            &mut own,
+                        );
+                        if done_tx.send((job.index, r)).is_err() {
+                            break;
                         }
                     }
-                    Some(Err(e)) => Err(anyhow::anyhow!("{e:#}")),
-                    None => Err(anyhow::anyhow!("no backend")),
-                },
-            };
+                    own
+                })
+            })
+            .collect();
+        drop(done_tx);
+        for (index, (file, plan)) in files.iter().zip(plans).enumerate() {
+            match plan {
+                Plan::Collides(e) => outcomes.settle(index, Err(e)),
+                Plan::Done => outcomes.skipped(index),
+                Plan::Todo => {
+                    let b = match backend.as_mut() {
+                        Some(Ok(b)) => b,
+                        Some(Err(e)) => {
+                            outcomes.settle(index, Err(anyhow::anyhow!("{e:#}")));
+                            continue;
+                        }
+                        None => {
+                            outcomes.settle(index, Err(anyhow::anyhow!("no backend")));
+                            continue;
+                        }
+                    };
+                    let t = std::time::Instant::now();
+                    let read = read_rx.recv();
+                    phases.add("wait for reads", t.elapsed());
+                    let movie = match read {
+                        Ok(Ok(m)) => m,
+                        Ok(Err(e)) => {
+                            outcomes.settle(index, Err(e.into()));
+                            continue;
+                        }
+                        Err(_) => {
+                            let e = anyhow::anyhow!("{}: the reader thread stopped", file.display());
+                            outcomes.settle(index, Err(e));
+                            continue;
+                        }
+                    };
+                    match movie_probabilities_timed(b.as_mut(), &movie, args.model.batch, phases)
+                        .with_context(|| format!("{}", file.display()))
+                    {
+                        Ok(prob) => {
+                            let t = std::time::Instant::now();
+                            let sent = job_tx.send(Finish { index, movie, prob });
+                            phases.add("wait for writers", t.elapsed());
+                            if sent.is_err() {
+                                outcomes.settle(index, Err(anyhow::anyhow!("the writer threads stopped")));
+                            }
+                        }
+                        Err(e) => outcomes.settle(index, Err(e)),
+                    }
+                }
+            }
+            while let Ok((i, r)) = done_rx.try_recv() {
+                outcomes.settle(i, r);
+            }
+        }
+        drop(job_tx);
+        drop(read_rx);
+        let t = std::time::Instant::now();
+        for (i, r) in done_rx.iter() {
+            outcomes.settle(i, r);
+        }
+        phases.add("wait for writers", t.elapsed());
+        for w in writers {
+            if let Ok(own) = w.join() {
+                overlapped.merge(&own);
+            }
+        }
+        if let Some(Ok(reads)) = reader.map(|r| r.join()) {
+            overlapped.merge(&reads);
+        }
+    });
+    pb.finish_and_clear();
+    outcomes.into_summary(files, &stems, summary)
+}
+
+/// What became of each file, in the files' order whatever order they
+/// finish in; scenes for stdout are printed in that order too.
+struct Outcomes<'a> {
+    results: Vec<Option<anyhow::Result<bool>>>,
+    /// Scenes for stdout (no `--out`) of finished files not yet printed.
+    texts: std::collections::BTreeMap<usize, String>,
+    /// The first file whose outcome has not been printed yet.
+    next: usize,
+    pb: &'a indicatif::ProgressBar,
+}
+
+impl<'a> Outcomes<'a> {
+    fn new(n: usize, pb: &'a indicatif::ProgressBar) -> Outcomes<'a> {
+        Outcomes {
+            results: (0..n).map(|_| None).collect(),
+            texts: Default::default(),
+            next: 0,
+            pb,
+        }
+    }
+
+    fn skipped(&mut self, index: usize) {
+        self.results[index] = Some(Ok(false));
+        self.advance();
+    }
+
+    /// A file done (with the scenes to print, without `--out`) or failed.
+    fn settle(&mut self, index: usize, r: anyhow::Result<Option<String>>) {
+        self.results[index] = Some(match r {
+            Ok(text) => {
+                if let Some(text) = text {
+                    self.texts.insert(index, text);
+                }
+                Ok(true)
+            }
+            Err(e) => {
+                self.pb.suspend(|| eprintln!("error: {e:#}"));
+                Err(e)
+            }
+        });
+        self.advance();
+    }
+
+    fn advance(&mut self) {
+        self.pb.inc(1);
+        while self.next < self.results.len() && self.results[self.next].is_some() {
+            if let Some(text) = self.texts.remove(&self.next) {
+                self.pb.suspend(|| print!("{text}"));
+            }
+            self.next += 1;
+        }
+    }
+
+    fn into_summary(self, files: &[PathBuf], stems: &[String], summary: &mut Summary) -> Vec<anyhow::Error> {
+        let mut failures = Vec::new();
+        for ((r, file), stem) in self.results.into_iter().zip(files).zip(stems) {
             match r {
-                Ok(true) => summary.done.push(Finished {
-                    stem,
+                Some(Ok(true)) => summary.done.push(Finished {
+                    stem: stem.clone(),
                     input: file.clone(),
                 }),
-                Ok(false) => summary.skipped.push(Finished {
-                    stem,
+                Some(Ok(false)) => summary.skipped.push(Finished {
+                    stem: stem.clone(),
                     input: file.clone(),
                 }),
-                Err(e) => {
-                    pb.suspend(|| eprintln!("error: {e:#}"));
+                Some(Err(e)) => {
+                    summary.failed.push(Failed {
+                        input: file.clone(),
+                        error: format!("{e:#}"),
+                    });
+                    failures.push(e);
+                }
+                None => {
+                    let e = anyhow::anyhow!("{}: not segmented (a worker thread stopped)", file.display());
                     summary.failed.push(Failed {
                         input: file.clone(),
                         error: format!("{e:#}"),
@@ -467,12 +635,9 @@ fn segment_files(
                     failures.push(e);
                 }
             }
-            pb.inc(1);
         }
-        drop(rx);
-    });
-    pb.finish_and_clear();
-    failures
+        failures
+    }
 }
 
 /// Each file's output stem and whether it is to be done: a second input
@@ -576,18 +741,21 @@ struct Dest<'a> {
     plot_dir: Option<&'a Path>,
 }
 
+/// Scenes, formats and files of a movie the runtime has done: the scenes
+/// to print on stdout without `--out`, else nothing (they are written).
 #[allow(clippy::too_many_arguments)]
-fn segment_one(
+fn finish_one(
     file: &Path,
     mut movie: Movie,
+    prob: &[f64],
     stem: &str,
     args: &Args,
     runtime: RuntimeKind,
-    backend: &mut dyn crate::runtime::Backend,
+    ratio: &crate::model::config::PerModality<f64>,
     pb: &indicatif::ProgressBar,
     dest: &Dest<'_>,
     phases: &mut Phases,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     if args.out.is_some() && file_stem(file) != movie.imdb_id {
         pb.suspend(|| {
             eprintln!(
@@ -597,17 +765,14 @@ fn segment_one(
             )
         });
     }
-    let prob = movie_probabilities_timed(backend, &movie, args.model.batch, phases)
-        .with_context(|| format!("{}", file.display()))?;
-    let ratio = backend.config().ratio;
     let seg = phases
         .time("scenes (grouping)", || {
             Segmentation::new(
                 &movie,
                 file,
                 &runtime.to_string(),
-                &prob,
-                &ratio,
+                prob,
+                ratio,
                 args.effective_threshold,
                 args.fps,
                 global_params(args),
@@ -638,7 +803,7 @@ fn segment_one(
             title: &title,
             fps: args.fps,
             shot_end_frame: &movie.shot_end_frame,
-            boundary_probabilities: &prob,
+            boundary_probabilities: prob,
             threshold: args.effective_threshold,
             scenes: &seg.scenes,
             truth: truth.as_deref(),
@@ -648,8 +813,8 @@ fn segment_one(
         })?;
     }
     let (Some(out), Some(key)) = (&args.out, dest.key) else {
-        phases.time("write", || pb.suspend(|| print!("{text}")));
-        return Ok(());
+        // Printed by the runtime side, in the files' order.
+        return Ok(Some(text));
     };
     let mut outputs = vec![format!("{stem}.{}", args.format.extension())];
     if args.write_pkl {
@@ -679,7 +844,8 @@ fn segment_one(
             key,
             &outputs,
         )
-    })
+    })?;
+    Ok(None)
 }
 
 fn global_params(args: &Args) -> Option<GroupingParams> {
