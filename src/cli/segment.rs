@@ -427,7 +427,7 @@ fn segment_files(
         Some(Ok(b)) => (Some(schema_for(b.config())), Some(b.config().ratio)),
         _ => (None, None),
     };
-    let mut outcomes = Outcomes::new(files.len(), &pb);
+    let mut outcomes = Outcomes::new(files.len(), &pb, |text| pb.suspend(|| print!("{text}")));
     let workers = writer_threads();
     let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Finish>(workers);
     let job_rx = std::sync::Mutex::new(job_rx);
@@ -555,23 +555,25 @@ fn segment_files(
 }
 
 /// What became of each file, in the files' order whatever order they
-/// finish in; scenes for stdout are printed in that order too.
-struct Outcomes<'a> {
+/// finish in; scenes for stdout go to `print` in that order too.
+struct Outcomes<'a, P: FnMut(&str)> {
     results: Vec<Option<anyhow::Result<bool>>>,
     /// Scenes for stdout (no `--out`) of finished files not yet printed.
     texts: std::collections::BTreeMap<usize, String>,
     /// The first file whose outcome has not been printed yet.
     next: usize,
     pb: &'a indicatif::ProgressBar,
+    print: P,
 }
 
-impl<'a> Outcomes<'a> {
-    fn new(n: usize, pb: &'a indicatif::ProgressBar) -> Outcomes<'a> {
+impl<'a, P: FnMut(&str)> Outcomes<'a, P> {
+    fn new(n: usize, pb: &'a indicatif::ProgressBar, print: P) -> Outcomes<'a, P> {
         Outcomes {
             results: (0..n).map(|_| None).collect(),
             texts: Default::default(),
             next: 0,
             pb,
+            print,
         }
     }
 
@@ -601,7 +603,7 @@ impl<'a> Outcomes<'a> {
         self.pb.inc(1);
         while self.next < self.results.len() && self.results[self.next].is_some() {
             if let Some(text) = self.texts.remove(&self.next) {
-                self.pb.suspend(|| print!("{text}"));
+                (self.print)(&text);
             }
             self.next += 1;
         }
@@ -856,5 +858,35 @@ fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writer threads finish movies in any order; what is printed, and the
+    /// summary, follow the files' order.
+    #[test]
+    fn outcomes_print_and_summarise_in_file_order() {
+        let pb = indicatif::ProgressBar::hidden();
+        let mut printed = Vec::new();
+        let files: Vec<PathBuf> = ["a", "b", "c", "d"].iter().map(PathBuf::from).collect();
+        let stems: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let mut summary = Summary::default();
+        let failures = {
+            let mut o = Outcomes::new(4, &pb, |t: &str| printed.push(t.to_string()));
+            o.settle(2, Ok(Some("c".into())));
+            o.settle(3, Err(anyhow::anyhow!("d failed")));
+            o.settle(0, Ok(Some("a".into())));
+            o.skipped(1);
+            o.into_summary(&files, &stems, &mut summary)
+        };
+        assert_eq!(printed, ["a", "c"]);
+        assert_eq!(failures.len(), 1);
+        let names = |v: &[Finished]| v.iter().map(|f| f.stem.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&summary.done), ["a", "c"]);
+        assert_eq!(names(&summary.skipped), ["b"]);
+        assert_eq!(summary.failed[0].input, PathBuf::from("d"));
     }
 }

@@ -587,7 +587,13 @@ fn segment_profile_times_every_phase() {
     let p = &summary["profile"];
     let wall = p["wall"].as_f64().unwrap();
     let mut sum = 0.0;
-    for phase in ["model load", "wait for reads", "windows", "model", "wait for writers"] {
+    for phase in [
+        "model load",
+        "wait for reads",
+        "windows",
+        "model",
+        "wait for writers",
+    ] {
         let s = p[phase].as_f64().unwrap_or_else(|| panic!("no {phase} in {p}"));
         assert!(s >= 0.0, "{phase}: {s}");
         sum += s;
