@@ -283,17 +283,7 @@ fn ctrl_c_stops_with_a_resumable_checkpoint() {
 /// update it took (the fixture's own |Δp|), and no more.
 #[test]
 fn decoupled_weight_decay_is_torch_adamw() {
-    let j: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::common::fixtures().join("adamw/steps.json")).unwrap(),
-    )
-    .unwrap();
-    let floats = |v: &serde_json::Value| -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
+    let j = json_fixture("adamw/steps.json");
     let start = floats(&j["param"]);
     let param = tch::Tensor::from_slice(&start).set_requires_grad(true);
     let mut adam = lgss::train::adam::Adam::new(
@@ -347,17 +337,7 @@ fn decoupled_weight_decay_is_torch_adamw() {
 #[test]
 fn fused_adam_is_torchs_fused_step_within_its_rounding() {
     use lgss::train::adam::{Adam, AdamKernel};
-    let j: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::common::fixtures().join("adam_fused/steps.json")).unwrap(),
-    )
-    .unwrap();
-    let floats = |v: &serde_json::Value| -> Vec<f32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect()
-    };
+    let j = json_fixture("adam_fused/steps.json");
     let u = f32::EPSILON as f64 / 2.0;
     let starts: Vec<Vec<f32>> = j["params"].as_array().unwrap().iter().map(floats).collect();
     for (name, decoupled) in [("adam", false), ("adamw", true)] {
@@ -420,6 +400,19 @@ fn fused_adam_is_torchs_fused_step_within_its_rounding() {
             }
         }
     }
+}
+
+fn json_fixture(name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(crate::common::fixtures().join(name)).unwrap()).unwrap()
+}
+
+/// A JSON array of numbers as f32s (the fixtures' f32 values, written exactly).
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
 }
 
 /// A run whose validation AP stops improving ends `early_stop_patience`
