@@ -362,8 +362,9 @@ async fn read_body(mut body: Body, limit: usize, idle: Duration, hint: usize) ->
 
 /// A refusal decided before the body is read. Closing a socket that still
 /// holds unread upload makes the kernel reset the connection, and a client
-/// still sending its body (curl without `Expect`, Python `requests`) then
-/// sees "connection reset" instead of the 503 and its `Retry-After`. So the
+/// that sends its whole body before reading (Python's `http.client`) then
+/// sees a broken pipe instead of the 503 and its `Retry-After`, or finds
+/// its keep-alive connection closed under it at the next request. So the
 /// body is read and thrown away first: no memory kept, bounded by
 /// `--max-body` and `--read-timeout`, at network speed. A client that sent
 /// `Expect: 100-continue` has not sent its body and gets the answer at once.
