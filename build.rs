@@ -6,8 +6,8 @@
 //! it is referenced: the linker's `--as-needed` would otherwise drop it and
 //! `tch::Cuda::is_available()` would report false on a machine with a GPU.
 //! `src/native/` reaches what tch does not bind (libtorch's TF32 switches,
-//! its fused Adam kernels); it is compiled against the same libtorch's
-//! headers.
+//! its fused Adam kernels and, with `cuda`, its CUDA graphs); it is compiled
+//! against the same libtorch's headers.
 
 fn main() {
     long_version();
@@ -19,6 +19,7 @@ fn main() {
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+        println!("cargo:rustc-link-lib=c10_cuda");
     }
 }
 
@@ -42,6 +43,53 @@ fn build_native_shims(libtorch_lib: &std::path::Path) {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .files(shims)
         .compile("lgss_native");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        build_cuda_shim(&include, &abi);
+    }
+}
+
+/// `src/native/cuda_graph.cpp` includes libtorch's CUDA headers, which
+/// include CUDA's runtime API: the headers of the wheels torch depends on
+/// (`site-packages/nvidia/cu*/include`, completed by nvidia-cuda-crt, which
+/// `LGSS_FEATURES=cuda scripts/setup` installs), or a toolkit's in
+/// `CUDA_HOME`.
+fn build_cuda_shim(torch_include: &std::path::Path, abi: &str) {
+    let shim = "src/native/cuda_graph.cpp";
+    println!("cargo:rerun-if-changed={shim}");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let site_packages = torch_include.join("../..");
+    let mut candidates: Vec<std::path::PathBuf> = std::fs::read_dir(site_packages.join("nvidia"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("include"))
+        .collect();
+    candidates.sort();
+    if let Some(home) = std::env::var_os("CUDA_HOME") {
+        candidates.push(std::path::PathBuf::from(home).join("include"));
+    }
+    let cuda_include = candidates
+        .into_iter()
+        .find(|dir| dir.join("cuda_runtime_api.h").exists() && dir.join("crt/host_config.h").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "the cuda feature needs CUDA's runtime headers (cuda_runtime_api.h and crt/): \
+                 none under {}/nvidia/*/include or $CUDA_HOME/include. \
+                 `LGSS_FEATURES=cuda scripts/setup` installs them (nvidia-cuda-crt).",
+                site_packages.display()
+            )
+        });
+    cc::Build::new()
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .include(torch_include)
+        .include(torch_include.join("torch/csrc/api/include"))
+        .include(cuda_include)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .file(shim)
+        .compile("lgss_cuda_graph");
 }
 
 /// `lgss --version`: the version, the build's features and the pinned

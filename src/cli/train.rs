@@ -68,6 +68,11 @@ pub struct Args {
     /// each phase's end: a table on stderr, and `profile` in `--json`.
     #[arg(long)]
     profile: bool,
+    /// On CUDA, launch every step's kernels one by one instead of replaying
+    /// a captured CUDA graph of the step (full batches of recipes without
+    /// LSTM-input dropout use one by default).
+    #[arg(long)]
+    no_cuda_graph: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -157,6 +162,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         stop_after_epochs: None,
         progress: std::sync::Arc::new(super::progress::Bars::default()),
         profile: args.profile,
+        cuda_graph: !args.no_cuda_graph,
     };
     let result = train(&opts, stop)?;
     if let Some((phases, wall)) = &result.profile {

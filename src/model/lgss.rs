@@ -308,7 +308,13 @@ pub fn rms_normalised(x: &Tensor) -> Tensor {
     let norm = x
         .norm_scalaropt_dim(2.0, [-1i64].as_slice(), true)
         .clamp_min(FeatureNorm::EPS);
-    let sqrt_d = Tensor::from((d as f32).sqrt()).to_device(x.device());
+    // Filled on the device (not copied from the host): a CUDA graph can
+    // capture it.
+    let sqrt_d = Tensor::full(
+        Vec::<i64>::new(),
+        f64::from((d as f32).sqrt()),
+        (Kind::Float, x.device()),
+    );
     x * (sqrt_d / norm)
 }
 
@@ -510,7 +516,21 @@ pub fn half_window_cosine(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
 /// The weighted cross-entropy of LGSS training: mean over the class weights
 /// of the targets, positions with target -100 (padding) ignored.
 pub fn loss(logits: &Tensor, target: &Tensor, class_weights: [f64; 2]) -> Tensor {
-    let w =
-        Tensor::from_slice(&[class_weights[0] as f32, class_weights[1] as f32]).to_device(logits.device());
-    logits.cross_entropy_loss::<Tensor>(target, Some(w), tch::Reduction::Mean, -100, 0.0)
+    weighted_loss(
+        logits,
+        target,
+        &class_weight_tensor(class_weights, logits.device()),
+    )
+}
+
+/// [`loss`] with the class weights already on the logits' device (made once
+/// by [`class_weight_tensor`]): no host→device copy, as a step captured in a
+/// CUDA graph requires.
+pub fn weighted_loss(logits: &Tensor, target: &Tensor, class_weights: &Tensor) -> Tensor {
+    logits.cross_entropy_loss::<&Tensor>(target, Some(class_weights), tch::Reduction::Mean, -100, 0.0)
+}
+
+/// `class_weights` as the f32 tensor [`weighted_loss`] takes.
+pub fn class_weight_tensor(class_weights: [f64; 2], device: Device) -> Tensor {
+    Tensor::from_slice(&[class_weights[0] as f32, class_weights[1] as f32]).to_device(device)
 }

@@ -167,6 +167,12 @@ impl Adam {
         Ok(())
     }
 
+    /// Counts a step whose update ran inside a replayed CUDA graph (the
+    /// device's counters advanced there).
+    pub fn count_replayed_step(&mut self) {
+        self.step += 1;
+    }
+
     /// [`AdamKernel::Fused`]: one call into libtorch for every parameter
     /// that has a gradient; nothing is read back to the host.
     fn fused_step(&mut self) -> anyhow::Result<()> {

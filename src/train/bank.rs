@@ -51,6 +51,42 @@ impl EpochPlan {
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
+
+    /// Sequences in the `i`-th batch.
+    pub fn sequences(&self, i: usize) -> usize {
+        self.spans[i].sequences as usize
+    }
+
+    /// Real (unpadded) boundaries in the `i`-th batch.
+    pub fn windows(&self, i: usize) -> usize {
+        self.spans[i].windows
+    }
+
+    /// Copies the `i`-th batch's rows and targets into `into` (a batch of
+    /// the same size) on the device, for a step captured in a CUDA graph.
+    pub fn copy_batch(&self, i: usize, into: &mut StaticBatch) {
+        let span = &self.spans[i];
+        into.rows.copy_(&self.rows.narrow(0, span.rows.0, span.rows.1));
+        into.target
+            .copy_(&self.target.narrow(0, span.target.0, span.target.1));
+    }
+
+    /// Device buffers the size of the `i`-th batch, holding it.
+    pub fn batch_buffers(&self, i: usize) -> StaticBatch {
+        let span = &self.spans[i];
+        StaticBatch {
+            rows: self.rows.narrow(0, span.rows.0, span.rows.1).copy(),
+            target: self.target.narrow(0, span.target.0, span.target.1).copy(),
+        }
+    }
+}
+
+/// A batch's rows and targets in device buffers of their own, which a step
+/// captured in a CUDA graph reads: each replay's batch is copied in first
+/// ([`EpochPlan::copy_batch`]).
+pub struct StaticBatch {
+    rows: Tensor,
+    target: Tensor,
 }
 
 /// Where one batch lies in an [`EpochPlan`]: (offset, length) of its rows
@@ -201,17 +237,32 @@ impl Bank {
     /// The `i`-th batch of `plan`, gathered on the device.
     pub fn planned_batch(&self, plan: &EpochPlan, i: usize) -> Batch {
         let span = &plan.spans[i];
-        let idx = plan.rows.narrow(0, span.rows.0, span.rows.1);
-        let (b, s, k) = (span.sequences, self.seq_len as i64, self.shot_num as i64);
+        self.gather(
+            &plan.rows.narrow(0, span.rows.0, span.rows.1),
+            plan.target.narrow(0, span.target.0, span.target.1),
+            span.windows,
+        )
+    }
+
+    /// The batch held in `batch`'s buffers (whatever was last copied in).
+    pub fn static_batch(&self, batch: &StaticBatch, windows: usize) -> Batch {
+        self.gather(&batch.rows, batch.target.shallow_clone(), windows)
+    }
+
+    /// Model inputs gathered on the device from window `rows` (a batch's
+    /// [`batch_rows`]).
+    fn gather(&self, rows: &Tensor, target: Tensor, windows: usize) -> Batch {
+        let (s, k) = (self.seq_len as i64, self.shot_num as i64);
+        let b = rows.size()[0] / (s * k);
         let inputs = self
             .features
             .iter()
-            .map(|f| f.index_select(0, &idx).view([b, s, k, f.size()[1]]))
+            .map(|f| f.index_select(0, rows).view([b, s, k, f.size()[1]]))
             .collect();
         Batch {
             inputs,
-            target: plan.target.narrow(0, span.target.0, span.target.1),
-            windows: span.windows,
+            target,
+            windows,
         }
     }
 

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tch::{Device, Kind, Tensor};
 
-use super::adam::Adam;
-use super::bank::{Bank, EpochPlan, Prediction};
+use super::adam::{Adam, AdamKernel};
+use super::bank::{Bank, Batch, EpochPlan, Prediction, StaticBatch};
 use super::ema::Ema;
 use super::state::{self, Position};
+use super::step_graph::{self, CudaGraph, StepPath, StepPlanner};
 use crate::data::windows::Sequence;
 use crate::model::checkpoint::{load_weights, Checkpoint};
-use crate::model::lgss::loss;
+use crate::model::lgss::{class_weight_tensor, weighted_loss};
 use crate::model::{Config, Lgss};
 use crate::phases::Phases;
 use crate::progress::Progress;
@@ -39,6 +40,12 @@ pub(super) struct Learner {
     /// the progress line's pace and at the epoch's end gives the same bits
     /// without a host synchronisation per step.
     loss_total: Tensor,
+    /// `train.class_weights` on the training device, made once.
+    class_weights: Tensor,
+    /// Which steps replay a CUDA graph, and the graph with the static batch
+    /// it reads once captured.
+    planner: StepPlanner,
+    graph: Option<(CudaGraph, StaticBatch)>,
     config: Config,
     seed: u64,
     /// With `train --profile`: time per phase of a step (and of the run
@@ -56,11 +63,15 @@ pub(super) struct EpochRun {
 
 impl Learner {
     /// A fresh model initialised from `seed`, or the state `resume` saved.
+    /// With `cuda_graph` on a CUDA device, full batches replay a captured
+    /// step ([`step_graph`]); this thread's CUDA work then moves to a
+    /// stream of its own.
     pub fn new(
         config: &Config,
         device: Device,
         seed: u64,
         resume: Option<&Checkpoint>,
+        cuda_graph: bool,
     ) -> anyhow::Result<Learner> {
         let mut model = {
             // Initialisation draws from libtorch's one process-wide generator:
@@ -88,12 +99,22 @@ impl Learner {
             pos = Position::of_checkpoint(c)?;
         }
         let loss_total = Tensor::from(pos.loss_sum).to_device(device);
+        // The captured update must take its bias corrections from the
+        // device: only the fused kernel does.
+        let graphs = cuda_graph && device.is_cuda() && adam.kernel == AdamKernel::Fused;
+        let planner = StepPlanner::new(graphs, t.batch_size, t.lstm_input_dropout);
+        if let (true, Device::Cuda(i)) = (planner.enabled(), device) {
+            step_graph::use_side_stream(i)?;
+        }
         Ok(Learner {
             model,
             adam,
             ema,
             pos,
             loss_total,
+            class_weights: class_weight_tensor(t.class_weights, device),
+            planner,
+            graph: None,
             config: config.clone(),
             seed,
             profile: None,
@@ -162,29 +183,77 @@ impl Learner {
         })
     }
 
-    /// One optimizer step on the `i`-th batch of `plan`; returns its
-    /// windows. Nothing in it waits for the device.
+    /// One optimizer step on the `i`-th batch of `plan`, eagerly or through
+    /// a CUDA graph ([`StepPlanner`]); returns its windows. Nothing in it
+    /// waits for the device.
     fn step(&mut self, bank: &Bank, plan: &EpochPlan, i: usize) -> anyhow::Result<usize> {
+        let lr = self.adam.lr;
+        let path = self.planner.path(plan.sequences(i), lr);
         let mut clock = StepClock::start(self.profile.is_some(), self.model.device());
-        let b = bank.planned_batch(plan, i);
-        clock.lap(&mut self.profile, "batch assembly");
-        // Each step's masks from its own seed: a resumed run draws the same.
-        self.model.dropout_seed = Rng::derive(self.seed ^ DROPOUT_STREAM, self.adam.step as u64).next_u64();
-        let out = self.model.forward(&b.inputs);
-        let l = loss(&out.logits, &b.target, self.config.train.class_weights);
-        clock.lap(&mut self.profile, "forward");
-        self.adam.zero_grad();
-        l.backward();
-        clock.lap(&mut self.profile, "backward");
-        self.adam.step()?;
+        let last_phase = match path {
+            StepPath::Eager | StepPath::Warmup => {
+                let b = bank.planned_batch(plan, i);
+                clock.lap(&mut self.profile, "batch assembly");
+                self.update(&b, Some(&mut clock))?;
+                "optimizer"
+            }
+            StepPath::Capture => {
+                // The previous graph (another learning rate) goes first, and
+                // its memory with it.
+                self.graph = None;
+                let buffers = plan.batch_buffers(i);
+                // Profiling waits for the device, which a capture forbids.
+                let profile = self.profile.take();
+                let captured =
+                    CudaGraph::capture(|| self.update(&bank.static_batch(&buffers, plan.windows(i)), None));
+                self.profile = profile;
+                let (graph, ()) = captured?;
+                // Capturing ran nothing: this step's batch is in `buffers`.
+                graph.replay()?;
+                self.graph = Some((graph, buffers));
+                "graph capture and replay"
+            }
+            StepPath::Replay => {
+                let (graph, buffers) = self
+                    .graph
+                    .as_mut()
+                    .ok_or_else(|| anyhow::anyhow!("bug: a replay before any capture"))?;
+                plan.copy_batch(i, buffers);
+                graph.replay()?;
+                self.adam.count_replayed_step();
+                "graph replay"
+            }
+        };
+        self.planner.ran(path, lr);
         if let Some(ema) = &mut self.ema {
             ema.update(self.adam.step);
         }
-        clock.lap(&mut self.profile, "optimizer");
-        let _ = self.loss_total.g_add_(&l.detach().to_kind(Kind::Double));
+        clock.lap(&mut self.profile, last_phase);
         self.pos.loss_batches += 1;
         self.pos.batch += 1;
-        Ok(b.windows)
+        Ok(plan.windows(i))
+    }
+
+    /// Forward, loss, backward and the optimizer's update on `b`, and the
+    /// loss added to the running total: the work a CUDA graph captures
+    /// (so no host value may enter it but the hyper-parameters).
+    fn update(&mut self, b: &Batch, mut clock: Option<&mut StepClock>) -> anyhow::Result<()> {
+        let mut lap = |profile: &mut Option<Phases>, phase| {
+            if let Some(c) = clock.as_deref_mut() {
+                c.lap(profile, phase);
+            }
+        };
+        // Each step's masks from its own seed: a resumed run draws the same.
+        self.model.dropout_seed = Rng::derive(self.seed ^ DROPOUT_STREAM, self.adam.step as u64).next_u64();
+        let out = self.model.forward(&b.inputs);
+        let l = weighted_loss(&out.logits, &b.target, &self.class_weights);
+        lap(&mut self.profile, "forward");
+        self.adam.zero_grad();
+        l.backward();
+        lap(&mut self.profile, "backward");
+        self.adam.step()?;
+        let _ = self.loss_total.g_add_(&l.detach().to_kind(Kind::Double));
+        Ok(())
     }
 
     /// Brings `pos.loss_sum` up to date from the device.
@@ -306,6 +375,7 @@ fn lr_at(config: &Config, epoch: usize) -> f64 {
 mod tests {
     use super::*;
     use crate::data::synth::{write_dataset, SynthSpec};
+    use crate::model::lgss::loss;
     use crate::progress::Silent;
 
     /// The epoch as it ran before the loop stopped waiting for the device:
@@ -332,9 +402,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_sync_free_epoch_is_bit_identical_to_a_step_synced_one() {
-        let dir = std::env::temp_dir().join(format!("lgss-unit-syncfree-{}", std::process::id()));
+    /// A small synthetic bank (its folder, removed by the caller) and the
+    /// small config with batches of 3.
+    fn small_bank(tag: &str) -> (std::path::PathBuf, Config, Bank) {
+        let dir = std::env::temp_dir().join(format!("lgss-unit-{tag}-{}", std::process::id()));
         let spec = SynthSpec {
             min_shots: 40,
             max_shots: 90,
@@ -343,15 +414,21 @@ mod tests {
         write_dataset(&dir, 9, 4, &spec, &|| {}).unwrap();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut config = Config::load(&root.join("models/lgss-small.toml")).unwrap();
-        // Every part of a step that could read back or depend on order.
-        config.train.ema_decay = Some(0.9);
-        config.train.lstm_input_dropout = 0.2;
         config.train.batch_size = 3;
         let files = crate::data::dataset::movie_files(&dir).unwrap();
         let bank = Bank::load(&files, &config.model, Device::Cpu, &|| {}).unwrap();
+        (dir, config, bank)
+    }
+
+    #[test]
+    fn the_sync_free_epoch_is_bit_identical_to_a_step_synced_one() {
+        let (dir, mut config, bank) = small_bank("syncfree");
+        // Every part of a step that could read back or depend on order.
+        config.train.ema_decay = Some(0.9);
+        config.train.lstm_input_dropout = 0.2;
         let train = bank.sequences_of(&(0..bank.movies.len()).collect::<Vec<_>>());
-        let mut synced = Learner::new(&config, Device::Cpu, 5, None).unwrap();
-        let mut free = Learner::new(&config, Device::Cpu, 5, None).unwrap();
+        let mut synced = Learner::new(&config, Device::Cpu, 5, None, true).unwrap();
+        let mut free = Learner::new(&config, Device::Cpu, 5, None, true).unwrap();
         for _ in 0..2 {
             epoch_synced_every_step(&mut synced, &bank, &train);
             let run = free
@@ -370,6 +447,31 @@ mod tests {
             }
             free.end_epoch(0.5);
             synced.end_epoch(0.5);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A replayed graph reads its batch from static buffers that each step
+    /// copies into: every full batch of an epoch must arrive there exactly
+    /// as the eager step gathers it.
+    #[test]
+    fn batches_copied_into_the_static_buffers_equal_the_planned_ones() {
+        let (dir, config, bank) = small_bank("static");
+        let seqs = bank.sequences_of(&(0..bank.movies.len()).collect::<Vec<_>>());
+        let batches: Vec<&[Sequence]> = seqs.chunks(config.train.batch_size).collect();
+        let full = batches.len() - usize::from(seqs.len() % config.train.batch_size != 0);
+        assert!(full >= 3, "need several full batches, have {full}");
+        let plan = bank.plan(&batches[..full]);
+        let mut buffers = plan.batch_buffers(full - 1);
+        for i in 0..full {
+            plan.copy_batch(i, &mut buffers);
+            let copied = bank.static_batch(&buffers, plan.windows(i));
+            let planned = bank.planned_batch(&plan, i);
+            assert!(copied.target.equal(&planned.target), "batch {i}: targets");
+            for (a, b) in copied.inputs.iter().zip(&planned.inputs) {
+                assert!(a.equal(b), "batch {i}: inputs");
+            }
+            assert_eq!(copied.windows, planned.windows);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

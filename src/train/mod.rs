@@ -14,6 +14,7 @@ pub mod plot;
 mod scoring;
 mod split;
 mod state;
+pub mod step_graph;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +53,9 @@ pub struct TrainOptions {
     /// Time each phase of a training step (`train --profile`), waiting for
     /// the device at each phase's end.
     pub profile: bool,
+    /// On CUDA, replay full batches' steps as a captured CUDA graph
+    /// (`train --no-cuda-graph` turns it off).
+    pub cuda_graph: bool,
 }
 
 /// One line of `metrics.jsonl`.
@@ -168,7 +172,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     let t = &config.train;
     let split = Split::new(&bank, t.test_fraction, opts.val_movies, t.val_fraction, seed)?;
     let run = Run::new(opts, &config, &bank, &split)?;
-    let mut learner = Learner::new(&config, opts.device, seed, resume.as_ref())?;
+    let mut learner = Learner::new(&config, opts.device, seed, resume.as_ref(), opts.cuda_graph)?;
     if opts.profile {
         let mut phases = crate::phases::Phases::new();
         phases.add("load data", loaded);

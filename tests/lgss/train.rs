@@ -29,6 +29,7 @@ fn options(data: &std::path::Path, out: &std::path::Path, config: Config) -> Tra
         stop_after_epochs: None,
         progress: std::sync::Arc::new(lgss::progress::Silent),
         profile: false,
+        cuda_graph: true,
     }
 }
 
