@@ -36,7 +36,36 @@ pub enum Dim {
     Named(String),
 }
 
-fn value_info(name: &str, elem_type: pb::tensor_proto::DataType, dims: &[Dim]) -> pb::ValueInfoProto {
+/// A node attribute named `name`.
+pub fn attribute(name: &str, value: Attr) -> pb::AttributeProto {
+    use pb::attribute_proto::AttributeType as T;
+    let mut a = pb::AttributeProto {
+        name: name.to_string(),
+        ..Default::default()
+    };
+    match value {
+        Attr::Int(i) => {
+            a.i = i;
+            a.r#type = T::Int as i32;
+        }
+        Attr::Ints(v) => {
+            a.ints = v;
+            a.r#type = T::Ints as i32;
+        }
+        Attr::Float(f) => {
+            a.f = f;
+            a.r#type = T::Float as i32;
+        }
+        Attr::Str(s) => {
+            a.s = s.into_bytes();
+            a.r#type = T::String as i32;
+        }
+    }
+    a
+}
+
+/// The declaration of a graph input or output.
+pub fn value_info(name: &str, elem_type: pb::tensor_proto::DataType, dims: &[Dim]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::dimension::Value;
     let dim = dims
         .iter()
@@ -174,35 +203,7 @@ impl GraphBuilder {
         self.counter += 1;
         let name = format!("{}_{}", op.to_lowercase(), self.counter);
         let outputs: Vec<String> = (0..n_out).map(|i| format!("{name}_out{i}")).collect();
-        let attribute = attrs
-            .into_iter()
-            .map(|(k, v)| {
-                use pb::attribute_proto::AttributeType as T;
-                let mut a = pb::AttributeProto {
-                    name: k.to_string(),
-                    ..Default::default()
-                };
-                match v {
-                    Attr::Int(i) => {
-                        a.i = i;
-                        a.r#type = T::Int as i32;
-                    }
-                    Attr::Ints(v) => {
-                        a.ints = v;
-                        a.r#type = T::Ints as i32;
-                    }
-                    Attr::Float(f) => {
-                        a.f = f;
-                        a.r#type = T::Float as i32;
-                    }
-                    Attr::Str(s) => {
-                        a.s = s.into_bytes();
-                        a.r#type = T::String as i32;
-                    }
-                }
-                a
-            })
-            .collect();
+        let attribute = attrs.into_iter().map(|(k, v)| attribute(k, v)).collect();
         self.nodes.push(pb::NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.clone(),

@@ -3,3 +3,4 @@
 pub mod contract;
 pub mod export;
 pub mod graph;
+pub mod per_shot;

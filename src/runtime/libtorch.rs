@@ -12,11 +12,6 @@ use crate::model::config::ModelConfig;
 use crate::model::Lgss;
 use crate::phases::Phases;
 
-/// Gathered window inputs a CUDA run may hold (1 GiB of f32): the batch on
-/// a GPU is chosen for its memory, not the CPU's `--batch` (a larger one
-/// only when this budget allows more).
-const DEVICE_INPUT_BUDGET: usize = 1 << 30;
-
 pub struct TchBackend {
     model: Lgss,
     name: &'static str,
@@ -108,7 +103,7 @@ impl Backend for TchBackend {
         let rows = phases.time("windows", || {
             Tensor::from_slice(&batch_rows(seqs, &[0], &[n_shots], c.seq_len, c.shot_num)).to_device(device)
         });
-        let per_run = sequences_per_run(&c, device, batch);
+        let per_run = super::sequences_per_run(&c, device.is_cuda(), batch);
         let window_rows = (c.seq_len * c.shot_num) as i64;
         let prob = phases.time("model", || {
             let prob = tch::no_grad(|| {
@@ -145,16 +140,4 @@ pub fn gather_windows_on(shots: &Tensor, rows: &Tensor, seq_len: usize, shot_num
     shots
         .index_select(0, rows)
         .view([-1, seq_len as i64, shot_num as i64, d])
-}
-
-/// Sequences per model run: `batch` on the CPU; on a GPU as many as
-/// [`DEVICE_INPUT_BUDGET`] of gathered windows hold, if more.
-fn sequences_per_run(c: &ModelConfig, device: Device, batch: usize) -> usize {
-    let batch = batch.max(1);
-    if !device.is_cuda() {
-        return batch;
-    }
-    let width: usize = c.modalities.iter().map(|&m| c.feature_dims.get(m)).sum();
-    let per_sequence = c.seq_len * c.shot_num * width * std::mem::size_of::<f32>();
-    batch.max(DEVICE_INPUT_BUDGET / per_sequence.max(1))
 }

@@ -11,10 +11,13 @@
 //! ~1% of CPU inference here (the windows are assembled from cached rows
 //! while the LSTM's matrix products take the time), and the index form needs
 //! a Gather over a per-movie dynamic axis that tract's fixed-batch plan
-//! (its LSTM refuses a symbolic batch) cannot compile. The ONNX runtimes
-//! keep this interface. libtorch, which has its own gather, takes a movie's
-//! per-shot features instead ([`Backend::run_movie`]): on a GPU they cross
-//! to the device once and the same windows are assembled there.
+//! (its LSTM refuses a symbolic batch) cannot compile. The file keeps this
+//! interface, and the CPU runtimes use it. On a GPU, where the replication
+//! would cross the bus, both GPU runtimes take a movie's per-shot features
+//! instead ([`Backend::run_movie`]): they cross to the device once and the
+//! same windows are gathered there, by libtorch's own gather (tch-cuda) or
+//! by a Gather that ort-cuda prepends to the graph in memory
+//! ([`crate::onnx::per_shot`]; ONNX Runtime builds the windows itself).
 
 #[cfg(feature = "tch")]
 pub mod libtorch;
@@ -65,21 +68,51 @@ pub trait Backend: Send {
         batch: usize,
         phases: &mut Phases,
     ) -> anyhow::Result<Vec<f32>> {
-        let (seq_len, shot_num) = (self.config().seq_len, self.config().shot_num);
-        let mut prob = Vec::with_capacity(seqs.len() * seq_len);
-        for run in seqs.chunks(batch.max(1)) {
-            let inputs = phases.time("windows", || {
-                let rows = batch_rows(run, &[0], &[n_shots], seq_len, shot_num);
-                shots
-                    .iter()
-                    .map(|f| gather_windows(*f, &rows, seq_len, shot_num))
-                    .collect::<Vec<_>>()
-            });
-            let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
-            prob.extend(phases.time("model", || self.run(&views))?);
-        }
-        Ok(prob)
+        run_movie_by_windows(self, shots, n_shots, seqs, batch, phases)
     }
+}
+
+/// [`Backend::run_movie`]'s default: each run's windows assembled on the
+/// host (phase `windows`) and given to [`Backend::run`] (phase `model`).
+pub fn run_movie_by_windows<B: Backend + ?Sized>(
+    backend: &mut B,
+    shots: &[ndarray::ArrayView2<'_, f32>],
+    n_shots: usize,
+    seqs: &[Sequence],
+    batch: usize,
+    phases: &mut Phases,
+) -> anyhow::Result<Vec<f32>> {
+    let (seq_len, shot_num) = (backend.config().seq_len, backend.config().shot_num);
+    let mut prob = Vec::with_capacity(seqs.len() * seq_len);
+    for run in seqs.chunks(batch.max(1)) {
+        let inputs = phases.time("windows", || {
+            let rows = batch_rows(run, &[0], &[n_shots], seq_len, shot_num);
+            shots
+                .iter()
+                .map(|f| gather_windows(*f, &rows, seq_len, shot_num))
+                .collect::<Vec<_>>()
+        });
+        let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
+        prob.extend(phases.time("model", || backend.run(&views))?);
+    }
+    Ok(prob)
+}
+
+/// Gathered window inputs a run on a GPU may hold (1 GiB of f32): the batch
+/// on a device is chosen for its memory, not the CPU's `--batch` (a larger
+/// one only when this budget allows more).
+pub const DEVICE_INPUT_BUDGET: usize = 1 << 30;
+
+/// Sequences per model run: `batch` on the CPU; on a device as many as
+/// [`DEVICE_INPUT_BUDGET`] of gathered windows hold, if more.
+pub fn sequences_per_run(c: &ModelConfig, on_device: bool, batch: usize) -> usize {
+    let batch = batch.max(1);
+    if !on_device {
+        return batch;
+    }
+    let width: usize = c.modalities.iter().map(|&m| c.feature_dims.get(m)).sum();
+    let per_sequence = c.seq_len * c.shot_num * width * std::mem::size_of::<f32>();
+    batch.max(DEVICE_INPUT_BUDGET / per_sequence.max(1))
 }
 
 /// The batch of `inputs` after checking that they are one per modality of

@@ -595,3 +595,51 @@ fn tch_gathers_windows_where_the_shots_live_exactly_as_data_windows() {
         assert_eq!(by_movie, by_windows, "batch {batch}");
     }
 }
+
+/// ort-cuda runs the model's per-shot form (the windows gathered inside the
+/// graph from features bound once, `onnx::per_shot`). The same form on the
+/// CPU gives the window interface's probabilities to the bit: through
+/// `run_movie` for batches that do and do not divide the movie, and through
+/// `run` (windows given whole, as `lgss serve` batches them).
+#[test]
+fn ort_per_shot_form_gives_the_window_interfaces_probabilities() {
+    use lgss::data::windows::{batch_rows, gather_windows, sequences};
+    use lgss::runtime::onnxruntime::OrtBackend;
+    use lgss::runtime::Backend;
+
+    let dir = tempdir("rt-ort-per-shot");
+    let (_ck, onnx) = fixture_model_files_with(&dir, FeatureNorm::Rms);
+    let opts = RuntimeOptions::default();
+    let mut by_windows = OrtBackend::open_with(&onnx, false, false, &opts).unwrap();
+    let mut per_shot = OrtBackend::open_with(&onnx, false, true, &opts).unwrap();
+    let config = by_windows.config().clone();
+    let n = 87;
+    let features: Vec<ndarray::Array2<f32>> = config
+        .modalities
+        .iter()
+        .enumerate()
+        .map(|(m, &md)| {
+            ndarray::Array2::from_shape_fn((n, config.feature_dims.get(md)), |(i, j)| {
+                (((i * 131 + j * 17 + m * 7) % 97) as f32 / 48.0 - 1.0) * 0.7
+            })
+        })
+        .collect();
+    let views: Vec<ndarray::ArrayView2<f32>> = features.iter().map(|f| f.view()).collect();
+    let seqs = sequences(0, n, config.seq_len);
+    let mut phases = lgss::phases::Phases::new();
+    for batch in [1, 3, seqs.len()] {
+        let want = by_windows
+            .run_movie(&views, n, &seqs, batch, &mut phases)
+            .unwrap();
+        let got = per_shot.run_movie(&views, n, &seqs, batch, &mut phases).unwrap();
+        assert_eq!(got.len(), seqs.len() * config.seq_len);
+        assert_eq!(got, want, "batch {batch}");
+    }
+    let rows = batch_rows(&seqs[2..6], &[0], &[n], config.seq_len, config.shot_num);
+    let windows: Vec<ndarray::Array4<f32>> = views
+        .iter()
+        .map(|f| gather_windows(*f, &rows, config.seq_len, config.shot_num))
+        .collect();
+    let windows: Vec<ndarray::ArrayView4<f32>> = windows.iter().map(|a| a.view()).collect();
+    assert_eq!(per_shot.run(&windows).unwrap(), by_windows.run(&windows).unwrap());
+}
