@@ -208,7 +208,11 @@ impl Learner {
                     CudaGraph::capture(|| self.update(&bank.static_batch(&buffers, plan.windows(i)), None));
                 self.profile = profile;
                 let (graph, ()) = captured?;
-                // Capturing ran nothing: this step's batch is in `buffers`.
+                // The capture's zero_grad and backward work on the grads the
+                // warm-up made: with grad mode off, autograd adds a dense
+                // gradient into an existing one in place, so their addresses
+                // stay those the graph replays into. Capturing ran nothing:
+                // this step's batch is in `buffers`.
                 graph.replay()?;
                 self.graph = Some((graph, buffers));
                 "graph capture and replay"
