@@ -135,7 +135,7 @@ impl OrtBackend {
             AllocationDevice::CPU,
             0,
             AllocatorType::Device,
-            MemoryType::CPUOutput,
+            MemoryType::Default,
         )
         .map_err(ort_err("ort output"))?;
         binding
