@@ -147,6 +147,12 @@ pub struct Args {
     /// are disjoint and stable when files are added.
     #[arg(long, value_name = "INDEX/COUNT")]
     shard: Option<Shard>,
+    /// Threads that read and decode the next movies while the runtime works
+    /// (default: a quarter of the cores, 1 to 4). More help where reads
+    /// wait on the storage (network file systems) or a GPU outruns one
+    /// reader (a 2,400-shot movie takes ~30 ms to read and decode).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    read_threads: Option<u16>,
     /// Skip movies whose outputs in --out were finished with the same model
     /// and options (see --out's manifest/); redo the others.
     #[arg(long, requires = "out")]
@@ -195,7 +201,7 @@ pub struct Args {
     plot: bool,
     /// Print where the time went, phase by phase (waiting for reads, window
     /// assembly, model, grouping, formatting, writing; model load apart;
-    /// reading and decoding, which a reader thread does ahead of the
+    /// reading and decoding, which reader threads do ahead of the
     /// runtime, shown apart) on stderr, and as `profile` in `--json`'s
     /// summary.
     #[arg(long)]
@@ -373,8 +379,15 @@ enum Plan {
     Todo,
 }
 
-/// Movies read ahead of the runtime (each up to ~35 MB for 2,400 shots).
+/// Movies read ahead of the runtime, in all, besides those being read
+/// (each up to ~35 MB for 2,400 shots).
 const READ_AHEAD: usize = 2;
+
+/// Reader threads by default: a quarter of the cores, 1 to 4 (one on the
+/// 2-core machines, where a second would take the runtime's core).
+fn default_read_threads(cores: usize) -> usize {
+    (cores / 4).clamp(1, 4)
+}
 
 /// A movie the runtime has done, for a writer: scenes, formats, files.
 struct Finish {
@@ -393,8 +406,8 @@ fn writer_threads() -> usize {
 
 /// Segments every file, recording each in `summary` in the files' order.
 /// One bad movie does not stop the others: each failure is reported by
-/// name as it happens and returned. Three stages overlap: a reader thread
-/// reads and decodes the next movies, this thread runs the runtime, and
+/// name as it happens and returned. Three stages overlap: reader threads
+/// read and decode the next movies, this thread runs the runtime, and
 /// writer threads group, format and write (their time goes to
 /// `overlapped`; the runtime side's waits for them to `phases`). Scenes
 /// printed to stdout come in the files' order.
@@ -431,22 +444,34 @@ fn segment_files(
     let workers = writer_threads();
     let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<Finish>(workers);
     let job_rx = std::sync::Mutex::new(job_rx);
+    let n_readers = args.read_threads.map_or_else(
+        || default_read_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        usize::from,
+    );
     std::thread::scope(|scope| {
-        let (read_tx, read_rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
-        let mut reader = None;
+        // Reader r reads the to-do files r, r + R, r + 2R, ... into its own
+        // bounded channel; the runtime takes them round robin, so movies
+        // arrive in the files' order with no reordering buffer.
+        let mut read_rxs = Vec::new();
+        let mut readers = Vec::new();
         if let Some(schema) = &schema {
             let todo = &todo;
-            reader = Some(scope.spawn(move || {
-                let mut reads = Phases::new();
-                for file in todo {
-                    let movie = reads.time("read and decode", || Movie::load(file, schema));
-                    if read_tx.send(movie).is_err() {
-                        break; // the runtime side stopped
+            for r in 0..n_readers.min(todo.len()) {
+                let (read_tx, read_rx) = std::sync::mpsc::sync_channel((READ_AHEAD / n_readers).max(1));
+                read_rxs.push(read_rx);
+                readers.push(scope.spawn(move || {
+                    let mut reads = Phases::new();
+                    for file in todo.iter().skip(r).step_by(n_readers) {
+                        let movie = reads.time("read and decode", || Movie::load(file, schema));
+                        if read_tx.send(movie).is_err() {
+                            break; // the runtime side stopped
+                        }
                     }
-                }
-                reads
-            }));
+                    reads
+                }));
+            }
         }
+        let mut next_read = 0usize;
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         // Without a runtime no movie reaches the writers: none are started.
         let writers: Vec<_> = ratio
@@ -501,7 +526,11 @@ fn segment_files(
                         }
                     };
                     let t = std::time::Instant::now();
-                    let read = read_rx.recv();
+                    let read = match read_rxs.get(next_read % n_readers.max(1)) {
+                        Some(rx) => rx.recv(),
+                        None => Err(std::sync::mpsc::RecvError),
+                    };
+                    next_read += 1;
                     phases.add("wait for reads", t.elapsed());
                     let movie = match read {
                         Ok(Ok(m)) => m,
@@ -535,7 +564,7 @@ fn segment_files(
             }
         }
         drop(job_tx);
-        drop(read_rx);
+        drop(read_rxs);
         let t = std::time::Instant::now();
         for (i, r) in done_rx.iter() {
             outcomes.settle(i, r);
@@ -546,8 +575,10 @@ fn segment_files(
                 overlapped.merge(&own);
             }
         }
-        if let Some(Ok(reads)) = reader.map(|r| r.join()) {
-            overlapped.merge(&reads);
+        for r in readers {
+            if let Ok(reads) = r.join() {
+                overlapped.merge(&reads);
+            }
         }
     });
     pb.finish_and_clear();
@@ -864,6 +895,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_reader_on_small_machines_up_to_four_on_large_ones() {
+        let readers: Vec<usize> = [1, 2, 4, 8, 16, 64]
+            .into_iter()
+            .map(default_read_threads)
+            .collect();
+        assert_eq!(readers, [1, 1, 1, 2, 4, 4]);
+    }
 
     /// Writer threads finish movies in any order; what is printed, and the
     /// summary, follow the files' order.

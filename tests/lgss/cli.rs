@@ -622,3 +622,85 @@ fn segment_profile_times_every_phase() {
         }
     }
 }
+
+/// `segment DIR` with several reader threads (round robin, one bounded
+/// channel each): stdout, files and the failure of a bad movie in the
+/// middle are those of one reader, in the files' order.
+#[test]
+fn segment_with_several_readers_keeps_the_files_order() {
+    let dir = tempdir("segment-readers");
+    let (_, onnx) = crate::runtimes::fixture_model_files(&dir);
+    let data = crate::common::synth_small(&dir, 6, 13, Some((30, 70)));
+    std::fs::write(data.join("tt0000003.pkl"), b"not a pickle").unwrap();
+    let run = |readers: &str| {
+        let out = dir.join(format!("out-{readers}"));
+        let o = lgss()
+            .args([
+                "segment",
+                "--runtime",
+                "tract",
+                "--read-threads",
+                readers,
+                "--model",
+            ])
+            .arg(&onnx)
+            .arg(&data)
+            .output()
+            .unwrap();
+        let files = lgss()
+            .args([
+                "segment",
+                "--runtime",
+                "tract",
+                "--read-threads",
+                readers,
+                "--model",
+            ])
+            .arg(&onnx)
+            .arg("--out")
+            .arg(&out)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), files.status.code());
+        (o, out)
+    };
+    let (one, one_dir) = run("1");
+    let (three, three_dir) = run("3");
+    // 3: some movies failed, the others were done.
+    assert_eq!(
+        one.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    assert_eq!(three.status.code(), Some(3));
+    assert_eq!(one.stdout, three.stdout);
+    let stdout = String::from_utf8_lossy(&three.stdout);
+    let order: Vec<usize> = ["tt0000001", "tt0000002", "tt0000004", "tt0000005", "tt0000006"]
+        .iter()
+        .map(|stem| {
+            stdout
+                .find(stem)
+                .unwrap_or_else(|| panic!("{stem} missing: {stdout}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    let stderr = String::from_utf8_lossy(&three.stderr);
+    assert!(stderr.contains("tt0000003.pkl"), "{stderr}");
+    for stem in ["tt0000001", "tt0000002", "tt0000004", "tt0000005", "tt0000006"] {
+        let name = format!("{stem}.json");
+        assert_eq!(
+            std::fs::read(one_dir.join(&name)).unwrap(),
+            std::fs::read(three_dir.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(!three_dir.join("tt0000003.json").exists());
+    let refused = lgss()
+        .args(["segment", "--read-threads", "0"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+}
