@@ -78,48 +78,73 @@ class LGSS(nn.Module):
         return out
 
 
-def main():
-    data, shot_num, seq_len, channel, hidden, batch, n_batches = sys.argv[1:8]
-    device = torch.device(sys.argv[8] if len(sys.argv) > 8 else "cpu")
+class Movies:
+    """The movies of DATA_DIR (tt*.pkl, sorted) in one bank per modality on
+    `device`, with their ground truth; windows gathered as `lgss train` does."""
+
+    def __init__(self, data, shot_num, seq_len, device):
+        self.shot_num, self.seq_len, self.device = shot_num, seq_len, device
+        feats = {m: [] for m in MODALITIES}
+        self.gts, self.offsets, self.lengths = [], [], []
+        total = 0
+        for f in sorted(glob.glob(data + "/tt*.pkl")):
+            d = pickle.load(open(f, "rb"))
+            n = d["place"].shape[0]
+            self.offsets.append(total)
+            self.lengths.append(n)
+            total += n
+            for m in MODALITIES:
+                feats[m].append(d[m].float())
+            self.gts.append(d["scene_transition_boundary_ground_truth"].long())
+        self.bank = [torch.cat(feats[m]).to(device) for m in MODALITIES]
+
+    def sequences(self, movies):
+        """(movie, start, valid) of seq_len boundaries each, for `movies`."""
+        return [(mi, start, min(self.seq_len, self.lengths[mi] - 1 - start))
+                for mi in movies for start in range(0, self.lengths[mi] - 1, self.seq_len)]
+
+    def batch(self, chunk):
+        """Inputs and targets (-100 on padding) of sequences `chunk`; windows
+        of shot_num shots, edges replicated."""
+        rows, target = [], []
+        for mi, start, valid in chunk:
+            for t in range(self.seq_len):
+                b = start + min(t, valid - 1)
+                for j in range(self.shot_num):
+                    s = min(max(b - self.shot_num // 2 + 1 + j, 0), self.lengths[mi] - 1)
+                    rows.append(self.offsets[mi] + s)
+                target.append(int(self.gts[mi][start + t]) if t < valid else -100)
+        idx = torch.tensor(rows, device=self.device)
+        xs = [f.index_select(0, idx).view(len(chunk), self.seq_len, self.shot_num, -1) for f in self.bank]
+        return xs, torch.tensor(target, device=self.device)
+
+
+def cuda_without_tf32(name):
+    device = torch.device(name)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
+def seed_recipe(movies, shot_num, seq_len, channel, hidden):
+    """The model and optimizer as the seed solution trains them (lr 1e-3,
+    L2 5e-4, class weights 0.5/5)."""
+    torch.manual_seed(0)
+    model = LGSS([b.shape[1] for b in movies.bank], shot_num, seq_len, channel, hidden).to(movies.device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
+    weight = torch.tensor([0.5, 5.0], device=movies.device)
+    return model, opt, weight
+
+
+def main():
+    data, shot_num, seq_len, channel, hidden, batch, n_batches = sys.argv[1:8]
+    device = cuda_without_tf32(sys.argv[8] if len(sys.argv) > 8 else "cpu")
     shot_num, seq_len, channel, hidden = int(shot_num), int(seq_len), int(channel), int(hidden)
     batch, n_batches = int(batch), int(n_batches)
-    feats = {m: [] for m in MODALITIES}
-    gts, offsets, lengths = [], [], []
-    total = 0
-    for f in sorted(glob.glob(data + "/tt*.pkl")):
-        d = pickle.load(open(f, "rb"))
-        n = d["place"].shape[0]
-        offsets.append(total)
-        lengths.append(n)
-        total += n
-        for m in MODALITIES:
-            feats[m].append(d[m].float())
-        gts.append(d["scene_transition_boundary_ground_truth"].long())
-    bank = [torch.cat(feats[m]).to(device) for m in MODALITIES]
-    # Sequences of seq_len boundaries; windows of shot_num shots, edges replicated.
-    seqs = []
-    for mi, n in enumerate(lengths):
-        for start in range(0, n - 1, seq_len):
-            seqs.append((mi, start, min(seq_len, n - 1 - start)))
-    def gather(chunk):
-        rows, target = [], []
-        for mi, start, valid in chunk:
-            for t in range(seq_len):
-                b = start + min(t, valid - 1)
-                for j in range(shot_num):
-                    s = min(max(b - shot_num // 2 + 1 + j, 0), lengths[mi] - 1)
-                    rows.append(offsets[mi] + s)
-                target.append(int(gts[mi][start + t]) if t < valid else -100)
-        idx = torch.tensor(rows, device=device)
-        xs = [f.index_select(0, idx).view(len(chunk), seq_len, shot_num, -1) for f in bank]
-        return xs, torch.tensor(target, device=device)
-    torch.manual_seed(0)
-    model = LGSS([b.shape[1] for b in bank], shot_num, seq_len, channel, hidden).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=5e-4)
-    weight = torch.tensor([0.5, 5.0], device=device)
+    movies = Movies(data, shot_num, seq_len, device)
+    seqs = movies.sequences(range(len(movies.lengths)))
+    model, opt, weight = seed_recipe(movies, shot_num, seq_len, channel, hidden)
     batches = [seqs[i * batch:(i + 1) * batch] for i in range(n_batches + 1)]
     windows = 0
     t0 = None
@@ -128,7 +153,7 @@ def main():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        xs, target = gather(chunk)
+        xs, target = movies.batch(chunk)
         loss = F.cross_entropy(model(xs), target, weight=weight)
         opt.zero_grad()
         loss.backward()
