@@ -28,6 +28,7 @@ fn build_native_shims(libtorch_lib: &std::path::Path) {
     for shim in shims {
         println!("cargo:rerun-if-changed={shim}");
     }
+    println!("cargo:rerun-if-changed=src/native/guarded.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = libtorch_lib.join("../include");
     // PyPI's torch is built with the C++11 ABI since 2.7; torch-sys reads the

@@ -137,12 +137,19 @@ def seed_recipe(movies, shot_num, seq_len, channel, hidden):
     return model, opt, weight
 
 
+def parse_args(argv):
+    """DATA_DIR SHOT_NUM SEQ_LEN C H A B [DEVICE]: the movies loaded on the
+    device (TF32 off on CUDA), the model's sizes, and A and B as given."""
+    data, shot_num, seq_len, channel, hidden, a, b = argv[1:8]
+    device = cuda_without_tf32(argv[8] if len(argv) > 8 else "cpu")
+    sizes = int(shot_num), int(seq_len), int(channel), int(hidden)
+    return Movies(data, sizes[0], sizes[1], device), sizes, a, b
+
+
 def main():
-    data, shot_num, seq_len, channel, hidden, batch, n_batches = sys.argv[1:8]
-    device = cuda_without_tf32(sys.argv[8] if len(sys.argv) > 8 else "cpu")
-    shot_num, seq_len, channel, hidden = int(shot_num), int(seq_len), int(channel), int(hidden)
+    movies, (shot_num, seq_len, channel, hidden), batch, n_batches = parse_args(sys.argv)
     batch, n_batches = int(batch), int(n_batches)
-    movies = Movies(data, shot_num, seq_len, device)
+    device = movies.device
     seqs = movies.sequences(range(len(movies.lengths)))
     model, opt, weight = seed_recipe(movies, shot_num, seq_len, channel, hidden)
     batches = [seqs[i * batch:(i + 1) * batch] for i in range(n_batches + 1)]

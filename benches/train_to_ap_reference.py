@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from lgss_reference import Movies, cuda_without_tf32, seed_recipe  # noqa: E402
+from lgss_reference import parse_args, seed_recipe  # noqa: E402
 
 
 def average_precision(truth, score):
@@ -38,11 +38,9 @@ def average_precision(truth, score):
 
 
 def main():
-    data, shot_num, seq_len, channel, hidden, target_ap, max_seconds = sys.argv[1:8]
-    device = cuda_without_tf32(sys.argv[8] if len(sys.argv) > 8 else "cpu")
-    shot_num, seq_len, channel, hidden = int(shot_num), int(seq_len), int(channel), int(hidden)
+    movies, (shot_num, seq_len, channel, hidden), target_ap, max_seconds = parse_args(sys.argv)
     target_ap, max_seconds = float(target_ap), float(max_seconds)
-    movies = Movies(data, shot_num, seq_len, device)
+    device = movies.device
     n = len(movies.lengths)
     n_trainval = min(max(int(n * 0.9), 1), n - 1)
     train = movies.sequences(range(n_trainval - 2))

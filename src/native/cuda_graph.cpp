@@ -1,38 +1,14 @@
 // CUDA graphs of libtorch work (at::cuda::CUDAGraph, what torch.cuda.graph
 // wraps), which tch does not bind: a training step's kernels are captured
 // once and replayed as one launch. Built with the `cuda` feature only.
-// Exceptions never cross: the message is copied into `err`, the call
-// returns -1.
+// Exceptions never cross (guarded.h).
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 
-#include <cstring>
-#include <exception>
+#include "guarded.h"
 
-namespace {
-
-void copy_message(const char* what, char* err, size_t err_len) {
-  if (err == nullptr || err_len == 0) return;
-  std::strncpy(err, what, err_len - 1);
-  err[err_len - 1] = '\0';
-}
-
-template <typename F>
-int guarded(char* err, size_t err_len, F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    copy_message(e.what(), err, err_len);
-    return -1;
-  } catch (...) {
-    copy_message("unknown C++ exception", err, err_len);
-    return -1;
-  }
-}
-
-}  // namespace
+using lgss_native::guarded;
 
 extern "C" {
 

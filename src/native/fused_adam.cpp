@@ -1,14 +1,14 @@
 // libtorch's multi-tensor Adam/AdamW kernels (`torch.optim.Adam(fused=True)`),
 // which tch does not bind: one launch for every parameter instead of about
 // ten per parameter. Tensors cross as tch hands them out: a tch `C_tensor*`
-// is an `at::Tensor*` (torch-sys's torch_api.h). Exceptions never cross:
-// the message is copied into `err` and the call returns -1.
+// is an `at::Tensor*` (torch-sys's torch_api.h). Exceptions never cross
+// (guarded.h).
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
-#include <cstring>
-#include <exception>
 #include <vector>
+
+#include "guarded.h"
 
 namespace {
 
@@ -17,12 +17,6 @@ std::vector<at::Tensor> list(at::Tensor** ts, int64_t n) {
   out.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) out.push_back(*ts[i]);
   return out;
-}
-
-void copy_message(const char* what, char* err, size_t err_len) {
-  if (err == nullptr || err_len == 0) return;
-  std::strncpy(err, what, err_len - 1);
-  err[err_len - 1] = '\0';
 }
 
 }  // namespace
@@ -38,7 +32,7 @@ int lgss_fused_adam(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_av
                     at::Tensor** exp_avg_sqs, at::Tensor** steps, int64_t n, double lr,
                     double beta1, double beta2, double weight_decay, double eps,
                     int decoupled, char* err, size_t err_len) {
-  try {
+  return lgss_native::guarded(err, err_len, [&] {
     auto p = list(params, n);
     auto g = list(grads, n);
     auto m = list(exp_avgs, n);
@@ -53,14 +47,7 @@ int lgss_fused_adam(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_av
       at::_fused_adam_(p, g, m, v, {}, s, lr, beta1, beta2, weight_decay, eps,
                        /*amsgrad=*/false, /*maximize=*/false);
     }
-    return 0;
-  } catch (const std::exception& e) {
-    copy_message(e.what(), err, err_len);
-    return -1;
-  } catch (...) {
-    copy_message("unknown C++ exception", err, err_len);
-    return -1;
-  }
+  });
 }
 
 }  // extern "C"

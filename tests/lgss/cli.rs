@@ -632,10 +632,12 @@ fn segment_with_several_readers_keeps_the_files_order() {
     let (_, onnx) = crate::runtimes::fixture_model_files(&dir);
     let data = crate::common::synth_small(&dir, 6, 13, Some((30, 70)));
     std::fs::write(data.join("tt0000003.pkl"), b"not a pickle").unwrap();
+    // To stdout, then into files.
     let run = |readers: &str| {
         let out = dir.join(format!("out-{readers}"));
-        let o = lgss()
-            .args([
+        let [o, files] = [None, Some(&out)].map(|dest| {
+            let mut cmd = lgss();
+            cmd.args([
                 "segment",
                 "--runtime",
                 "tract",
@@ -643,25 +645,12 @@ fn segment_with_several_readers_keeps_the_files_order() {
                 readers,
                 "--model",
             ])
-            .arg(&onnx)
-            .arg(&data)
-            .output()
-            .unwrap();
-        let files = lgss()
-            .args([
-                "segment",
-                "--runtime",
-                "tract",
-                "--read-threads",
-                readers,
-                "--model",
-            ])
-            .arg(&onnx)
-            .arg("--out")
-            .arg(&out)
-            .arg(&data)
-            .output()
-            .unwrap();
+            .arg(&onnx);
+            if let Some(d) = dest {
+                cmd.arg("--out").arg(d);
+            }
+            cmd.arg(&data).output().unwrap()
+        });
         assert_eq!(o.status.code(), files.status.code());
         (o, out)
     };

@@ -566,16 +566,7 @@ fn tch_gathers_windows_where_the_shots_live_exactly_as_data_windows() {
     let mut tch = open(RuntimeKind::Tch, &opts).unwrap();
     let config = tch.config().clone();
     let n = 87;
-    let features: Vec<ndarray::Array2<f32>> = config
-        .modalities
-        .iter()
-        .enumerate()
-        .map(|(m, &md)| {
-            ndarray::Array2::from_shape_fn((n, config.feature_dims.get(md)), |(i, j)| {
-                (((i * 131 + j * 17 + m * 7) % 97) as f32 / 48.0 - 1.0) * 0.7
-            })
-        })
-        .collect();
+    let features = shot_features(&config, n);
     let views: Vec<ndarray::ArrayView2<f32>> = features.iter().map(|f| f.view()).collect();
     let seqs = sequences(0, n, config.seq_len);
     for batch in [1, 3, seqs.len()] {
@@ -614,16 +605,7 @@ fn ort_per_shot_form_gives_the_window_interfaces_probabilities() {
     let mut per_shot = OrtBackend::open_with(&onnx, false, true, &opts).unwrap();
     let config = by_windows.config().clone();
     let n = 87;
-    let features: Vec<ndarray::Array2<f32>> = config
-        .modalities
-        .iter()
-        .enumerate()
-        .map(|(m, &md)| {
-            ndarray::Array2::from_shape_fn((n, config.feature_dims.get(md)), |(i, j)| {
-                (((i * 131 + j * 17 + m * 7) % 97) as f32 / 48.0 - 1.0) * 0.7
-            })
-        })
-        .collect();
+    let features = shot_features(&config, n);
     let views: Vec<ndarray::ArrayView2<f32>> = features.iter().map(|f| f.view()).collect();
     let seqs = sequences(0, n, config.seq_len);
     let mut phases = lgss::phases::Phases::new();
@@ -642,4 +624,19 @@ fn ort_per_shot_form_gives_the_window_interfaces_probabilities() {
         .collect();
     let windows: Vec<ndarray::ArrayView4<f32>> = windows.iter().map(|a| a.view()).collect();
     assert_eq!(per_shot.run(&windows).unwrap(), by_windows.run(&windows).unwrap());
+}
+
+/// Per-shot features of `n` shots for each modality of `config`: fixed,
+/// varied values in [-0.7, 0.7].
+fn shot_features(config: &lgss::model::config::ModelConfig, n: usize) -> Vec<ndarray::Array2<f32>> {
+    config
+        .modalities
+        .iter()
+        .enumerate()
+        .map(|(m, &md)| {
+            ndarray::Array2::from_shape_fn((n, config.feature_dims.get(md)), |(i, j)| {
+                (((i * 131 + j * 17 + m * 7) % 97) as f32 / 48.0 - 1.0) * 0.7
+            })
+        })
+        .collect()
 }
