@@ -31,22 +31,28 @@ fn build_native_shims(libtorch_lib: &std::path::Path) {
     println!("cargo:rerun-if-changed=src/native/guarded.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = libtorch_lib.join("../include");
+    libtorch_cxx(&include).files(shims).compile("lgss_native");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        build_cuda_shim(&include);
+    }
+}
+
+/// A C++17 build against libtorch's headers under `torch_include`, with
+/// the C++ ABI libtorch was built with.
+fn libtorch_cxx(torch_include: &std::path::Path) -> cc::Build {
     // PyPI's torch is built with the C++11 ABI since 2.7; torch-sys reads the
     // same variable to override it.
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .pic(true)
         .warnings(false)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
+        .include(torch_include)
+        .include(torch_include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
-        .files(shims)
-        .compile("lgss_native");
-    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        build_cuda_shim(&include, &abi);
-    }
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"));
+    build
 }
 
 /// `src/native/cuda_graph.cpp` includes libtorch's CUDA headers, which
@@ -54,7 +60,7 @@ fn build_native_shims(libtorch_lib: &std::path::Path) {
 /// (`site-packages/nvidia/cu*/include`, completed by nvidia-cuda-crt, which
 /// `LGSS_FEATURES=cuda scripts/setup` installs), or a toolkit's in
 /// `CUDA_HOME`.
-fn build_cuda_shim(torch_include: &std::path::Path, abi: &str) {
+fn build_cuda_shim(torch_include: &std::path::Path) {
     let shim = "src/native/cuda_graph.cpp";
     println!("cargo:rerun-if-changed={shim}");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
@@ -80,15 +86,8 @@ fn build_cuda_shim(torch_include: &std::path::Path, abi: &str) {
                 site_packages.display()
             )
         });
-    cc::Build::new()
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include(torch_include)
-        .include(torch_include.join("torch/csrc/api/include"))
+    libtorch_cxx(torch_include)
         .include(cuda_include)
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .file(shim)
         .compile("lgss_cuda_graph");
 }

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use tch::{Device, Kind, Tensor};
 
 use super::{Backend, RuntimeOptions};
@@ -75,27 +74,12 @@ impl Backend for TchBackend {
         phases: &mut Phases,
     ) -> anyhow::Result<Vec<f32>> {
         let c = self.model.config.clone();
-        anyhow::ensure!(
-            shots.len() == c.modalities.len(),
-            "{} feature arrays for a model of {} modalities",
-            shots.len(),
-            c.modalities.len()
-        );
+        let data = super::checked_shots(&c, shots, n_shots)?;
         let device = self.model.device();
         let resident = phases.time("shots to device", || -> anyhow::Result<Vec<Tensor>> {
-            shots
-                .iter()
-                .zip(&c.modalities)
-                .map(|(f, &m)| {
-                    anyhow::ensure!(
-                        f.dim() == (n_shots, c.feature_dims.get(m)),
-                        "{m} features are {:?}, expected [{n_shots}, {}]",
-                        f.dim(),
-                        c.feature_dims.get(m)
-                    );
-                    let data = f.as_slice().context("features not in standard layout")?;
-                    shots_on(data, [n_shots as i64, f.ncols() as i64], device)
-                })
+            data.iter()
+                .zip(shots)
+                .map(|(data, f)| shots_on(data, [n_shots as i64, f.ncols() as i64], device))
                 .collect()
         })?;
         let rows = phases.time("windows", || {

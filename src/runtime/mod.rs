@@ -145,6 +145,37 @@ pub fn checked_inputs<'a>(
     Ok((batch, slices))
 }
 
+/// A movie's per-shot features (`shots`, [`Backend::run_movie`]'s) after
+/// checking that they are one per modality of `config`, each `[n_shots, D]`
+/// and in standard layout, each as a slice.
+pub fn checked_shots<'a>(
+    config: &ModelConfig,
+    shots: &'a [ndarray::ArrayView2<'_, f32>],
+    n_shots: usize,
+) -> anyhow::Result<Vec<&'a [f32]>> {
+    anyhow::ensure!(
+        shots.len() == config.modalities.len(),
+        "{} feature arrays for a model of {} modalities",
+        shots.len(),
+        config.modalities.len()
+    );
+    config
+        .modalities
+        .iter()
+        .zip(shots)
+        .map(|(&m, f)| {
+            let d = config.feature_dims.get(m);
+            anyhow::ensure!(
+                f.dim() == (n_shots, d),
+                "{m} features are {:?}, expected [{n_shots}, {d}]",
+                f.dim()
+            );
+            f.to_slice()
+                .ok_or_else(|| anyhow::anyhow!("{m} features are not in standard layout"))
+        })
+        .collect()
+}
+
 /// The runtimes `--runtime` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeKind {

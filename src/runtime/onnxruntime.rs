@@ -100,30 +100,18 @@ impl OrtBackend {
         phases: &mut Phases,
     ) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
-        anyhow::ensure!(
-            shots.len() == c.modalities.len(),
-            "{} feature arrays for a model of {} modalities",
-            shots.len(),
-            c.modalities.len()
-        );
+        let data = super::checked_shots(c, shots, n_shots)?;
         let ort_err = |what: &str| {
             let what = what.to_string();
             move |e: ort::Error| anyhow!("{what}: {e}")
         };
         let mut binding = self.session.create_binding().map_err(ort_err("ort binding"))?;
         phases.time("shots to device", || -> anyhow::Result<()> {
-            for (f, &m) in shots.iter().zip(&c.modalities) {
-                anyhow::ensure!(
-                    f.dim() == (n_shots, c.feature_dims.get(m)),
-                    "{m} features are {:?}, expected [{n_shots}, {}]",
-                    f.dim(),
-                    c.feature_dims.get(m)
-                );
+            for ((data, f), &m) in data.iter().zip(shots).zip(&c.modalities) {
                 // Owned: ort 2.0.0-rc.15 deadlocks binding a borrowed tensor
                 // it decides to copy (`Value::clone` re-enters the lock of
                 // its copy sessions). One host copy of the movie's shots.
-                let data = f.as_slice().context("features not in standard layout")?.to_vec();
-                let t = Tensor::from_array(([n_shots, f.ncols()], data))
+                let t = Tensor::from_array(([n_shots, f.ncols()], data.to_vec()))
                     .map_err(ort_err(&format!("ort input {m}")))?;
                 binding
                     .bind_input(shots_input(m.key()), &t)
