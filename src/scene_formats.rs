@@ -1,9 +1,9 @@
 //! Scenes where video tools read them: lgss's JSON, CSV, WebVTT chapters,
 //! CMX 3600 EDL and OpenTimelineIO JSON. Every format is written from the
 //! same scenes (frames are exact; timecodes at the movie's fps), and says
-//! which rule decided them: a comment line (`rule`, from
-//! [`crate::segment::rule_description`]) in CSV, WebVTT and EDL, metadata
-//! in OTIO (and a field in the JSON).
+//! which rule decided them: a comment (`rule`, from
+//! [`crate::segment::rule_description`]) in CSV, WebVTT and EDL (the first
+//! event's), metadata in OTIO (and a field in the JSON).
 
 use crate::grouping::Params;
 use crate::segment::{rule_description, Scene, Segmentation};
@@ -66,17 +66,27 @@ impl SceneFormat {
     pub fn parse(name: &str) -> Option<SceneFormat> {
         <SceneFormat as clap::ValueEnum>::from_str(name, false).ok()
     }
+
+    /// Whether this format can state times at `fps`: an EDL counts
+    /// timecode at broadcast rates only ([`edl_timebase`]); the others take
+    /// any positive fps. Checked with the options, before any movie is read.
+    pub fn check_fps(self, fps: f64) -> Result<(), String> {
+        match self {
+            SceneFormat::Edl => edl_timebase(fps).map(drop),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A movie's segmentation in `format`: the bytes `lgss segment` writes and
 /// `lgss serve` answers.
-pub fn render(seg: &Segmentation, format: SceneFormat) -> serde_json::Result<String> {
+pub fn render(seg: &Segmentation, format: SceneFormat) -> anyhow::Result<String> {
     let rule = rule_description(seg.threshold, seg.global.as_ref());
     Ok(match format {
         SceneFormat::Json => serde_json::to_string(seg)? + "\n",
         SceneFormat::Csv => csv(&seg.imdb_id, &seg.scenes, &rule),
         SceneFormat::Webvtt => webvtt(&seg.scenes, &rule),
-        SceneFormat::Edl => edl(&seg.imdb_id, &seg.scenes, seg.fps, &rule),
+        SceneFormat::Edl => edl(&seg.imdb_id, &seg.scenes, seg.fps, &rule).map_err(anyhow::Error::msg)?,
         SceneFormat::Otio => {
             let how = RuleMetadata {
                 rule: seg.rule,
@@ -129,6 +139,37 @@ pub fn webvtt(scenes: &[Scene], rule: &str) -> String {
     out
 }
 
+/// The frame rates an EDL can count timecode at: (the rate, its timebase).
+/// NTSC's 1000/1001 rates count at the next whole number (non-drop frame).
+const EDL_RATES: [(f64, i64); 10] = [
+    (24000.0 / 1001.0, 24),
+    (24.0, 24),
+    (25.0, 25),
+    (30000.0 / 1001.0, 30),
+    (30.0, 30),
+    (48000.0 / 1001.0, 48),
+    (48.0, 48),
+    (50.0, 50),
+    (60000.0 / 1001.0, 60),
+    (60.0, 60),
+];
+
+/// The timecode base of `fps` in an EDL, or why there is none. A rate as
+/// users type it (23.976, 29.97, 59.94) is within 0.0005 of the exact
+/// 1000/1001 rate, so that is the tolerance (half the last digit of
+/// three decimals, plus the float's own error).
+pub fn edl_timebase(fps: f64) -> Result<i64, String> {
+    EDL_RATES
+        .iter()
+        .find(|(rate, _)| (fps - rate).abs() <= 0.0005 + f64::EPSILON * rate)
+        .map(|&(_, base)| base)
+        .ok_or_else(|| {
+            format!(
+                "fps {fps}: an EDL counts timecode at 23.976, 24, 25, 29.97, 30, 47.952, 48, 50, 59.94 or 60 fps"
+            )
+        })
+}
+
 /// `HH:MM:SS:FF` of a frame at an integer timebase (non-drop frame).
 fn smpte(frame: i64, base: i64) -> String {
     let (secs, ff) = (frame / base, frame % base);
@@ -142,25 +183,44 @@ fn smpte(frame: i64, base: i64) -> String {
 }
 
 /// A CMX 3600 EDL: one video cut event per scene, source and record times
-/// equal (the movie itself), non-drop frame at the fps rounded to a whole
-/// timebase (23.976 → 24, as NDF timecode counts). The rule is a `*`
-/// comment line after the header.
-pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &str) -> String {
-    let base = (fps.round() as i64).max(1);
+/// equal (the movie itself), non-drop frame at the fps's timebase
+/// ([`edl_timebase`]: 23.976 counts at 24, 29.97 at 30), so every frame is
+/// exact and a label at 29.97 runs 0.1% behind the wall clock (the JSON,
+/// CSV and WebVTT carry wall-clock times).
+///
+/// The rule is a `*` comment of the first event, after its clip name: a
+/// CMX 3600 comment belongs to the event above it, and readers refuse one
+/// before any event (OpenTimelineIO: "Unknown event type"). Editors' tools
+/// keep an event's comments with its clip (OTIO as the first clip's
+/// `metadata.cmx_3600.comments`, pycmx as the event's remarks, NLEs as
+/// clip notes), so the rule travels with the timeline. No blank line
+/// between events, as OTIO's own writer and Avid write them.
+///
+/// Timecode wraps at 24 hours, so a movie that long has no EDL.
+pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &str) -> Result<String, String> {
+    let base = edl_timebase(fps)?;
+    if let Some(last) = scenes.last() {
+        if last.last_frame + 1 > 24 * 3600 * base {
+            return Err(format!(
+                "{imdb_id}: the movie runs {} frames, past CMX 3600 timecode's 24 hours at {base} fps",
+                last.last_frame + 1
+            ));
+        }
+    }
     let title: String = imdb_id.chars().filter(|c| !c.is_control()).take(70).collect();
-    let mut out = format!(
-        "TITLE: {title}\nFCM: NON-DROP FRAME\n* lgss: {}\n\n",
-        one_line(rule)
-    );
+    let mut out = format!("TITLE: {title}\nFCM: NON-DROP FRAME\n\n");
     for sc in scenes {
         let (a, b) = (smpte(sc.first_frame, base), smpte(sc.last_frame + 1, base));
         out.push_str(&format!(
-            "{:03}  AX       V     C        {a} {b} {a} {b}\n* FROM CLIP NAME: {title} scene {}\n\n",
+            "{:03}  AX       V     C        {a} {b} {a} {b}\n* FROM CLIP NAME: {title} scene {}\n",
             sc.index + 1,
             sc.index + 1
         ));
+        if sc.index == 0 {
+            out.push_str(&format!("* lgss: {}\n", one_line(rule)));
+        }
     }
-    out
+    Ok(out)
 }
 
 /// OpenTimelineIO JSON: a timeline with one video track holding a clip per

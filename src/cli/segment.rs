@@ -188,7 +188,8 @@ pub struct Args {
     stored: StoredChoices,
     #[command(flatten)]
     rule: RuleArgs,
-    /// Frames per second, for timecodes.
+    /// Frames per second, for timecodes (an EDL's: 23.976, 24, 25, 29.97,
+    /// 30, 47.952, 48, 50, 59.94 or 60, non-drop frame).
     #[arg(long, default_value_t = 24.0)]
     fps: f64,
     /// Also write each movie back with its prediction replaced (needs --out).
@@ -322,9 +323,12 @@ fn settle_options(args: &mut Args, runtime: RuntimeKind, opts: &RuntimeOptions) 
     if args.write_pkl && args.out.is_none() {
         bail!("--write-pkl needs --out DIR");
     }
-    if args.fps.is_nan() || args.fps <= 0.0 {
+    if !(args.fps > 0.0 && args.fps.is_finite()) {
         bail!("--fps must be positive");
     }
+    args.format
+        .check_fps(args.fps)
+        .map_err(|e| anyhow::anyhow!("--format edl, --{e}"))?;
     let stored = stored_choices(runtime, opts)?;
     args.effective_threshold = match args.threshold {
         Some(t) if t > 0.0 && t < 1.0 => t,

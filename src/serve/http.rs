@@ -330,6 +330,7 @@ fn settle(q: SegmentQuery, model: &ModelInfo) -> Result<(SceneFormat, Decision),
         max_scene_shots: q.max_scene_shots,
     };
     let decision = decision_from_options(q.rule.as_deref(), q.threshold, q.fps, &overrides, &model.stored)?;
+    format.check_fps(decision.fps)?;
     Ok((format, decision))
 }
 
@@ -514,8 +515,8 @@ async fn answer(
             decision.fps,
             decision.global,
         )
-        .map_err(|e| e.to_string())?;
-        scene_formats::render(&seg, format).map_err(|e| e.to_string())
+        .map_err(|e| format!("global grouping: {e}"))?;
+        scene_formats::render(&seg, format).map_err(|e| format!("{e:#}"))
     })
     .await;
     match rendered {
@@ -525,7 +526,7 @@ async fn answer(
             text,
         )
             .into_response(),
-        Ok(Err(msg)) => error(StatusCode::BAD_REQUEST, format!("global grouping: {msg}")),
+        Ok(Err(msg)) => error(StatusCode::BAD_REQUEST, msg),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("grouping failed: {e}")),
     }
 }

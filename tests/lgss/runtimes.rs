@@ -373,166 +373,154 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
     assert!(dp <= 1e-6, "max |Δprob| {dp:e}");
 }
 
-/// Every `--format` holds the same scenes as the JSON output: CSV rows,
-/// WebVTT cues (parsed back), CMX 3600 events and OpenTimelineIO clips
-/// (parsed back), with frame-exact ranges at the given fps; and each says
-/// which rule decided, by default and with `--local`.
+/// Every `--format` holds the JSON's scenes as the tools users read it with
+/// see them (`tests/read_back_scenes.py`): CSV by Python's csv module,
+/// WebVTT by webvtt-py, the EDL by OpenTimelineIO's CMX 3600 adapter, by
+/// pycmx and by a strict CMX 3600 reading, OTIO by OpenTimelineIO; at the
+/// broadcast rates, by both rules, for a movie of many scenes, a movie of
+/// one scene and a movie longer than an hour; each says which rule decided.
 #[test]
-fn scene_formats_carry_the_same_scenes() {
+fn scene_formats_read_back_by_their_readers() {
     let dir = tempdir("rt-formats");
     let (ck, onnx) = fixture_model_files(&dir);
+    let spec = |shots: usize| lgss::data::synth::SynthSpec {
+        min_shots: shots,
+        max_shots: shots,
+        ..lgss::data::synth::SynthSpec::small()
+    };
+    let mut many = lgss::data::synth::movie(4, 0, &spec(90));
+    many.imdb_id = "tt0000042".into();
+    // 120 shots of 1,000 frames: 66 minutes at 30 fps.
+    let mut long = lgss::data::synth::movie(6, 0, &spec(120));
+    long.shot_end_frame = (1..=120).map(|i| i * 1000 - 1).collect();
+    long.imdb_id = "tt0000044".into();
+    let mut one = lgss::data::synth::movie(5, 0, &spec(12));
+    one.imdb_id = "tt0000043".into();
+    // The fixture model gives every boundary 0.64 to 0.76: τ 0.3 cuts
+    // them all, τ 0.9 none (the one-scene movie).
+    let sets = [("cut", 0.3, vec![many, long]), ("one", 0.9, vec![one])];
+    let mut specs = Vec::new();
+    for (name, threshold, movies) in &sets {
+        let data = dir.join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        for m in movies {
+            lgss::data::pickle_write::write_movie(&data.join(format!("{}.pkl", m.imdb_id)), m).unwrap();
+        }
+        for fps in ["23.976", "24", "25", "29.97", "30"] {
+            for rule in ["global", "local"] {
+                let out = dir.join(format!("{name}-{rule}-{fps}"));
+                for format in ["json", "csv", "webvtt", "edl", "otio"] {
+                    let run = lgss()
+                        .args([
+                            "segment",
+                            "--runtime",
+                            "tract",
+                            "--threshold",
+                            &threshold.to_string(),
+                        ])
+                        .args(["--fps", fps, "--format", format, "--model"])
+                        .arg(&onnx)
+                        .arg("--checkpoint")
+                        .arg(&ck)
+                        .arg("--out")
+                        .arg(&out)
+                        .arg(&data)
+                        .args((rule == "local").then_some("--local"))
+                        .output()
+                        .unwrap();
+                    assert!(
+                        run.status.success(),
+                        "{format} at {fps}: {}",
+                        String::from_utf8_lossy(&run.stderr)
+                    );
+                }
+                specs.push(format!("{fps},{rule},{}", out.display()));
+            }
+        }
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_back_scenes.py");
+    let out = std::process::Command::new(crate::common::python())
+        .arg(&script)
+        .args(&specs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["movies", "csv", "vtt", "edl", "otio"] {
+        assert_eq!(counts[key], 30, "{key}: {counts}");
+    }
+    assert_eq!(counts["min_scenes"], 1, "the one-scene movie: {counts}");
+    assert!(counts["max_scenes"].as_u64().unwrap() > 5, "{counts}");
+    assert_eq!(counts["max_end_frame"], 120_000, "{counts}");
+}
+
+/// An EDL counts timecode at broadcast rates: any other `--fps` is refused
+/// before a movie is read, naming the rates; a movie past 24 hours of
+/// timecode is refused by name; nothing is written either way.
+#[test]
+fn edl_refuses_what_timecode_cannot_count() {
+    let dir = tempdir("rt-edl-refusals");
+    let (ck, onnx) = fixture_model_files(&dir);
     let mut movie = lgss::data::synth::movie(
-        4,
+        7,
         0,
         &lgss::data::synth::SynthSpec {
-            min_shots: 90,
-            max_shots: 90,
+            min_shots: 30,
+            max_shots: 30,
             ..lgss::data::synth::SynthSpec::small()
         },
     );
-    movie.imdb_id = "tt0000042".into();
-    let file = dir.join("tt0000042.pkl");
+    movie.imdb_id = "tt0000045".into();
+    // 30 shots of 80,000 frames: 27.8 hours at 24 fps.
+    movie.shot_end_frame = (1..=30).map(|i| i * 80_000 - 1).collect();
+    let file = dir.join("tt0000045.pkl");
     lgss::data::pickle_write::write_movie(&file, &movie).unwrap();
-    for rule in ["global", "local"] {
-        let out_dir = dir.join(rule);
-        formats_of_one_rule(&ck, &onnx, &file, &out_dir, rule);
-    }
-}
-
-fn formats_of_one_rule(ck: &Path, onnx: &Path, file: &Path, out_dir: &Path, rule: &str) {
-    for format in ["json", "csv", "webvtt", "edl", "otio"] {
-        let out = lgss()
+    let segment = |fps: &str, out: &Path| {
+        lgss()
             .args([
                 "segment",
                 "--runtime",
                 "tract",
-                "--fps",
-                "25",
-                "--threshold",
-                "0.3",
                 "--format",
-                format,
+                "edl",
+                "--fps",
+                fps,
                 "--model",
             ])
-            .arg(onnx)
+            .arg(&onnx)
             .arg("--checkpoint")
-            .arg(ck)
+            .arg(&ck)
             .arg("--out")
-            .arg(out_dir)
-            .arg(file)
-            .args((rule == "local").then_some("--local"))
+            .arg(out)
+            .arg(&file)
             .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{format}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let read = |ext: &str| std::fs::read_to_string(out_dir.join(format!("tt0000042.{ext}"))).unwrap();
-    let seg: serde_json::Value = serde_json::from_str(&read("json")).unwrap();
-    let scenes = seg["scenes"].as_array().unwrap();
-    assert!(scenes.len() > 1, "a threshold that cuts");
-    let frame = |s: &serde_json::Value, k: &str| s[k].as_i64().unwrap();
-    assert_eq!(seg["rule"], rule);
-    assert_eq!(seg["global"].is_object(), rule == "global", "{}", seg["global"]);
-    // The comment each text format carries: the rule, τ and, grouped, γ.
-    let said = format!("lgss: rule {rule} (threshold 0.3");
-    let said_gamma = match rule {
-        "global" => format!("coherence {}", seg["global"]["coherence"].as_f64().unwrap()),
-        _ => "rule local (threshold 0.3)".to_string(),
+            .unwrap()
     };
-    let csv = read("csv");
-    assert_eq!(csv.lines().count(), scenes.len() + 2);
-    let comment = csv.lines().next().unwrap();
-    assert!(comment.starts_with(&format!("# {said}")), "{comment}");
-    assert!(comment.contains(&said_gamma), "{comment}");
-    assert!(csv.lines().nth(1).unwrap().starts_with("imdb_id,scene,"));
-
-    let vtt = read("vtt");
-    let mut lines = vtt.lines();
-    assert_eq!(lines.next(), Some("WEBVTT"));
-    let blocks: Vec<&str> = vtt
-        .split("\n\n")
-        .skip(1)
-        .filter(|c| !c.trim().is_empty())
-        .collect();
-    assert!(blocks[0].starts_with(&format!("NOTE {said}")), "{}", blocks[0]);
-    assert!(blocks[0].contains(&said_gamma), "{}", blocks[0]);
-    let cues: Vec<Vec<&str>> = blocks[1..].iter().map(|c| c.lines().collect()).collect();
-    assert_eq!(cues.len(), scenes.len());
-    for (cue, s) in cues.iter().zip(scenes) {
-        let (a, b) = cue[1].split_once(" --> ").expect("a cue timing line");
-        assert_eq!((a, b), (s["start"].as_str().unwrap(), s["end"].as_str().unwrap()));
-    }
-
-    // CMX 3600 at 25 fps: HH:MM:SS:FF of the first frame and one past the last.
-    let smpte = |f: i64| {
-        format!(
-            "{:02}:{:02}:{:02}:{:02}",
-            f / 25 / 3600,
-            f / 25 / 60 % 60,
-            f / 25 % 60,
-            f % 25
-        )
-    };
-    let edl = read("edl");
-    let comment = edl.lines().nth(2).unwrap();
-    assert!(comment.starts_with(&format!("* {said}")), "{comment}");
-    assert!(comment.contains(&said_gamma), "{comment}");
-    let events: Vec<&str> = edl.lines().filter(|l| l.contains("  AX  ")).collect();
-    assert_eq!(events.len(), scenes.len());
-    let last = scenes.last().unwrap();
-    let want = format!(
-        "{} {}",
-        smpte(frame(last, "first_frame")),
-        smpte(frame(last, "last_frame") + 1)
-    );
+    let out = segment("12.5", &dir.join("a"));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        events.last().unwrap().ends_with(&format!("{want} {want}")),
-        "{}",
-        events.last().unwrap()
+        !out.status.success() && err.contains("--fps 12.5") && err.contains("29.97"),
+        "{err}"
     );
+    assert!(!dir.join("a").exists(), "nothing written");
 
-    // The real OpenTimelineIO library reads the file back.
-    let parsed = run_python(
-        "import sys, opentimelineio as otio\n\
-         t = otio.adapters.read_from_file(sys.argv[1])\n\
-         c = list(t.find_clips())\n\
-         m = t.metadata['lgss']\n\
-         print(len(c), c[0].source_range.start_time.value, c[-1].source_range.end_time_exclusive().value, c[0].source_range.start_time.rate, m['rule'], m['threshold'])",
-        &[&out_dir.join("tt0000042.otio")],
+    let out = segment("24", &dir.join("b"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("24 hours") && err.contains("tt0000045"),
+        "{err}"
     );
-    let first = &scenes[0];
-    assert_eq!(
-        parsed.split_whitespace().collect::<Vec<_>>(),
-        [
-            scenes.len().to_string(),
-            format!("{:.1}", frame(first, "first_frame") as f64),
-            format!("{:.1}", (frame(last, "last_frame") + 1) as f64),
-            "25.0".to_string(),
-            rule.to_string(),
-            "0.3".to_string()
-        ],
-        "{parsed}"
-    );
-    let otio: serde_json::Value = serde_json::from_str(&read("otio")).unwrap();
-    assert_eq!(otio["OTIO_SCHEMA"], "Timeline.1");
-    assert_eq!(otio["metadata"]["lgss"]["global"], seg["global"]);
-    let clips = otio["tracks"]["children"][0]["children"].as_array().unwrap();
-    assert_eq!(clips.len(), scenes.len());
-    for (c, s) in clips.iter().zip(scenes) {
-        let r = &c["source_range"];
-        assert_eq!(r["start_time"]["rate"], 25.0);
-        assert_eq!(
-            r["start_time"]["value"].as_f64().unwrap() as i64,
-            frame(s, "first_frame")
-        );
-        assert_eq!(
-            r["duration"]["value"].as_f64().unwrap() as i64,
-            frame(s, "last_frame") + 1 - frame(s, "first_frame")
-        );
-    }
+    assert!(!dir.join("b/tt0000045.edl").exists(), "no EDL written");
+    // 25 fps is still past 24 hours; the same movie at 30 fps is 22.2 hours.
+    let out = segment("30", &dir.join("c"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let edl = std::fs::read_to_string(dir.join("c/tt0000045.edl")).unwrap();
+    assert!(edl.contains(" 22:13:20:00\n"), "{edl}");
 }
 
 /// libtorch assembles a movie's windows where its shots live (on a GPU, the

@@ -186,6 +186,40 @@ fn serve_answers_as_segment_does_and_outlives_bad_input() {
         }
     }
 
+    // Each `?format=` answer, read back by the tools users read it with
+    // (tests/read_back_scenes.py), holds the JSON answer's scenes.
+    let served = dir.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    for (format, ext) in [
+        ("json", "json"),
+        ("csv", "csv"),
+        ("webvtt", "vtt"),
+        ("edl", "edl"),
+        ("otio", "otio"),
+    ] {
+        let (status, body) = post(
+            &server,
+            &format!("?format={format}&fps=29.97&threshold=0.4"),
+            &files[0],
+        );
+        assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&body));
+        std::fs::write(served.join(format!("movie.{ext}")), body).unwrap();
+    }
+    let read_back = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_back_scenes.py"))
+        .arg(format!("29.97,global,{}", served.display()))
+        .output()
+        .unwrap();
+    assert!(
+        read_back.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&read_back.stdout),
+        String::from_utf8_lossy(&read_back.stderr)
+    );
+    let counts: serde_json::Value = serde_json::from_slice(&read_back.stdout).unwrap();
+    for ext in ["csv", "vtt", "edl", "otio"] {
+        assert_eq!(counts[ext], 1, "{counts}");
+    }
     // Python `requests`, all movies at once from threads (batched across
     // requests by the runtime thread): each answer is `segment`'s.
     let want: Vec<serde_json::Value> = files
@@ -268,9 +302,18 @@ with ThreadPoolExecutor(len(files)) as ex:
         "?rule=local&coherence=1",
         "?format=mp4",
         "?unknown=1",
+        // An EDL counts timecode at broadcast rates only.
+        "?format=edl&fps=12.5",
     ] {
         let (status, body) = post(&server, q, &files[0]);
         assert_eq!(status, 400, "{q}: {}", String::from_utf8_lossy(&body));
+        if q.contains("edl") {
+            assert!(
+                String::from_utf8_lossy(&body).contains("29.97"),
+                "{}",
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
 
     // 413 from the declared length alone; 408 for an upload that stalls.
@@ -322,10 +365,11 @@ with ThreadPoolExecutor(len(files)) as ex:
             .find_map(|l| l.strip_prefix(&key))
             .map_or(0, |v| v.trim().parse().unwrap())
     };
-    assert_eq!(count(400), n_bad + 6, "{metrics}");
+    // Seven refusals of options; five formats read back.
+    assert_eq!(count(400), n_bad + 7, "{metrics}");
     assert_eq!(
         count(200),
-        (cases.len() + 2 * files.len()) as u64 + n_bad + 1,
+        (cases.len() + 5 + 2 * files.len()) as u64 + n_bad + 1,
         "{metrics}"
     );
     assert!(metrics.contains("lgss_windows_total"), "{metrics}");
