@@ -5,7 +5,10 @@
 //! (and the torch streams nested in its bytes): huge lengths, bad memo
 //! indices, deep nesting, swapped and unknown globals, offsets, strides and
 //! sizes past their storage, overflowing shape products, non-finite values
-//! and duplicate keys.
+//! and duplicate keys. The `.npy` reader (scene318's per-shot features) gets
+//! the same byte mutations and header-aware ones (huge and many
+//! dimensions, other dtypes, broken dict syntax, length fields and
+//! versions at their boundaries), seeded with numpy's own files.
 //!
 //! Each case reads the mutated bytes with `Movie::from_pickle_bytes` and
 //! must return (no panic) with its allocations, counted by this binary's
@@ -32,10 +35,17 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// The seed corpus: every fixture pickle and a few tiny synthetic movies.
+/// The seed corpus: every fixture pickle (movies, and scene318's dicts of
+/// numpy arrays) and a few tiny synthetic movies.
 fn seeds() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for dir in ["movies", "numpy", "bad"] {
+    for dir in [
+        "movies",
+        "numpy",
+        "bad",
+        "scene318/cast_feat",
+        "scene318/act_feat",
+    ] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures().join(dir))
             .expect("fixtures")
             .map(|e| e.expect("entry").path())
@@ -274,38 +284,45 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-#[test]
-fn reader_survives_mutated_pickles_within_budget() {
-    let cases = env_u64("LGSS_FUZZ_CASES", 20_000);
-    let seed = env_u64("LGSS_FUZZ_SEED", 1);
-    let corpus = seeds();
-    assert!(corpus.len() >= 15, "seed corpus");
-    let schema = Schema::any();
-    let mut rng = Rng::new(seed);
-    let (mut read, mut refused) = (0u64, 0u64);
-    let mut worst = (0.0f64, 0usize);
+/// What a fuzzing run saw: inputs read, inputs refused, and the largest
+/// peak heap beyond 8 MiB per input byte (with that input's size).
+struct Outcomes {
+    read: u64,
+    refused: u64,
+    worst: (f64, usize),
+}
+
+/// Reads `cases` inputs made by `next` with `read` (true: read, false:
+/// refused): none may panic or allocate more than 4·N + 64 MiB for an
+/// N-byte input. A failing input is saved under target/fuzz-failures/.
+fn fuzz(
+    cases: u64,
+    seed: u64,
+    ext: &str,
+    mut next: impl FnMut() -> Vec<u8>,
+    read: impl Fn(&[u8]) -> bool + std::panic::RefUnwindSafe,
+) -> Outcomes {
+    let mut seen = Outcomes {
+        read: 0,
+        refused: 0,
+        worst: (0.0, 0),
+    };
     let failures = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-failures");
     for case in 0..cases {
-        let base = &corpus[rng.range(0, corpus.len() - 1)];
-        let other = &corpus[rng.range(0, corpus.len() - 1)];
-        // Stack a few mutations now and then, to get past the first check.
-        let mut input = mutate(&mut rng, base, other);
-        for _ in 0..rng.range(0, 2) {
-            input = mutate(&mut rng, &input, other);
-        }
+        let input = next();
         let base = lgss::heap::start();
-        let result = std::panic::catch_unwind(|| Movie::from_pickle_bytes(&input, &schema).is_ok());
+        let result = std::panic::catch_unwind(|| read(&input));
         let peak = lgss::heap::peak_since(base);
         let limit = 4 * input.len() + 64 * MIB;
         let save = |why: &str| {
             let _ = std::fs::create_dir_all(&failures);
-            let f = failures.join(format!("seed{seed}-case{case}.pkl"));
+            let f = failures.join(format!("seed{seed}-case{case}.{ext}"));
             let _ = std::fs::write(&f, &input);
             panic!("case {case} (seed {seed}): {why}; input saved to {}", f.display());
         };
         match result {
-            Ok(true) => read += 1,
-            Ok(false) => refused += 1,
+            Ok(true) => seen.read += 1,
+            Ok(false) => seen.refused += 1,
             Err(_) => save("the reader panicked"),
         }
         if peak > limit {
@@ -315,17 +332,140 @@ fn reader_survives_mutated_pickles_within_budget() {
             ));
         }
         let ratio = peak as f64 / input.len().max(1) as f64;
-        if peak > 64 * MIB / 8 && ratio > worst.0 {
-            worst = (ratio, input.len());
+        if peak > 64 * MIB / 8 && ratio > seen.worst.0 {
+            seen.worst = (ratio, input.len());
         }
     }
+    seen
+}
+
+#[test]
+fn reader_survives_mutated_pickles_within_budget() {
+    let cases = env_u64("LGSS_FUZZ_CASES", 20_000);
+    let seed = env_u64("LGSS_FUZZ_SEED", 1);
+    let corpus = seeds();
+    assert!(corpus.len() >= 15, "seed corpus");
+    let schema = Schema::any();
+    let mut rng = Rng::new(seed);
+    let next = || {
+        let base = &corpus[rng.range(0, corpus.len() - 1)];
+        let other = &corpus[rng.range(0, corpus.len() - 1)];
+        // Stack a few mutations now and then, to get past the first check.
+        let mut input = mutate(&mut rng, base, other);
+        for _ in 0..rng.range(0, 2) {
+            input = mutate(&mut rng, &input, other);
+        }
+        input
+    };
+    let seen = fuzz(cases, seed, "pkl", next, |input| {
+        Movie::from_pickle_bytes(input, &schema).is_ok()
+    });
     eprintln!(
-        "fuzz: {cases} cases (seed {seed}): {read} read, {refused} refused, none panicked or over budget; \
+        "fuzz: {cases} cases (seed {seed}): {} read, {} refused, none panicked or over budget; \
          largest peak beyond 8 MiB: {:.1} bytes per input byte (a {}-byte file)",
-        worst.0, worst.1
+        seen.read, seen.refused, seen.worst.0, seen.worst.1
     );
     assert!(
-        read > 0 && refused > 0,
+        seen.read > 0 && seen.refused > 0,
+        "the mutations never reached both outcomes"
+    );
+}
+
+/// A header-aware edit of a `.npy` file: the header's dict text replaced
+/// by a hostile variant (huge or many dimensions, other dtypes, broken
+/// syntax), or its length field or version set to a boundary value.
+fn mutate_npy_header(rng: &mut Rng, data: &[u8]) -> Vec<u8> {
+    let dicts = [
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (18446744073709551615,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (0,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2048,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1), }",
+        "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2,",
+        "{'descr': '<f4\\', 'fortran_order': False, 'shape': (2,), }",
+        "{'descr': '<f4', 'fortran_order': Nope, 'shape': (2,), }",
+        "{'shape': (2,), 'shape': (3,), 'descr': '<f4', 'fortran_order': False}",
+    ];
+    let mut d = data.to_vec();
+    if d.len() < 12 {
+        return d;
+    }
+    let (len_at, header_at) = if d[6] == 1 { (8, 10) } else { (8, 12) };
+    match rng.range(0, 2) {
+        0 => {
+            let old_len = if header_at == 10 {
+                u16::from_le_bytes([d[8], d[9]]) as usize
+            } else {
+                u32::from_le_bytes([d[8], d[9], d[10], d[11]]) as usize
+            };
+            let end = (header_at + old_len).min(d.len());
+            let text = dicts[rng.range(0, dicts.len() - 1)];
+            let mut out = d[..header_at].to_vec();
+            out.extend(text.as_bytes());
+            out.push(b'\n');
+            let new_len = out.len() - header_at;
+            if header_at == 10 {
+                out[8..10].copy_from_slice(&(new_len as u16).to_le_bytes());
+            } else {
+                out[8..12].copy_from_slice(&(new_len as u32).to_le_bytes());
+            }
+            out.extend(&d[end..]);
+            out
+        }
+        1 => {
+            let v = [0u32, 1, 9_999, 10_000, 10_001, 0xffff, u32::MAX][rng.range(0, 6)];
+            if header_at == 10 {
+                d[len_at..len_at + 2].copy_from_slice(&(v as u16).to_le_bytes());
+            } else {
+                d[len_at..len_at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            d
+        }
+        _ => {
+            d[6] = [0u8, 1, 2, 3, 4, 255][rng.range(0, 5)];
+            d
+        }
+    }
+}
+
+/// The `.npy` reader (scene318's per-shot features) under the same
+/// mutations and the same heap limit, seeded with numpy's own files.
+#[test]
+fn npy_reader_survives_mutated_files_within_budget() {
+    let cases = env_u64("LGSS_FUZZ_CASES", 20_000) / 2;
+    let seed = env_u64("LGSS_FUZZ_SEED", 1);
+    let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(fixtures().join("npy"))
+        .expect("npy fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "npy"))
+        .map(|p| std::fs::read(p).expect("read fixture"))
+        .collect();
+    corpus.sort();
+    assert!(corpus.len() >= 10, "seed corpus");
+    let mut rng = Rng::new(seed);
+    let next = || {
+        let base = &corpus[rng.range(0, corpus.len() - 1)];
+        let other = &corpus[rng.range(0, corpus.len() - 1)];
+        let input = match rng.range(0, 1) {
+            0 => mutate(&mut rng, base, other),
+            _ => mutate_npy_header(&mut rng, base),
+        };
+        if rng.range(0, 3) == 0 {
+            mutate(&mut rng, &input, other)
+        } else {
+            input
+        }
+    };
+    let seen = fuzz(cases, seed, "npy", next, |input| {
+        lgss::data::npy::load(input).is_ok()
+    });
+    eprintln!(
+        "fuzz npy: {cases} cases (seed {seed}): {} read, {} refused, none panicked or over budget",
+        seen.read, seen.refused
+    );
+    assert!(
+        seen.read > 0 && seen.refused > 0,
         "the mutations never reached both outcomes"
     );
 }

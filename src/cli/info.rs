@@ -1,15 +1,17 @@
-//! `lgss info`: what a MovieScenes file holds.
+//! `lgss info`: what a MovieScenes file (or a scene318 tree's movie) holds.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::data::movie::{Modality, Movie, Schema};
+use crate::data::scene318;
 use crate::metrics::{scene_frame_ranges, THRESHOLD};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Movie pickles (or directories of tt*.pkl).
+    /// Movie pickles, directories of tt*.pkl, or scene318 roots (or their
+    /// label318/<id>.txt).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Feature widths to require: `full` (2048/512/512/512, all four), or `any`.
@@ -50,6 +52,10 @@ struct Info {
     first_frame: i64,
     last_frame: i64,
     median_shot_frames: i64,
+    /// scene318 movies: the boundaries SceneSeg leaves out of training and
+    /// scoring (a shot of their window lacks features or a label).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    left_out: Option<usize>,
 }
 
 fn describe(file: PathBuf, m: &Movie) -> Info {
@@ -97,6 +103,7 @@ fn describe(file: PathBuf, m: &Movie) -> Info {
         first_frame: 0,
         last_frame: m.shot_end_frame[n - 1],
         median_shot_frames: lengths[lengths.len() / 2],
+        left_out: None,
     }
 }
 
@@ -108,8 +115,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let files = crate::data::dataset::expand_inputs(&args.files)?;
     for file in files {
-        let movie = Movie::load(&file, &schema)?;
-        let info = describe(file, &movie);
+        let info = match scene318::locate(&file) {
+            Some((root, id)) => {
+                let tree = scene318::load(&root, &id)?;
+                tree.movie
+                    .validate(&schema)
+                    .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
+                let mut info = describe(file, &tree.movie);
+                info.left_out = Some(tree.left_out(scene318::SCENESEG_WINDOW).len());
+                info
+            }
+            None => {
+                let movie = Movie::load(&file, &schema)?;
+                describe(file, &movie)
+            }
+        };
         if args.json {
             println!("{}", serde_json::to_string(&info)?);
         } else {
@@ -148,4 +168,11 @@ fn print_text(i: &Info) {
         "  frames      {}..={} (median shot {} frames)",
         i.first_frame, i.last_frame, i.median_shot_frames
     );
+    if let Some(n) = i.left_out {
+        println!(
+            "  left out    {n} of {} boundaries (a shot of their {}-shot window lacks features or a label, as SceneSeg leaves them out)",
+            i.boundaries,
+            scene318::SCENESEG_WINDOW
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! A data set: a directory of `<imdb_id>.pkl` movies.
+//! A data set: a directory of `<imdb_id>.pkl` movies, or a scene318 tree
+//! (its movies stand as their label files, [`super::scene318`]).
 
 use std::path::{Path, PathBuf};
 
@@ -30,8 +31,23 @@ pub fn is_movie_name(name: &str) -> bool {
     name.starts_with("tt") && name.ends_with(".pkl")
 }
 
-/// The `tt*.pkl` files of `dir`, sorted by name (the challenge's file order).
+/// The `tt*.pkl` files of `dir`, sorted by name (the challenge's file
+/// order); for a scene318 root, its split's movies in the order of `all`.
 pub fn movie_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if super::scene318::is_root(dir) {
+        let split = super::scene318::Split::read(&dir.join(super::scene318::SPLIT_FILE))?;
+        if split.all.is_empty() {
+            bail!(
+                "{}: the split lists no movies",
+                dir.join(super::scene318::SPLIT_FILE).display()
+            );
+        }
+        return Ok(split
+            .all
+            .iter()
+            .map(|id| super::scene318::movie_path(dir, id))
+            .collect());
+    }
     let files = files_named(dir, is_movie_name)?;
     if files.is_empty() {
         bail!("{}: no tt*.pkl movie files", dir.display());

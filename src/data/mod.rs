@@ -1,10 +1,13 @@
-//! Data in: MovieScenes pickles, validated movies, data sets, synthetic data.
+//! Data in: MovieScenes pickles, MovieNet's scene318 trees, validated
+//! movies, data sets, synthetic data.
 
 pub mod dataset;
 pub mod hash;
 pub mod movie;
+pub mod npy;
 pub mod pickle;
 pub mod pickle_write;
+pub mod scene318;
 pub mod synth;
 pub mod tensor;
 pub mod windows;

@@ -140,12 +140,18 @@ impl Movie {
         self.features[m.index()].as_ref()
     }
 
-    /// Reads and validates a MovieScenes pickle.
+    /// Reads and validates a MovieScenes pickle, or the movie of a scene318
+    /// tree its label file stands for ([`super::scene318`]).
     pub fn load(path: &Path, schema: &Schema) -> Result<Movie, LoadError> {
         let err = |problem: String| LoadError {
             path: path.to_path_buf(),
             problem,
         };
+        if let Some((root, id)) = super::scene318::locate(path) {
+            let movie = super::scene318::load(&root, &id)?.movie;
+            movie.validate(schema).map_err(err)?;
+            return Ok(movie);
+        }
         let file = std::fs::File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
         let len = file
             .metadata()

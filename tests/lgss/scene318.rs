@@ -1,0 +1,191 @@
+//! MovieNet's scene318 layout against a tree written by real numpy and
+//! pickle (`tests/fixtures/make_scene318.py`), whose `expected.json` ports
+//! SceneSeg's data code: every movie reads as SceneSeg reads it, the
+//! boundaries it leaves out are the same, the CLI takes the tree, and bad
+//! files are refused by name without running anything.
+
+use std::path::{Path, PathBuf};
+
+use lgss::data::dataset::movie_files;
+use lgss::data::movie::{Modality, Movie, Schema};
+use lgss::data::scene318;
+
+use crate::common::{fixtures, lgss, tempdir};
+
+fn root() -> PathBuf {
+    fixtures().join("scene318")
+}
+
+fn expected() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixtures().join("scene318-expected.json")).unwrap()).unwrap()
+}
+
+fn ints(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_scene318_tree_reads_as_sceneseg_reads_it() {
+    let want = expected();
+    assert_eq!(want["window"], scene318::SCENESEG_WINDOW);
+    let files = movie_files(&root()).unwrap();
+    let ids: Vec<String> = files.iter().map(|f| lgss::data::dataset::file_stem(f)).collect();
+    // The split's `all`, in its order: train, val, test.
+    assert_eq!(ids, ["tt0100001", "tt0100003", "tt0100002"]);
+    for (id, w) in want["movies"].as_object().unwrap() {
+        let tree = scene318::load(&root(), id).unwrap();
+        let m = &tree.movie;
+        assert_eq!(m.imdb_id, *id);
+        assert_eq!(m.n_shots() as u64, w["n_shots"].as_u64().unwrap(), "{id}");
+        assert_eq!(m.shot_end_frame, ints(&w["shot_end_frame"]), "{id}");
+        let gt: Vec<bool> = w["ground_truth"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_bool().unwrap())
+            .collect();
+        assert_eq!(m.ground_truth.as_ref().unwrap(), &gt, "{id}");
+        for (modality, key) in [
+            (Modality::Place, "place"),
+            (Modality::Cast, "cast"),
+            (Modality::Action, "act"),
+            (Modality::Audio, "aud"),
+        ] {
+            // float32 values widen to float64 exactly: compared with ==.
+            let got: Vec<f64> = m.features(modality).unwrap().iter().map(|&x| x as f64).collect();
+            let want: Vec<f64> = w["features"][key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(got, want, "{id} {key}");
+        }
+        let left_out: Vec<usize> = tree.left_out(scene318::SCENESEG_WINDOW);
+        assert_eq!(
+            left_out.iter().map(|&s| s as i64).collect::<Vec<_>>(),
+            ints(&w["left_out"]),
+            "{id}"
+        );
+        // The path that stands for the movie reads the same through Movie::load.
+        let again = Movie::load(&scene318::movie_path(&root(), id), &Schema::any()).unwrap();
+        assert_eq!(again.shot_end_frame, m.shot_end_frame);
+        assert_eq!(again.features, m.features);
+    }
+}
+
+#[test]
+fn info_takes_a_scene318_root_and_reports_what_is_left_out() {
+    let out = lgss().args(["info", "--json"]).arg(root()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want = expected();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for info in &lines {
+        let id = info["imdb_id"].as_str().unwrap();
+        let w = &want["movies"][id];
+        assert_eq!(info["shots"], w["n_shots"], "{id}");
+        assert_eq!(
+            info["left_out"].as_u64().unwrap() as usize,
+            w["left_out"].as_array().unwrap().len(),
+            "{id}"
+        );
+    }
+}
+
+/// A copy of the fixture tree to break.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bad_scene318_files_are_refused_by_name() {
+    let dir = tempdir("scene318-bad");
+    let canary = dir.join("canary");
+    // (file under the tree, new contents, what the error must say)
+    // os.system("touch canary") as a pickle.
+    let mut evil = b"\x80\x04cos\nsystem\n(Vtouch ".to_vec();
+    evil.extend(canary.to_str().unwrap().as_bytes());
+    evil.extend(b"\ntR.");
+    // A place vector saved big-endian: its header says '>f8'.
+    let mut big_endian = std::fs::read(root().join("place_feat/tt0100001/shot_0003.npy")).unwrap();
+    let at = big_endian.windows(3).position(|w| w == b"'<f").unwrap();
+    big_endian[at + 1] = b'>';
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "label318/tt0100001.txt",
+            b"0000 0\n0001 2\n".to_vec(),
+            "label 2 is not 0, 1 or -1",
+        ),
+        (
+            "label318/tt0100001.txt",
+            b"0000 0\n0000 1\n".to_vec(),
+            "labelled twice",
+        ),
+        (
+            "label318/tt0100001.txt",
+            b"0099 1\n".to_vec(),
+            "past the movie's 24 shots",
+        ),
+        (
+            "shot_movie318/tt0100001.txt",
+            b"0 10\n5 20\n".to_vec(),
+            "do not follow",
+        ),
+        ("shot_movie318/tt0100001.txt", b"0 x\n".to_vec(), "line 1"),
+        ("place_feat/tt0100001/shot_0003.npy", big_endian, "dtype >f8"),
+        (
+            "aud_feat/tt0100001/shot_0099.npy",
+            std::fs::read(root().join("aud_feat/tt0100001/shot_0001.npy")).unwrap(),
+            "shot 99 is past",
+        ),
+        ("cast_feat/tt0100001.pkl", evil, "refuses global os.system"),
+        (
+            "act_feat/tt0100001.pkl",
+            b"\x80\x04]\x94.".to_vec(),
+            "expected a dict",
+        ),
+    ];
+    for (k, (file, bytes, needle)) in cases.into_iter().enumerate() {
+        let tree = dir.join(format!("tree{k}"));
+        copy_tree(&root(), &tree);
+        std::fs::write(tree.join(file), bytes).unwrap();
+        let out = lgss().arg("info").arg(&tree).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file}: accepted");
+        let named = Path::new(file).file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(named) && err.contains(needle), "{file}: {err}");
+    }
+    assert!(!canary.exists(), "a pickle ran code");
+
+    let tree = dir.join("split");
+    copy_tree(&root(), &tree);
+    std::fs::write(
+        tree.join("meta/split318.json"),
+        r#"{"train": ["../../etc"], "val": [], "test": []}"#,
+    )
+    .unwrap();
+    let out = lgss().arg("info").arg(&tree).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("split318.json") && err.contains("not a plain name"),
+        "{err}"
+    );
+}
