@@ -1,4 +1,5 @@
-//! `lgss train`: train LGSS on a directory of MovieScenes pickles.
+//! `lgss train`: train LGSS on a directory of MovieScenes pickles or a
+//! scene318 tree.
 
 use std::path::PathBuf;
 #[cfg(feature = "tch")]
@@ -12,7 +13,9 @@ use anyhow::Context;
 use tch::Device;
 
 #[cfg(feature = "tch")]
-use crate::data::dataset::movie_files;
+use crate::data::dataset::{file_stem, movie_files};
+#[cfg(feature = "tch")]
+use crate::data::scene318::{self, Split};
 #[cfg(feature = "tch")]
 use crate::model::Config;
 #[cfg(feature = "tch")]
@@ -53,8 +56,15 @@ pub struct Args {
     seed: u64,
     /// Hold out the last K non-test movies for validation instead of 20% of
     /// sequences; global grouping's γ and λ are then chosen on them too.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "split")]
     val_movies: Option<usize>,
+    /// Train, validate and test on the movies a split file names
+    /// (`{"train": [ids], "val": [...], "test": [...]}`, MovieNet's
+    /// `split318.json` form; ids are file stems); validation is by whole
+    /// movies, as with --val-movies. A scene318 root uses its own
+    /// `meta/split318.json` unless this is given.
+    #[arg(long, value_name = "FILE")]
+    split: Option<PathBuf>,
     /// Continue a run from its checkpoint (last.safetensors), exactly, with
     /// the checkpoint's own config and seed (the overrides above are ignored).
     #[arg(long)]
@@ -129,7 +139,12 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
     }
     config.validate().context("after command-line overrides")?;
     let device = device(args.device, args.tf32)?;
-    let files = movie_files(&data)?;
+    let named = match &args.split {
+        Some(file) => Some(Split::read(file)?),
+        None if scene318::is_root(&data) => Some(Split::read(&data.join(scene318::SPLIT_FILE))?),
+        None => None,
+    };
+    let files = split_files(movie_files(&data)?, named.as_ref(), args.split.as_deref())?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // A second Ctrl-C kills as usual; the first asks for a clean stop.
@@ -158,6 +173,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         device,
         seed: args.seed,
         val_movies: args.val_movies,
+        split: named,
         resume: args.resume,
         stop_after_epochs: None,
         progress: std::sync::Arc::new(super::progress::Bars::default()),
@@ -244,4 +260,28 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The files a split names, in the folder's order; an error names a listed
+/// movie that has no file. Without a split, all of them.
+#[cfg(feature = "tch")]
+fn split_files(
+    files: Vec<PathBuf>,
+    named: Option<&Split>,
+    split_file: Option<&std::path::Path>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(named) = named else {
+        return Ok(files);
+    };
+    let listed: std::collections::HashSet<&str> = named.all.iter().map(String::as_str).collect();
+    let kept: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| listed.contains(file_stem(f).as_str()))
+        .collect();
+    let found: std::collections::HashSet<String> = kept.iter().map(|f| file_stem(f)).collect();
+    if let Some(missing) = named.all.iter().find(|id| !found.contains(id.as_str())) {
+        let from = split_file.map_or("the split".to_string(), |f| f.display().to_string());
+        anyhow::bail!("{from}: movie {missing} has no file in the data folder");
+    }
+    Ok(kept)
 }

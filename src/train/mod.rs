@@ -44,6 +44,9 @@ pub struct TrainOptions {
     pub device: Device,
     pub seed: u64,
     pub val_movies: Option<usize>,
+    /// The movies of each part by name (`--split FILE`, or a scene318
+    /// root's split); replaces `val_movies` and the config's fractions.
+    pub split: Option<crate::data::scene318::Split>,
     pub resume: Option<PathBuf>,
     /// Stop after this many epochs in this process (tests use it to
     /// interrupt a run); the run's total stays `config.train.epochs`.
@@ -170,7 +173,10 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     let bank = load_bank(opts, &config, resume.as_ref())?;
     let loaded = wall.elapsed();
     let t = &config.train;
-    let split = Split::new(&bank, t.test_fraction, opts.val_movies, t.val_fraction, seed)?;
+    let split = match &opts.split {
+        Some(named) => Split::named(&bank, named)?,
+        None => Split::new(&bank, t.test_fraction, opts.val_movies, t.val_fraction, seed)?,
+    };
     let run = Run::new(opts, &config, &bank, &split)?;
     let mut learner = Learner::new(&config, opts.device, seed, resume.as_ref(), opts.cuda_graph)?;
     if opts.profile {

@@ -169,8 +169,9 @@ pub(super) struct TestScores {
 impl super::Run<'_> {
     /// Loads the best checkpoint into `model` and scores it on the test
     /// movies by both rules (writing `test_metrics.json` and
-    /// `test_metrics_global.json`); with `--val-movies`, first chooses γ
-    /// and λ on the validation movies and stores them in the checkpoint.
+    /// `test_metrics_global.json`); with whole validation movies
+    /// (`--val-movies`, `--split`), first chooses γ and λ on them and
+    /// stores them in the checkpoint.
     pub(super) fn score_test(&self, model: &mut Lgss) -> anyhow::Result<TestScores> {
         let (bank, config, split) = (self.bank, self.config, self.split);
         let mut best = Checkpoint::load(&self.best)?;
@@ -180,7 +181,7 @@ impl super::Run<'_> {
         // At the best checkpoint's own validated threshold, as `segment` uses it.
         let threshold =
             parse_threshold(best.metadata.get(META_DECISION_THRESHOLD).map(String::as_str))?.unwrap_or(0.5);
-        let grouping = match self.opts.val_movies {
+        let grouping = match split.val_movies {
             Some(k) => {
                 // split_train_val checked that 0 < k < trainval.len().
                 let (fit, val) = split.trainval.split_at(split.trainval.len() - k);

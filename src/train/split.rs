@@ -1,8 +1,12 @@
 //! Which movies are tested on, and which sequences train and validate.
 
-use anyhow::bail;
+use std::collections::HashMap;
+
+use anyhow::{anyhow, bail};
 
 use super::bank::Bank;
+use crate::data::dataset::file_stem;
+use crate::data::scene318::Split as NamedSplit;
 use crate::data::windows::Sequence;
 use crate::rng::Rng;
 
@@ -17,6 +21,8 @@ pub(super) struct Split {
     pub test: Vec<usize>,
     pub train_seqs: Vec<Sequence>,
     pub val_seqs: Vec<Sequence>,
+    /// Validation by whole movies: the last this many of `trainval`.
+    pub val_movies: Option<usize>,
 }
 
 impl Split {
@@ -34,6 +40,48 @@ impl Split {
             test,
             train_seqs,
             val_seqs,
+            val_movies,
+        })
+    }
+
+    /// The movies a split file names for each part (`--split`, a scene318
+    /// root's `meta/split318.json`), matched to the loaded files by stem:
+    /// train on `train`, validate on the whole `val` movies, test on `test`.
+    pub fn named(bank: &Bank, named: &NamedSplit) -> anyhow::Result<Split> {
+        let index: HashMap<String, usize> = bank
+            .movies
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (file_stem(&m.file), i))
+            .collect();
+        let mut seen = vec![false; bank.movies.len()];
+        let mut part = |ids: &[String], name: &str| -> anyhow::Result<Vec<usize>> {
+            if ids.is_empty() {
+                bail!("the split's {name} list is empty: training needs train, val and test movies");
+            }
+            ids.iter()
+                .map(|id| {
+                    let i = *index.get(id).ok_or_else(|| {
+                        anyhow!("the split's {name} movie {id} is not among the movies loaded")
+                    })?;
+                    if std::mem::replace(&mut seen[i], true) {
+                        bail!("the split lists movie {id} twice");
+                    }
+                    Ok(i)
+                })
+                .collect()
+        };
+        let train = part(&named.train, "train")?;
+        let val = part(&named.val, "val")?;
+        let test = part(&named.test, "test")?;
+        let mut val_seqs = bank.sequences_of(&val);
+        val_seqs.sort_by_key(|s| (s.movie, s.start));
+        Ok(Split {
+            train_seqs: bank.sequences_of(&train),
+            val_seqs,
+            val_movies: Some(val.len()),
+            trainval: train.into_iter().chain(val).collect(),
+            test,
         })
     }
 }

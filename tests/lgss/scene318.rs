@@ -189,3 +189,114 @@ fn bad_scene318_files_are_refused_by_name() {
         "{err}"
     );
 }
+
+/// The per-movie AP keys of a run's test scores: the movies it tested on.
+fn tested_movies(run: &Path) -> Vec<String> {
+    let scores: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("test_metrics.json")).unwrap()).unwrap();
+    let mut ids: Vec<String> = scores["AP_dict"].as_object().unwrap().keys().cloned().collect();
+    ids.sort();
+    ids
+}
+
+/// `--split FILE` trains, validates and tests on the movies it names (a
+/// movie it does not list is not used), validating on whole movies; a
+/// listed movie without a file is an error naming both.
+#[test]
+fn train_takes_a_split_file_for_a_folder_of_pickles() {
+    let dir = tempdir("scene318-split");
+    let data = crate::common::synth_small(&dir, 7, 5, Some((40, 80)));
+    let ids: Vec<String> = (0..7).map(lgss::data::synth::imdb_id).collect();
+    let split = dir.join("split.json");
+    let write_split = |test: &[&str]| {
+        let json = serde_json::json!({
+            "train": [&ids[0], &ids[3], &ids[5]],
+            "val": [&ids[1]],
+            "test": test,
+        });
+        std::fs::write(&split, json.to_string()).unwrap();
+    };
+    write_split(&[&ids[2], &ids[4]]);
+    let run = dir.join("run");
+    let out = crate::common::train_small(&data, &run, 1)
+        .arg("--split")
+        .arg(&split)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("training models/lgss-small.toml on 6 movies"),
+        "{err}"
+    );
+    assert!(
+        err.contains("global grouping on the 1 validation movies"),
+        "{err}"
+    );
+    assert_eq!(tested_movies(&run), [ids[2].clone(), ids[4].clone()]);
+
+    write_split(&["tt9999999"]);
+    let out = crate::common::train_small(&data, &dir.join("run2"), 1)
+        .arg("--split")
+        .arg(&split)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("split.json") && err.contains("tt9999999"),
+        "{err}"
+    );
+}
+
+/// A scene318 root trains by its own `meta/split318.json` (test: the
+/// split's test movie), and the exported model segments the tree.
+#[test]
+fn a_scene318_root_trains_by_its_split_and_segments() {
+    let dir = tempdir("scene318-train");
+    let mut config =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml"))
+            .unwrap();
+    config = config.replace(
+        "feature_dims = { place = 64, cast = 32, action = 32, audio = 32 }",
+        "feature_dims = { place = 6, cast = 4, action = 4, audio = 4 }",
+    );
+    assert!(config.contains("place = 6"));
+    let toml = dir.join("tiny.toml");
+    std::fs::write(&toml, config).unwrap();
+    let run = dir.join("run");
+    let out = lgss()
+        .args(["train", "--device", "cpu", "--epochs", "1", "--config"])
+        .arg(&toml)
+        .arg("--data")
+        .arg(root())
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("on 3 movies"), "{err}");
+    assert_eq!(tested_movies(&run), ["tt0100002"]);
+
+    let onnx = dir.join("model.onnx");
+    crate::common::export_onnx(&run.join("best.safetensors"), &onnx);
+    let seg = dir.join("seg");
+    let out = lgss()
+        .args(["segment", "--runtime", "tract", "--model"])
+        .arg(&onnx)
+        .arg("--out")
+        .arg(&seg)
+        .arg(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (id, w) in expected()["movies"].as_object().unwrap() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(seg.join(format!("{id}.json"))).unwrap()).unwrap();
+        assert_eq!(json["imdb_id"], *id);
+        assert_eq!(
+            json["boundary_probabilities"].as_array().unwrap().len() as u64,
+            w["n_shots"].as_u64().unwrap() - 1
+        );
+    }
+}

@@ -25,6 +25,7 @@ fn options(data: &std::path::Path, out: &std::path::Path, config: Config) -> Tra
         device: Device::Cpu,
         seed: 3,
         val_movies: None,
+        split: None,
         resume: None,
         stop_after_epochs: None,
         progress: std::sync::Arc::new(lgss::progress::Silent),
