@@ -8,6 +8,7 @@
 //! (a movie with no predicted or no true boundary) the value is 0, as numpy's
 //! `nan_to_num` gives.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,53 @@ pub struct MovieBoundaries<'a> {
     pub prediction: &'a [f64],
     /// End frame of every shot: one more entry than boundaries.
     pub shot_end_frame: &'a [i64],
+    /// Which boundaries count (`None`: all). The rest are left out as
+    /// SceneSeg leaves them out: of AP and P/R/F1, and of Miou as
+    /// boundaries where neither truth nor prediction cuts. A movie with
+    /// none that counts is not scored at all.
+    pub scored: Option<&'a [bool]>,
+}
+
+impl MovieBoundaries<'_> {
+    /// Ground truth and prediction at the boundaries that count.
+    fn counted(&self) -> (Cow<'_, [bool]>, Cow<'_, [f64]>) {
+        match self.scored {
+            None => (Cow::Borrowed(self.ground_truth), Cow::Borrowed(self.prediction)),
+            Some(s) => (
+                self.ground_truth
+                    .iter()
+                    .zip(s)
+                    .filter(|(_, &k)| k)
+                    .map(|(&g, _)| g)
+                    .collect(),
+                self.prediction
+                    .iter()
+                    .zip(s)
+                    .filter(|(_, &k)| k)
+                    .map(|(&p, _)| p)
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Ground truth and prediction with no cut where a boundary does not count.
+    fn uncut_where_left_out(&self) -> (Cow<'_, [bool]>, Cow<'_, [f64]>) {
+        match self.scored {
+            None => (Cow::Borrowed(self.ground_truth), Cow::Borrowed(self.prediction)),
+            Some(s) => (
+                self.ground_truth.iter().zip(s).map(|(&g, &k)| g && k).collect(),
+                self.prediction
+                    .iter()
+                    .zip(s)
+                    .map(|(&p, &k)| if k { p } else { 0.0 })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn counts_any(&self) -> bool {
+        self.scored.is_none_or(|s| s.iter().any(|&k| k))
+    }
 }
 
 /// The script's output, with its key names.
@@ -71,7 +119,11 @@ pub fn evaluate(movies: &[MovieBoundaries<'_>]) -> Result<Scores, MetricsError> 
             return Err(MetricsError::DuplicateId(m.imdb_id.to_string()));
         }
     }
-    let n = movies.len() as f64;
+    let counted: Vec<&MovieBoundaries<'_>> = movies.iter().filter(|m| m.counts_any()).collect();
+    if counted.is_empty() {
+        return Err(MetricsError::NoMovies);
+    }
+    let n = counted.len() as f64;
     let mut scores = Scores {
         ap: 0.0,
         map: 0.0,
@@ -87,10 +139,12 @@ pub fn evaluate(movies: &[MovieBoundaries<'_>]) -> Result<Scores, MetricsError> 
     };
     let mut pooled_gt = Vec::new();
     let mut pooled_pr = Vec::new();
-    for m in movies {
-        let ap = average_precision(m.ground_truth, m.prediction);
-        let miou = max_iou(m.ground_truth, m.prediction, m.shot_end_frame, THRESHOLD);
-        let (p, r, f1) = precision_recall_f1(m.ground_truth, m.prediction, THRESHOLD);
+    for m in counted {
+        let (gt, pr) = m.counted();
+        let ap = average_precision(&gt, &pr);
+        let (p, r, f1) = precision_recall_f1(&gt, &pr, THRESHOLD);
+        let (gt_cuts, pr_cuts) = m.uncut_where_left_out();
+        let miou = max_iou(&gt_cuts, &pr_cuts, m.shot_end_frame, THRESHOLD);
         scores.map += ap;
         scores.miou += miou;
         scores.precision += p;
@@ -102,8 +156,8 @@ pub fn evaluate(movies: &[MovieBoundaries<'_>]) -> Result<Scores, MetricsError> 
         scores.precision_dict.insert(id.clone(), p);
         scores.recall_dict.insert(id.clone(), r);
         scores.f1_dict.insert(id, f1);
-        pooled_gt.extend_from_slice(m.ground_truth);
-        pooled_pr.extend_from_slice(m.prediction);
+        pooled_gt.extend_from_slice(&gt);
+        pooled_pr.extend_from_slice(&pr);
     }
     scores.map /= n;
     scores.miou /= n;
@@ -130,6 +184,13 @@ fn check_shapes(m: &MovieBoundaries<'_>) -> Result<(), MetricsError> {
         return Err(err(format!(
             "{} shot end frames for {} boundaries (need one more)",
             m.shot_end_frame.len(),
+            m.ground_truth.len()
+        )));
+    }
+    if m.scored.is_some_and(|s| s.len() != m.ground_truth.len()) {
+        return Err(err(format!(
+            "{} scored flags for {} boundaries",
+            m.scored.map_or(0, <[bool]>::len),
             m.ground_truth.len()
         )));
     }

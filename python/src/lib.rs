@@ -93,6 +93,7 @@ impl MovieArrays<'_> {
             ground_truth: self.boundary_ground_truth.map(|g| g.as_array().to_vec()),
             shot_end_frame: self.shot_end_frame.as_array().to_vec(),
             prediction: self.boundary_prediction.map(|p| p.as_array().to_vec()),
+            scored: None,
         };
         movie.validate(schema).map_err(InvalidMovie::new_err)?;
         Ok(movie)
@@ -144,6 +145,7 @@ fn evaluate_json(
                 ground_truth: &gt[i],
                 prediction: &pred[i],
                 shot_end_frame: &ends[i],
+                scored: None,
             })
             .collect();
         lgss::metrics::evaluate(&movies)

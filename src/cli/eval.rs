@@ -150,6 +150,7 @@ pub fn score(movies: &[Movie]) -> anyhow::Result<Scores> {
             ground_truth: m.ground_truth.as_deref().context("ground truth missing")?,
             prediction: m.prediction.as_deref().context("prediction missing")?,
             shot_end_frame: &m.shot_end_frame,
+            scored: m.scored.as_deref(),
         });
     }
     Ok(evaluate(&rows)?)

@@ -263,6 +263,8 @@ fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
             ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
             prediction: p,
             shot_end_frame: &m.shot_end_frame,
+            // Runtimes are compared on every boundary, scored or not.
+            scored: None,
         })
         .collect();
     Ok(evaluate(&boundaries)?)

@@ -83,6 +83,9 @@ pub struct Movie {
     pub shot_end_frame: Vec<i64>,
     /// Boundary probabilities (f32 in torch files, f64 in numpy ones; kept exact).
     pub prediction: Option<Vec<f64>>,
+    /// Which boundaries are trained and scored on (`None`: all). A scene318
+    /// movie leaves out those SceneSeg leaves out ([`super::scene318`]).
+    pub scored: Option<Vec<bool>>,
 }
 
 /// What a caller needs from a file; everything present is validated either way.
@@ -279,6 +282,7 @@ impl Movie {
             ground_truth,
             shot_end_frame,
             prediction,
+            scored: None,
         })
     }
 
@@ -289,6 +293,11 @@ impl Movie {
             return Err(format!(
                 "{KEY_END_FRAME} has {n} entries: a movie needs at least 2 shots"
             ));
+        }
+        if let Some(s) = &self.scored {
+            if s.len() != n - 1 {
+                return Err(format!("{} scored flags for {} boundaries", s.len(), n - 1));
+            }
         }
         for (m, dim) in &schema.modalities {
             match self.features(*m) {

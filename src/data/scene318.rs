@@ -189,17 +189,24 @@ pub fn load(root: &Path, id: &str) -> Result<Scene318Movie, LoadError> {
     }
     let labelled: Vec<bool> = labels.iter().map(Option::is_some).collect();
     let ground_truth = labels[..n - 1].iter().map(|l| *l == Some(true)).collect();
-    Ok(Scene318Movie {
+    let mut tree = Scene318Movie {
         movie: Movie {
             imdb_id: id.to_string(),
             features,
             ground_truth: Some(ground_truth),
             shot_end_frame,
             prediction: None,
+            scored: None,
         },
         complete,
         labelled,
-    })
+    };
+    let mut scored = vec![true; n - 1];
+    for b in tree.left_out(SCENESEG_WINDOW) {
+        scored[b] = false;
+    }
+    tree.movie.scored = Some(scored);
+    Ok(tree)
 }
 
 /// Where a modality's features live in the tree.

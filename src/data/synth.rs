@@ -347,6 +347,7 @@ pub fn movie(seed: u64, index: usize, size: &SynthSpec) -> Movie {
             feat(n, du, audio),
         ],
         ground_truth: Some(ground_truth),
+        scored: None,
         shot_end_frame,
         prediction: Some(prediction),
     }

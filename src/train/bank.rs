@@ -22,6 +22,15 @@ pub struct MovieInfo {
     pub ground_truth: Vec<bool>,
     pub shot_end_frame: Vec<i64>,
     pub provided_prediction: Option<Vec<f64>>,
+    /// Which boundaries are trained and scored on (`None`: all).
+    pub scored: Option<Vec<bool>>,
+}
+
+impl MovieInfo {
+    /// Whether boundary `b` is trained and scored on.
+    pub fn is_scored(&self, b: usize) -> bool {
+        self.scored.as_ref().is_none_or(|s| s[b])
+    }
 }
 
 pub struct Bank {
@@ -139,6 +148,7 @@ impl Bank {
                 ground_truth: m.ground_truth.clone().context("validated ground truth missing")?,
                 shot_end_frame: m.shot_end_frame.clone(),
                 provided_prediction: m.prediction.clone(),
+                scored: m.scored.clone(),
             });
             progress();
         }
@@ -180,6 +190,20 @@ impl Bank {
             .collect()
     }
 
+    /// The sequences of `movies` with a boundary to learn from: one whose
+    /// boundaries are all left out would make a batch of it alone 0/0.
+    pub fn trainable_sequences_of(&self, movies: &[usize]) -> Vec<Sequence> {
+        let mut seqs = self.sequences_of(movies);
+        seqs.retain(|q| self.has_scored(q));
+        seqs
+    }
+
+    /// Whether `q` holds a boundary that is trained and scored on.
+    pub fn has_scored(&self, q: &Sequence) -> bool {
+        let info = &self.movies[q.movie];
+        (q.start..q.start + q.valid).any(|b| info.is_scored(b))
+    }
+
     pub fn total_shots(&self) -> usize {
         self.movies.iter().map(|m| m.n_shots).sum()
     }
@@ -213,7 +237,9 @@ impl Bank {
                 let gt = &self.movies[q.movie].ground_truth;
                 for t in 0..self.seq_len {
                     if t < q.valid {
-                        target.push(gt[q.start + t] as i64);
+                        // A boundary left out is computed but not learned from.
+                        let scored = self.movies[q.movie].is_scored(q.start + t);
+                        target.push(if scored { gt[q.start + t] as i64 } else { -100 });
                         windows += 1;
                     } else {
                         target.push(-100);
@@ -281,13 +307,17 @@ impl Bank {
             .iter()
             .map(|m| vec![f64::NAN; m.n_shots - 1])
             .collect();
-        let mut loss_sum = 0.0;
+        let (mut loss_sum, mut in_loss) = (0.0, 0usize);
         tch::no_grad(|| -> anyhow::Result<()> {
             for chunk in seqs.chunks(batch_size.max(1)) {
                 let b = self.batch(chunk);
                 let out = model.forward(&b.inputs);
-                loss_sum +=
-                    loss(&out.logits, &b.target, class_weights).double_value(&[]) * chunk.len() as f64;
+                // A batch whose boundaries are all left out has no loss.
+                if chunk.iter().any(|q| self.has_scored(q)) {
+                    loss_sum +=
+                        loss(&out.logits, &b.target, class_weights).double_value(&[]) * chunk.len() as f64;
+                    in_loss += chunk.len();
+                }
                 let prob = crate::model::f32_values(&out.prob())?;
                 for (i, q) in chunk.iter().enumerate() {
                     for t in 0..q.valid {
@@ -299,7 +329,7 @@ impl Bank {
         })?;
         Ok(Prediction {
             probs,
-            loss: loss_sum / seqs.len().max(1) as f64,
+            loss: loss_sum / in_loss.max(1) as f64,
         })
     }
 }

@@ -32,8 +32,9 @@ pub(super) fn choose_threshold(
     Ok(best)
 }
 
-/// A clip to score: id, ground truth, prediction, shot end frames.
-type Clip = (String, Vec<bool>, Vec<f64>, Vec<i64>);
+/// A clip to score: id, ground truth, prediction, shot end frames from its first
+/// frame, and which of its boundaries count (`None`: all).
+type Clip = (String, Vec<bool>, Vec<f64>, Vec<i64>, Option<Vec<bool>>);
 
 /// Scores predictions on `seqs`. For whole movies (the test set) this is
 /// exactly the script's scoring. For a sequence split, contiguous runs of
@@ -66,26 +67,33 @@ pub fn score_sequences(bank: &Bank, probs: &[Vec<f64>], seqs: &[Sequence]) -> an
                 info.ground_truth[a..b].to_vec(),
                 probs[m][a..b].to_vec(),
                 info.shot_end_frame[a..=b].iter().map(|f| f - base).collect(),
+                info.scored.as_ref().map(|s| s[a..b].to_vec()),
             )
         })
         .collect();
     let rows: Vec<MovieBoundaries> = owned
         .iter()
-        .map(|(id, gt, p, fr)| MovieBoundaries {
+        .map(|(id, gt, p, fr, scored)| MovieBoundaries {
             imdb_id: id,
             ground_truth: gt,
             prediction: p,
             shot_end_frame: fr,
+            scored: scored.as_deref(),
         })
         .collect();
     let mut scores = evaluate(&rows)?;
     if clips.iter().any(|&(m, a, b)| !whole(m, a, b)) {
         let mut per_movie: std::collections::BTreeMap<&str, (Vec<bool>, Vec<f64>)> = Default::default();
-        for (&(m, _, _), (_, gt, p, _)) in clips.iter().zip(&owned) {
+        for (&(m, _, _), (_, gt, p, _, scored)) in clips.iter().zip(&owned) {
             let e = per_movie.entry(bank.movies[m].imdb_id.as_str()).or_default();
-            e.0.extend_from_slice(gt);
-            e.1.extend_from_slice(p);
+            for (k, (&g, &q)) in gt.iter().zip(p).enumerate() {
+                if scored.as_ref().is_none_or(|s| s[k]) {
+                    e.0.push(g);
+                    e.1.push(q);
+                }
+            }
         }
+        per_movie.retain(|_, (gt, _)| !gt.is_empty());
         scores.ap_dict = per_movie
             .iter()
             .map(|(id, (gt, p))| (id.to_string(), crate::metrics::average_precision(gt, p)))
@@ -147,6 +155,7 @@ pub(super) fn provided_scores(bank: &Bank, test: &[usize]) -> anyhow::Result<Opt
             ground_truth: &info.ground_truth,
             prediction: p,
             shot_end_frame: &info.shot_end_frame,
+            scored: info.scored.as_deref(),
         });
     }
     Ok(Some(evaluate(&rows)?))

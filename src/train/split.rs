@@ -77,7 +77,7 @@ impl Split {
         let mut val_seqs = bank.sequences_of(&val);
         val_seqs.sort_by_key(|s| (s.movie, s.start));
         Ok(Split {
-            train_seqs: bank.sequences_of(&train),
+            train_seqs: bank.trainable_sequences_of(&train),
             val_seqs,
             val_movies: Some(val.len()),
             trainval: train.into_iter().chain(val).collect(),
@@ -115,7 +115,7 @@ fn split_train_val(
             }
             let cut = trainval.len() - k;
             Ok((
-                bank.sequences_of(&trainval[..cut]),
+                bank.trainable_sequences_of(&trainval[..cut]),
                 bank.sequences_of(&trainval[cut..]),
             ))
         }
@@ -129,7 +129,8 @@ fn split_train_val(
                     seqs.len()
                 );
             }
-            let train = seqs.split_off(n_val);
+            let mut train = seqs.split_off(n_val);
+            train.retain(|q| bank.has_scored(q));
             let mut val = seqs;
             val.sort_by_key(|s| (s.movie, s.start));
             Ok((train, val))

@@ -105,6 +105,7 @@ fn scores(ms: &[Movie], ps: &[Vec<f64>]) -> lgss::metrics::Scores {
             ground_truth: &m.truth,
             prediction: p,
             shot_end_frame: &m.frames,
+            scored: None,
         })
         .collect();
     evaluate(&rows).unwrap()

@@ -80,6 +80,7 @@ fn every_metric_case_matches_the_challenge_script() {
                 ground_truth: gt,
                 prediction: pr,
                 shot_end_frame: fr,
+                scored: None,
             })
             .collect();
         let s = evaluate(&rows).unwrap();
@@ -104,6 +105,7 @@ fn fixture_movies_score_as_the_script_printed() {
             ground_truth: m.ground_truth.as_deref().unwrap(),
             prediction: m.prediction.as_deref().unwrap(),
             shot_end_frame: &m.shot_end_frame,
+            scored: None,
         })
         .collect();
     let s = evaluate(&rows).unwrap();
@@ -120,8 +122,121 @@ fn mismatched_lengths_are_errors_not_panics() {
         ground_truth: &gt,
         prediction: &pr,
         shot_end_frame: &fr,
+        scored: None,
     }];
     let err = evaluate(&rows).unwrap_err().to_string();
     assert!(err.contains("tt1") && err.contains("predictions"), "{err}");
     assert!(evaluate(&[]).is_err());
+}
+
+/// Boundaries left out (scene318's, as SceneSeg leaves them out) count in
+/// no score: AP, mAP and P/R/F1 equal the script's scores of the movies
+/// with those boundaries removed, Miou theirs with no cut at them in truth
+/// or prediction, and a movie with nothing left is not scored at all.
+#[test]
+fn left_out_boundaries_count_in_no_score() {
+    let movies: Vec<Movie> = ["tt0000011", "tt0000012", "tt0000013"]
+        .iter()
+        .map(|id| {
+            Movie::load(
+                &fixtures().join(format!("movies/{id}.pkl")),
+                &Schema::evaluation(),
+            )
+            .unwrap()
+        })
+        .collect();
+    // Every third boundary and the first ten left out; none of the last movie.
+    let masks: Vec<Vec<bool>> = movies
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let n = m.ground_truth.as_ref().unwrap().len();
+            (0..n).map(|b| k == 2 || (b >= 10 && b % 3 != 0)).collect()
+        })
+        .collect();
+    let rows: Vec<MovieBoundaries> = movies
+        .iter()
+        .zip(&masks)
+        .map(|(m, s)| MovieBoundaries {
+            imdb_id: &m.imdb_id,
+            ground_truth: m.ground_truth.as_deref().unwrap(),
+            prediction: m.prediction.as_deref().unwrap(),
+            shot_end_frame: &m.shot_end_frame,
+            scored: Some(s),
+        })
+        .collect();
+    let masked = evaluate(&rows).unwrap();
+
+    // The same movies with the left-out boundaries taken away (each kept
+    // boundary's scene closes at its own shot's end frame)...
+    type Owned = (Vec<bool>, Vec<f64>, Vec<i64>);
+    let removed: Vec<Owned> = rows
+        .iter()
+        .map(|r| {
+            let s = r.scored.unwrap();
+            let keep = |b: &usize| s[*b];
+            let idx: Vec<usize> = (0..s.len()).filter(keep).collect();
+            let mut frames: Vec<i64> = idx.iter().map(|&b| r.shot_end_frame[b]).collect();
+            frames.push(*r.shot_end_frame.last().unwrap());
+            (
+                idx.iter().map(|&b| r.ground_truth[b]).collect(),
+                idx.iter().map(|&b| r.prediction[b]).collect(),
+                frames,
+            )
+        })
+        .collect();
+    let plain = |data: &[Owned]| {
+        let rows: Vec<MovieBoundaries> = data
+            .iter()
+            .zip(&movies)
+            .map(|((g, p, f), m)| MovieBoundaries {
+                imdb_id: &m.imdb_id,
+                ground_truth: g,
+                prediction: p,
+                shot_end_frame: f,
+                scored: None,
+            })
+            .collect();
+        evaluate(&rows).unwrap()
+    };
+    let want = plain(&removed);
+    for (key, got, w) in [
+        ("AP", masked.ap, want.ap),
+        ("mAP", masked.map, want.map),
+        ("Precision", masked.precision, want.precision),
+        ("Recall", masked.recall, want.recall),
+        ("F1", masked.f1, want.f1),
+    ] {
+        assert_close(key, got, w, TOL);
+    }
+    // ...and, for Miou, left in place with no cut in truth or prediction.
+    let uncut: Vec<Owned> = rows
+        .iter()
+        .map(|r| {
+            let s = r.scored.unwrap();
+            (
+                r.ground_truth.iter().zip(s).map(|(&g, &k)| g && k).collect(),
+                r.prediction
+                    .iter()
+                    .zip(s)
+                    .map(|(&p, &k)| if k { p } else { 0.0 })
+                    .collect(),
+                r.shot_end_frame.to_vec(),
+            )
+        })
+        .collect();
+    assert_close("Miou", masked.miou, plain(&uncut).miou, TOL);
+    // The last movie counted entirely; every movie is scored.
+    assert_eq!(masked.ap_dict.len(), 3);
+    // A movie with no boundary left is not scored at all.
+    let none = vec![false; masks[0].len()];
+    let rows_none = [
+        MovieBoundaries {
+            scored: Some(&none),
+            ..rows[0]
+        },
+        rows[1],
+    ];
+    let s = evaluate(&rows_none).unwrap();
+    assert_eq!(s.ap_dict.keys().collect::<Vec<_>>(), [&movies[1].imdb_id]);
 }

@@ -248,11 +248,8 @@ fn train_takes_a_split_file_for_a_folder_of_pickles() {
     );
 }
 
-/// A scene318 root trains by its own `meta/split318.json` (test: the
-/// split's test movie), and the exported model segments the tree.
-#[test]
-fn a_scene318_root_trains_by_its_split_and_segments() {
-    let dir = tempdir("scene318-train");
+/// lgss-small's config at the fixture tree's feature widths.
+fn tiny_config(dir: &Path) -> PathBuf {
     let mut config =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lgss-small.toml"))
             .unwrap();
@@ -263,18 +260,40 @@ fn a_scene318_root_trains_by_its_split_and_segments() {
     assert!(config.contains("place = 6"));
     let toml = dir.join("tiny.toml");
     std::fs::write(&toml, config).unwrap();
-    let run = dir.join("run");
+    toml
+}
+
+/// `lgss train` of the tree at `data` for `epochs` epochs into `run`: its stderr.
+fn train_tree(data: &Path, toml: &Path, run: &Path, epochs: usize) -> String {
     let out = lgss()
-        .args(["train", "--device", "cpu", "--epochs", "1", "--config"])
-        .arg(&toml)
+        .args([
+            "train",
+            "--device",
+            "cpu",
+            "--epochs",
+            &epochs.to_string(),
+            "--config",
+        ])
+        .arg(toml)
         .arg("--data")
-        .arg(root())
+        .arg(data)
         .arg("--out")
-        .arg(&run)
+        .arg(run)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
+    err
+}
+
+/// A scene318 root trains by its own `meta/split318.json` (test: the
+/// split's test movie), and the exported model segments the tree.
+#[test]
+fn a_scene318_root_trains_by_its_split_and_segments() {
+    let dir = tempdir("scene318-train");
+    let toml = tiny_config(&dir);
+    let run = dir.join("run");
+    let err = train_tree(&root(), &toml, &run, 1);
     assert!(err.contains("on 3 movies"), "{err}");
     assert_eq!(tested_movies(&run), ["tt0100002"]);
 
@@ -290,13 +309,92 @@ fn a_scene318_root_trains_by_its_split_and_segments() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `eval` scores the tree against those predictions, each movie's AP
+    // over the boundaries SceneSeg keeps (expected.json's port of its rule).
+    let out = lgss()
+        .args(["eval", "--json", "--pred"])
+        .arg(&seg)
+        .arg(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scores: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for (id, w) in expected()["movies"].as_object().unwrap() {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(seg.join(format!("{id}.json"))).unwrap()).unwrap();
         assert_eq!(json["imdb_id"], *id);
-        assert_eq!(
-            json["boundary_probabilities"].as_array().unwrap().len() as u64,
-            w["n_shots"].as_u64().unwrap() - 1
+        let p: Vec<f64> = json["boundary_probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(p.len() as u64, w["n_shots"].as_u64().unwrap() - 1);
+        let left_out = ints(&w["left_out"]);
+        let gt = w["ground_truth"].as_array().unwrap();
+        let kept: Vec<usize> = (0..p.len())
+            .filter(|b| !left_out.contains(&(*b as i64)))
+            .collect();
+        let ap = lgss::metrics::average_precision(
+            &kept.iter().map(|&b| gt[b].as_bool().unwrap()).collect::<Vec<_>>(),
+            &kept.iter().map(|&b| p[b]).collect::<Vec<_>>(),
         );
+        let got = scores["AP_dict"][id].as_f64().unwrap();
+        crate::common::assert_close(id, got, ap, 1e-12);
     }
+}
+
+/// Boundaries SceneSeg leaves out never reach the loss: flipping their
+/// labels in the training movie trains the same weights to the bit, while
+/// flipping one kept boundary's label does not.
+#[test]
+fn left_out_boundaries_are_not_learned_from() {
+    let dir = tempdir("scene318-left-out");
+    let toml = tiny_config(&dir);
+    let weights = |tree: &Path, name: &str| {
+        let run = dir.join(name);
+        train_tree(tree, &toml, &run, 2);
+        lgss::model::checkpoint::Checkpoint::load(&run.join("last.safetensors"))
+            .unwrap()
+            .tensors
+    };
+    let flipped = |name: &str, shots: &[usize]| {
+        let tree = dir.join(name);
+        copy_tree(&root(), &tree);
+        let file = tree.join("label318/tt0100001.txt");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let (shot, label) = l.split_once(' ').unwrap();
+                let flip = shots.contains(&shot.parse().unwrap());
+                let label = if !flip {
+                    label
+                } else if label == "0" {
+                    "1"
+                } else {
+                    "0"
+                };
+                format!("{shot} {label}")
+            })
+            .collect();
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        tree
+    };
+    let left_out: Vec<usize> = ints(&expected()["movies"]["tt0100001"]["left_out"])
+        .into_iter()
+        .map(|s| s as usize)
+        .collect();
+    assert!(left_out.len() > 5);
+    let base = weights(&root(), "base");
+    let same = weights(&flipped("left-out", &left_out), "left-out");
+    let other = weights(&flipped("kept", &[8]), "kept");
+    assert_eq!(base.len(), same.len());
+    for (name, t) in &base {
+        assert!(t == &same[name], "{name} changed with left-out labels");
+    }
+    assert!(
+        base.iter().any(|(name, t)| t != &other[name]),
+        "a kept label changed nothing"
+    );
 }

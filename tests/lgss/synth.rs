@@ -71,6 +71,7 @@ fn provided_prediction_is_a_weak_baseline() {
             ground_truth: m.ground_truth.as_deref().unwrap(),
             prediction: m.prediction.as_deref().unwrap(),
             shot_end_frame: &m.shot_end_frame,
+            scored: None,
         })
         .collect();
     let s = evaluate(&rows).unwrap();
