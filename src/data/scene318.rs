@@ -28,7 +28,9 @@
 //! those out of training and scoring; [`Scene318Movie::left_out`] lists
 //! them). SceneSeg checks only place features and labels and would fail on
 //! a missing cast, action or audio entry; here those leave boundaries out
-//! too.
+//! too. SceneSeg also drops every movie's first 6 and last 7 boundaries,
+//! whose windows reach past its ends; lgss pads those windows (as for
+//! pickles) and keeps them.
 //!
 //! Every file goes through lgss's own readers: `.npy` through
 //! [`crate::data::npy`], the dicts through the inert pickle reader with its
@@ -47,7 +49,8 @@ use super::tensor::Tensor;
 pub const SPLIT_FILE: &str = "meta/split318.json";
 
 /// SceneSeg's window (config/all.py: seq_len 10 + shot_num 4): a boundary
-/// is left out when any of its shots s-6 … s+7 lacks features or a label.
+/// is left out when any of its shots s-6 … s+7 inside the movie lacks
+/// features or a label.
 pub const SCENESEG_WINDOW: usize = 14;
 
 /// The train/val/test lists of a split file (`meta/split318.json`, or any
@@ -137,12 +140,18 @@ pub struct Scene318Movie {
 impl Scene318Movie {
     /// The boundaries SceneSeg leaves out with a window of `window` shots
     /// (even; [`SCENESEG_WINDOW`] for its config): boundary s when any of
-    /// shots s - window/2 + 1 … s + window/2 is missing, incomplete or
-    /// unlabelled.
+    /// shots s - window/2 + 1 … s + window/2 inside the movie lacks
+    /// features or a label (the last shot, with no boundary after it,
+    /// needs none). Unlike SceneSeg, the movie's ends leave nothing out:
+    /// lgss pads the windows that reach past them, as for MovieScenes
+    /// pickles, so a complete tree scores every boundary, as the same
+    /// movies as pickles do.
     pub fn left_out(&self, window: usize) -> Vec<usize> {
         let n = self.complete.len();
-        let ok =
-            |i: isize| i >= 0 && (i as usize) < n && self.complete[i as usize] && self.labelled[i as usize];
+        let ok = |i: isize| {
+            let inside = i >= 0 && (i as usize) < n;
+            !inside || (self.complete[i as usize] && (self.labelled[i as usize] || i as usize == n - 1))
+        };
         let (before, after) = (window as isize / 2 - 1, window as isize / 2);
         (0..n.saturating_sub(1))
             .filter(|&s| (s as isize - before..=s as isize + after).any(|i| !ok(i)))
