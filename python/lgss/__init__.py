@@ -2,7 +2,8 @@
 
 - ``load_movie(path)`` reads a MovieScenes pickle (the Eluvio challenge's
   ``<imdb_id>.pkl``) with lgss's own pickle reader, which never executes
-  anything a file carries (``pickle.load`` runs any code in it).
+  anything a file carries (``pickle.load`` runs any code in it), or a
+  movie of a MovieNet scene318 tree (``ROOT/label318/<id>.txt``).
 - ``Model(path, runtime="tract")`` opens a model exported by
   ``lgss export --onnx``; ``.probabilities(movie)`` gives the model's
   boundary probabilities and ``.segment(movie)`` the scenes, exactly as
@@ -51,7 +52,9 @@ class Movie:
     """One movie's arrays: features ``float32 [n_shots, dim]``, boundary
     ground truth ``bool [n_shots - 1]``, the file's own prediction
     ``float64 [n_shots - 1]`` and ``shot_end_frame`` ``int64 [n_shots]``;
-    absent fields are None."""
+    absent fields are None. ``boundary_scored`` (``bool [n_shots - 1]``,
+    scene318 movies only) says which boundaries SceneSeg's rule keeps for
+    training and scoring."""
 
     imdb_id: str
     shot_end_frame: np.ndarray
@@ -61,6 +64,7 @@ class Movie:
     audio: Optional[np.ndarray] = None
     boundary_ground_truth: Optional[np.ndarray] = None
     boundary_prediction: Optional[np.ndarray] = None
+    boundary_scored: Optional[np.ndarray] = None
 
     @property
     def n_shots(self) -> int:
@@ -71,9 +75,10 @@ MovieLike = Union[Movie, Mapping[str, Any]]
 
 
 def load_movie(path: Union[str, os.PathLike]) -> Movie:
-    """Reads a MovieScenes pickle (torch tensors or numpy arrays) without
-    executing anything in it. Raises InvalidMovie (a ValueError) with the
-    reader's message for a file that is not a valid movie."""
+    """Reads a MovieScenes pickle (torch tensors or numpy arrays), or one
+    movie of a MovieNet scene318 tree given as ``ROOT/label318/<id>.txt``,
+    without executing anything in it. Raises InvalidMovie (a ValueError)
+    with the reader's message for a file that is not a valid movie."""
     d = _lgss.load_movie(os.fspath(path))
     return Movie(
         imdb_id=d["imdb_id"],
@@ -84,6 +89,7 @@ def load_movie(path: Union[str, os.PathLike]) -> Movie:
         audio=d["audio"],
         boundary_ground_truth=d["boundary_ground_truth"],
         boundary_prediction=d["boundary_prediction"],
+        boundary_scored=d["boundary_scored"],
     )
 
 

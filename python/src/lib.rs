@@ -51,11 +51,16 @@ fn movie_dict<'py>(py: Python<'py>, movie: Movie) -> PyResult<Bound<'py, PyDict>
         Some(p) => d.set_item("boundary_prediction", PyArray1::from_vec(py, p))?,
         None => d.set_item("boundary_prediction", py.None())?,
     }
+    match movie.scored {
+        Some(s) => d.set_item("boundary_scored", PyArray1::from_vec(py, s))?,
+        None => d.set_item("boundary_scored", py.None())?,
+    }
     d.set_item("shot_end_frame", PyArray1::from_vec(py, movie.shot_end_frame))?;
     Ok(d)
 }
 
-/// Reads a MovieScenes pickle without executing anything in it; a file the
+/// Reads a MovieScenes pickle, or a scene318 tree's movie by its
+/// `label318/<id>.txt`, without executing anything in it; a file the
 /// reader refuses raises InvalidMovie with its message.
 #[pyfunction]
 fn load_movie<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {

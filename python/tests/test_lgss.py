@@ -74,6 +74,36 @@ def test_load_movie_equals_pickle_load(tmp_path):
 FOR_A_MODEL = {"missing_place.pkl": "place", "place_dim.pkl": "48"}
 
 
+def test_a_scene318_movie_loads_as_numpy_and_pickle_read_its_files():
+    root = FIXTURES / "scene318"
+    for label_file in sorted((root / "label318").glob("*.txt")):
+        imdb_id = label_file.stem
+        m = lgss.load_movie(label_file)
+        assert m.imdb_id == imdb_id
+        shots = [line.split() for line in (root / "shot_movie318" / f"{imdb_id}.txt").read_text().splitlines()]
+        assert m.shot_end_frame.tolist() == [int(s[1]) for s in shots]
+        n = len(shots)
+        labels = dict(line.split() for line in label_file.read_text().splitlines())
+        truth = [labels.get(f"{s:04d}", "0") in ("1", "-1") for s in range(n - 1)]
+        assert m.boundary_ground_truth.tolist() == truth
+        assert m.boundary_scored is not None and m.boundary_scored.dtype == bool
+        for name, folder in (("place", "place_feat"), ("audio", "aud_feat")):
+            for s in range(n):
+                f = root / folder / imdb_id / f"shot_{s:04d}.npy"
+                want = np.load(f).astype(np.float32) if f.exists() else np.zeros(m.__dict__[name].shape[1], np.float32)
+                assert np.array_equal(m.__dict__[name][s], want), (imdb_id, name, s)
+        with open(root / "cast_feat" / f"{imdb_id}.pkl", "rb") as fh:
+            cast = pickle.load(fh)
+        with open(root / "act_feat" / f"{imdb_id}.pkl", "rb") as fh:
+            act = pickle.load(fh)
+        for s in range(n):
+            faces = cast.get(f"{s:04d}")
+            want = np.mean(faces, axis=0) if faces is not None and len(faces) else np.zeros(m.cast.shape[1], np.float32)
+            assert np.array_equal(m.cast[s], want), (imdb_id, "cast", s)
+            a = act.get(f"{s:04d}")
+            assert np.array_equal(m.action[s], a if a is not None else np.zeros_like(m.action[s])), (imdb_id, s)
+
+
 def test_malformed_files_are_refused_with_the_readers_message(trained):
     cases = json.loads((FIXTURES / "bad" / "README.json").read_text())
     refused = 0

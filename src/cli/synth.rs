@@ -1,16 +1,23 @@
-//! `lgss synth`: synthetic MovieScenes data.
+//! `lgss synth`: synthetic MovieScenes data, as pickles or a scene318 tree.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::data::synth::{write_dataset, SynthSpec, Texture};
+use crate::data::synth::{write_dataset_as, Layout, SynthSpec, Texture};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory to write tt*.pkl files into (created if missing).
+    /// Directory to write tt*.pkl files into, or the scene318 root
+    /// (created if missing).
     #[arg(long)]
     out: PathBuf,
+    /// `pickle`: one MovieScenes pickle a movie; `scene318`: MovieNet's
+    /// scene318 tree as SceneSeg reads it (per-shot .npy files, dicts of
+    /// numpy arrays, labels, shot frames and meta/split318.json: the split
+    /// lgss makes of the same movies as pickles).
+    #[arg(long, value_enum, default_value_t = Layout::Pickle)]
+    layout: Layout,
     /// Number of movies.
     #[arg(long, default_value_t = 20)]
     movies: usize,
@@ -119,7 +126,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("--movies must be at least 1");
     }
     let pb = super::progress::bar(args.movies, "synth");
-    let paths = write_dataset(&args.out, args.seed, args.movies, &size, &|| pb.inc(1))?;
+    if args.layout == Layout::Scene318 && args.movies < 3 {
+        bail!("--layout scene318 needs at least 3 movies (its split has train, val and test)");
+    }
+    let paths = write_dataset_as(args.layout, &args.out, args.seed, args.movies, &size, &|| {
+        pb.inc(1)
+    })?;
     pb.finish_and_clear();
     eprintln!(
         "wrote {} movies ({} size, seed {}) to {}",

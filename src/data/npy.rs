@@ -115,6 +115,26 @@ pub fn load(data: &[u8]) -> Result<Tensor, NpyError> {
     tensor.map_err(|msg| NpyError::Header { pos: 0, msg })
 }
 
+/// A float32 vector as `numpy.save` writes it (format 1.0, the header
+/// padded to 64 bytes).
+pub fn save_f32(values: &[f32]) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        values.len()
+    );
+    while !(MAGIC.len() + 4 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + 4 * values.len());
+    out.extend_from_slice(MAGIC);
+    out.extend([1, 0]);
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(values.iter().flat_map(|x| x.to_le_bytes()));
+    out
+}
+
 /// Text from a header, made safe to print.
 fn printable(s: &str) -> String {
     super::pickle::printable(s)

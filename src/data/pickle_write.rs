@@ -1,4 +1,5 @@
-//! Writes movies as Python pickles of torch tensors, the MovieScenes format.
+//! Writes movies as Python pickles of torch tensors, the MovieScenes format
+//! (and dicts of numpy arrays, scene318's).
 //!
 //! The output is what `pickle.dump(dict_of_tensors, f, protocol=4)` writes:
 //! each tensor as `torch._utils._rebuild_tensor_v2(
@@ -107,6 +108,44 @@ impl Writer {
         self.op(b'R');
     }
 
+    /// A float32 numpy array as numpy pickles it (protocol 3+):
+    /// `_reconstruct(ndarray, (0,), b'b')`, then BUILD with (version,
+    /// shape, dtype('<f4'), Fortran order, raw bytes). `numpy.core` names
+    /// the module, which numpy 1 and 2 both load.
+    fn numpy_f32(&mut self, shape: &[usize], values: &[f32]) {
+        self.global("numpy.core.multiarray", "_reconstruct");
+        self.global("numpy", "ndarray");
+        self.int_tuple(&[0]);
+        self.bytes(b"b");
+        self.op(0x87); // TUPLE3
+        self.op(b'R');
+        self.op(b'(');
+        self.int(1);
+        self.int_tuple(shape);
+        self.global("numpy", "dtype");
+        self.str("f4");
+        self.op(0x89); // align = False
+        self.op(0x88); // copy = True
+        self.op(0x87);
+        self.op(b'R');
+        self.op(b'(');
+        self.int(3);
+        self.str("<");
+        self.op(b'N');
+        self.op(b'N');
+        self.op(b'N');
+        self.int(-1);
+        self.int(-1);
+        self.int(0);
+        self.op(b't');
+        self.op(b'b');
+        self.op(0x89); // C order
+        let raw: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.bytes(&raw);
+        self.op(b't');
+        self.op(b'b');
+    }
+
     fn finish(mut self) -> Vec<u8> {
         self.op(b'.');
         self.out
@@ -197,6 +236,21 @@ pub fn movie_to_pickle(movie: &Movie) -> Vec<u8> {
     }
     w.str(KEY_IMDB_ID);
     w.str(&movie.imdb_id);
+    w.op(b'u');
+    w.finish()
+}
+
+/// A dict of float32 numpy arrays, `{key: array of shape}`, as
+/// `pickle.dump(d, f, protocol=4)` writes it (scene318's `cast_feat` and
+/// `act_feat` files).
+pub fn numpy_dict_to_pickle<'a>(items: impl IntoIterator<Item = (String, Vec<usize>, &'a [f32])>) -> Vec<u8> {
+    let mut w = Writer::new(4);
+    w.op(b'}');
+    w.op(b'(');
+    for (key, shape, values) in items {
+        w.str(&key);
+        w.numpy_f32(&shape, values);
+    }
     w.op(b'u');
     w.finish()
 }

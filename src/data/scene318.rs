@@ -44,6 +44,7 @@ use ndarray::Array2;
 use super::movie::{Features, LoadError, Modality, Movie};
 use super::pickle::{self, Value};
 use super::tensor::Tensor;
+use crate::fsutil::write_atomic;
 
 /// The split file that marks a scene318 root.
 pub const SPLIT_FILE: &str = "meta/split318.json";
@@ -55,7 +56,7 @@ pub const SCENESEG_WINDOW: usize = 14;
 
 /// The train/val/test lists of a split file (`meta/split318.json`, or any
 /// file of that form given with `--split`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct Split {
     pub train: Vec<String>,
     pub val: Vec<String>,
@@ -101,6 +102,98 @@ impl Split {
         }
         Ok(split)
     }
+}
+
+impl Split {
+    /// A split of `ids` in their order, as lgss splits a folder of pickles
+    /// by file name: the last tenth (at least one) tests, the fifth before
+    /// it (at least one) validates, the rest trains.
+    pub fn of_ids(ids: &[String]) -> anyhow::Result<Split> {
+        let n = ids.len();
+        if n < 3 {
+            anyhow::bail!("a split needs at least 3 movies (train, val, test), got {n}");
+        }
+        let test = ((n as f64 * 0.1).round() as usize).max(1);
+        let val = ((n as f64 * 0.2).round() as usize).max(1).min(n - test - 1);
+        let cut = n - test - val;
+        Ok(Split {
+            train: ids[..cut].to_vec(),
+            val: ids[cut..n - test].to_vec(),
+            test: ids[n - test..].to_vec(),
+            all: ids.to_vec(),
+        })
+    }
+
+    /// Writes the split as `meta/split318.json` of `root`.
+    pub fn write(&self, root: &Path) -> anyhow::Result<()> {
+        let path = root.join(SPLIT_FILE);
+        std::fs::create_dir_all(path.parent().unwrap_or(root))
+            .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", root.display()))?;
+        write_atomic(&path, (serde_json::to_string_pretty(self)? + "\n").as_bytes())
+    }
+}
+
+/// Writes `movie` into the tree at `root` as SceneSeg lays movies out (its
+/// prediction, which the layout has no place for, is dropped) and returns
+/// the path that stands for it. Each shot's cast is one face.
+pub fn write_movie(root: &Path, movie: &Movie) -> anyhow::Result<PathBuf> {
+    let id = &movie.imdb_id;
+    let n = movie.n_shots();
+    let mut labels = String::new();
+    if let Some(gt) = &movie.ground_truth {
+        for (s, &cut) in gt.iter().enumerate() {
+            labels.push_str(&format!("{s:04} {}\n", u8::from(cut)));
+        }
+    }
+    let mut shots = String::new();
+    let mut first = 0;
+    for &last in &movie.shot_end_frame {
+        shots.push_str(&format!("{first} {last}\n"));
+        first = last + 1;
+    }
+    let file = |dir: &str, name: String| -> anyhow::Result<PathBuf> {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", d.display()))?;
+        Ok(d.join(name))
+    };
+    write_atomic(&file("shot_movie318", format!("{id}.txt"))?, shots.as_bytes())?;
+    for m in Modality::ALL {
+        let Some(f) = movie.features(m) else { continue };
+        let rows: Vec<&[f32]> = f
+            .rows()
+            .into_iter()
+            .map(|r| r.to_slice().unwrap_or(&[]))
+            .collect();
+        match m {
+            Modality::Place | Modality::Audio => {
+                for (s, row) in rows.iter().enumerate() {
+                    write_atomic(
+                        &file(&format!("{}/{id}", feature_dir(m)), format!("shot_{s:04}.npy"))?,
+                        &super::npy::save_f32(row),
+                    )?;
+                }
+            }
+            Modality::Cast | Modality::Action => {
+                let shape = |row: &[f32]| match m {
+                    Modality::Cast => vec![1, row.len()],
+                    _ => vec![row.len()],
+                };
+                let items = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(s, row)| (format!("{s:04}"), shape(row), *row));
+                write_atomic(
+                    &file(feature_dir(m), format!("{id}.pkl"))?,
+                    &super::pickle_write::numpy_dict_to_pickle(items),
+                )?;
+            }
+        }
+    }
+    // The label file last: it stands for the movie once all else is there.
+    let path = file("label318", format!("{id}.txt"))?;
+    write_atomic(&path, labels.as_bytes())?;
+    debug_assert_eq!(shots.lines().count(), n);
+    Ok(path)
 }
 
 /// Whether `dir` is a scene318 root (it holds `meta/split318.json`).

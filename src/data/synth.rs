@@ -396,8 +396,32 @@ fn baseline_prediction(place: &[f32], dim: usize, n: usize, rng: &mut Rng) -> Ve
         .collect()
 }
 
-/// Writes `count` movies into `dir`, returning their paths.
+/// How a data set is laid out on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// One MovieScenes pickle a movie (`<imdb_id>.pkl`).
+    Pickle,
+    /// MovieNet's scene318 tree (SceneSeg's), with its split file.
+    Scene318,
+}
+
+/// Writes `count` movies into `dir` as MovieScenes pickles, returning their paths.
 pub fn write_dataset(
+    dir: &Path,
+    seed: u64,
+    count: usize,
+    size: &SynthSpec,
+    on_done: &(dyn Fn() + Sync),
+) -> anyhow::Result<Vec<PathBuf>> {
+    write_dataset_as(Layout::Pickle, dir, seed, count, size, on_done)
+}
+
+/// Writes `count` movies into `dir` in `layout`, returning the paths that
+/// stand for them. The same seed gives the same movies in either layout; a
+/// scene318 tree gets the split lgss makes of a folder of pickles
+/// ([`super::scene318::Split::of_ids`]).
+pub fn write_dataset_as(
+    layout: Layout,
     dir: &Path,
     seed: u64,
     count: usize,
@@ -421,8 +445,14 @@ pub fn write_dataset(
                             return Ok(done);
                         }
                         let m = movie(seed, i, size);
-                        let path = dir.join(format!("{}.pkl", m.imdb_id));
-                        super::pickle_write::write_movie(&path, &m)?;
+                        let path = match layout {
+                            Layout::Pickle => {
+                                let path = dir.join(format!("{}.pkl", m.imdb_id));
+                                super::pickle_write::write_movie(&path, &m)?;
+                                path
+                            }
+                            Layout::Scene318 => super::scene318::write_movie(dir, &m)?,
+                        };
                         on_done();
                         done.push((i, path));
                     }
@@ -442,5 +472,9 @@ pub fn write_dataset(
         all.extend(r?);
     }
     all.sort();
+    if layout == Layout::Scene318 {
+        let ids: Vec<String> = (0..count).map(imdb_id).collect();
+        super::scene318::Split::of_ids(&ids)?.write(dir)?;
+    }
     Ok(all.into_iter().map(|(_, p)| p).collect())
 }
