@@ -470,12 +470,30 @@ fn read_vector(path: &Path) -> Result<Vec<f32>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let t = super::npy::load(&bytes).map_err(|e| e.to_string())?;
     match t.shape() {
-        [_] => Ok(t.into_f32().into_iter().collect()),
+        [_] => Ok(into_vec(t)),
         [rows, cols] => Err(format!(
             "a {rows}×{cols} array: one feature vector a shot is read (an audio STFT image needs the STFT audio network, not yet supported)"
         )),
         other => Err(format!("shape {other:?}: expected one feature vector")),
     }
+}
+
+/// A vector's values as f32, in order: its own buffer when it is already
+/// float32 (iterating a dynamic-rank array element by element costs more
+/// than reading the file).
+fn into_vec(t: Tensor) -> Vec<f32> {
+    let a = t.into_f32();
+    if a.is_standard_layout() {
+        let len = a.len();
+        let (mut v, offset) = a.into_raw_vec_and_offset();
+        let start = offset.unwrap_or(0);
+        if start == 0 && v.len() == len {
+            return v;
+        }
+        v.truncate(start + len);
+        return v.split_off(start);
+    }
+    a.iter().copied().collect()
 }
 
 /// Shots' vectors as rows; every present vector must have the same width.
@@ -545,7 +563,7 @@ fn read_dict_shots(path: &Path, n: usize, m: Modality) -> Result<Shots, String> 
 /// array's own float type, then divided), zeros (empty) for no face.
 fn shot_vector(t: &Tensor, m: Modality) -> Result<Vec<f32>, String> {
     match (m, t.shape()) {
-        (_, [_]) => Ok(t.to_f32().into_iter().collect()),
+        (_, [_]) => Ok(into_vec(t.clone())),
         (Modality::Cast, &[faces, dim]) => {
             if faces == 0 {
                 return Ok(vec![0.0; dim]);

@@ -143,8 +143,14 @@ pub(crate) fn decode_le<T: bytemuck::Pod + Default + Send, const N: usize>(
             }
         }
     };
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8);
-    if bytes.len() < PARALLEL_BYTES || threads < 2 {
+    // Asking for the core count reads the cgroup's quota (a few syscalls):
+    // more than copying a small tensor, so only large ones ask.
+    let threads = if bytes.len() < PARALLEL_BYTES {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |t| t.get()).min(8)
+    };
+    if threads < 2 {
         copy(&mut out, bytes);
     } else {
         let per = n.div_ceil(threads);
