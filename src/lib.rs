@@ -1,5 +1,6 @@
 //! LGSS movie scene segmentation: MovieScenes data, the model, training,
-//! ONNX export, inference runtimes and the challenge's metrics.
+//! ONNX export, inference runtimes, and the challenge's and the paper's
+//! (SceneSeg's) metrics.
 
 pub mod agreement;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod progress;
 pub mod rng;
 pub mod runtime;
 pub mod scene_formats;
+pub mod sceneseg_metrics;
 pub mod segment;
 pub mod serve;
 pub mod timeline;

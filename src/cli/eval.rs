@@ -1,4 +1,5 @@
-//! `lgss eval`: the challenge's metrics over a directory of movies.
+//! `lgss eval`: the challenge's metrics (and the paper's, SceneSeg's) over
+//! a directory of movies.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use super::InvalidInput;
 use crate::data::dataset::{files_named, is_movie_name, load_all, movie_files};
 use crate::data::movie::{Movie, Schema};
 use crate::metrics::{evaluate, MovieBoundaries, Scores};
+use crate::sceneseg_metrics::SceneSegScores;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,6 +24,20 @@ pub struct Args {
     /// Print one JSON object with the script's keys (AP, mAP, Miou, …).
     #[arg(long)]
     json: bool,
+    /// Which metrics: `eluvio` (the challenge's evaluate_sceneseg.py),
+    /// `sceneseg` (the paper's: SceneSeg's AP, mAP, Miou, Recall,
+    /// Recall_time), or `all` (the challenge's, with SceneSeg's under
+    /// `sceneseg` in the JSON).
+    #[arg(long, value_enum, default_value_t = Metrics::Eluvio)]
+    metrics: Metrics,
+}
+
+/// The metric families `eval` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Metrics {
+    Eluvio,
+    Sceneseg,
+    All,
 }
 
 /// Loads the ground truth of `dir`, with predictions from `pred` or the files themselves.
@@ -159,12 +175,56 @@ pub fn score(movies: &[Movie]) -> anyhow::Result<Scores> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let movies = load_scored(&args.dir, args.pred.as_deref())?;
     let scores = score(&movies)?;
+    let paper = match args.metrics {
+        Metrics::Eluvio => None,
+        Metrics::Sceneseg | Metrics::All => Some(score_sceneseg(&movies)?),
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&scores)?);
-    } else {
+        let json = match (args.metrics, &paper) {
+            (Metrics::Sceneseg, Some(p)) => serde_json::to_value(p)?,
+            (Metrics::All, Some(p)) => {
+                let mut v = serde_json::to_value(&scores)?;
+                v["sceneseg"] = serde_json::to_value(p)?;
+                v
+            }
+            _ => serde_json::to_value(&scores)?,
+        };
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    if args.metrics != Metrics::Sceneseg {
         print_table(&scores);
     }
+    if let Some(p) = &paper {
+        print_sceneseg(p);
+    }
     Ok(())
+}
+
+/// SceneSeg's scores of loaded movies (ground truth and a prediction each).
+pub fn score_sceneseg(movies: &[Movie]) -> anyhow::Result<SceneSegScores> {
+    let mut rows = Vec::with_capacity(movies.len());
+    for m in movies {
+        rows.push(MovieBoundaries {
+            imdb_id: &m.imdb_id,
+            ground_truth: m.ground_truth.as_deref().context("ground truth missing")?,
+            prediction: m.prediction.as_deref().context("prediction missing")?,
+            shot_end_frame: &m.shot_end_frame,
+            scored: m.scored.as_deref(),
+        });
+    }
+    Ok(crate::sceneseg_metrics::evaluate(&rows)?)
+}
+
+/// SceneSeg's scores as one line, with the paper's names.
+pub fn print_sceneseg(p: &SceneSegScores) {
+    let miou = p.miou.map_or("none (a movie has no true cut)".to_string(), |m| {
+        format!("{m:.4}")
+    });
+    println!(
+        "SceneSeg (the paper's): AP {:.4}  mAP {:.4}  Miou {miou}  Recall {:.4}  Recall@3s {:.4}",
+        p.ap, p.map, p.recall, p.recall_time
+    );
 }
 
 /// The scores as a table: one row per movie, then the overall row.

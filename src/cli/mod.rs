@@ -39,7 +39,8 @@ pub struct Cli {
 enum Command {
     /// Describe MovieScenes pickles: shapes, boundaries, scenes, frames.
     Info(info::Args),
-    /// Score predictions exactly as the challenge's evaluate_sceneseg.py.
+    /// Score predictions exactly as the challenge's evaluate_sceneseg.py (or
+    /// SceneSeg's evaluation, the paper's: --metrics sceneseg|all).
     Eval(eval::Args),
     /// Write synthetic movies in the MovieScenes format.
     Synth(synth::Args),

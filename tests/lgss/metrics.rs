@@ -240,3 +240,75 @@ fn left_out_boundaries_count_in_no_score() {
     let s = evaluate(&rows_none).unwrap();
     assert_eq!(s.ap_dict.keys().collect::<Vec<_>>(), [&movies[1].imdb_id]);
 }
+
+/// SceneSeg's evaluation (the paper's metrics) equals a numpy/scikit-learn
+/// implementation of its functions on every case of
+/// `tests/fixtures/sceneseg_metric_cases.json`, left-out boundaries,
+/// ties, and movies without a predicted or a true cut included.
+#[test]
+fn sceneseg_metrics_match_numpy_and_scikit_learn() {
+    let cases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("sceneseg_metric_cases.json")).unwrap())
+            .unwrap();
+    let cases = cases["cases"].as_object().unwrap();
+    assert!(cases.len() >= 6);
+    let bools = |v: &serde_json::Value| -> Vec<bool> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_bool().unwrap())
+            .collect()
+    };
+    for (name, case) in cases {
+        type Owned = (String, Vec<bool>, Vec<f64>, Vec<i64>, Vec<bool>);
+        let owned: Vec<Owned> = case["movies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["imdb_id"].as_str().unwrap().to_string(),
+                    bools(&m["ground_truth"]),
+                    m["prediction"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap())
+                        .collect(),
+                    m["shot_end_frame"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_i64().unwrap())
+                        .collect(),
+                    bools(&m["scored"]),
+                )
+            })
+            .collect();
+        let rows: Vec<MovieBoundaries> = owned
+            .iter()
+            .map(|(id, gt, p, fr, s)| MovieBoundaries {
+                imdb_id: id,
+                ground_truth: gt,
+                prediction: p,
+                shot_end_frame: fr,
+                scored: Some(s),
+            })
+            .collect();
+        let got = lgss::sceneseg_metrics::evaluate(&rows).unwrap();
+        let want = &case["expected"];
+        for (key, g) in [
+            ("AP", got.ap),
+            ("mAP", got.map),
+            ("Recall", got.recall),
+            ("Recall_time", got.recall_time),
+        ] {
+            assert_close(&format!("{name} {key}"), g, want[key].as_f64().unwrap(), TOL);
+        }
+        match (got.miou, want["Miou"].as_f64()) {
+            (Some(g), Some(w)) => assert_close(&format!("{name} Miou"), g, w, TOL),
+            (None, None) => {}
+            (g, w) => panic!("{name} Miou: {g:?} vs {w:?}"),
+        }
+    }
+}

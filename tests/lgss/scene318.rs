@@ -312,13 +312,23 @@ fn a_scene318_root_trains_by_its_split_and_segments() {
     // `eval` scores the tree against those predictions, each movie's AP
     // over the boundaries SceneSeg keeps (expected.json's port of its rule).
     let out = lgss()
-        .args(["eval", "--json", "--pred"])
+        .args(["eval", "--json", "--metrics", "all", "--pred"])
         .arg(&seg)
         .arg(root())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let scores: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The paper's metrics beside the challenge's: both pool the same kept
+    // boundaries' float32 probabilities into AP.
+    let paper = &scores["sceneseg"];
+    assert_eq!(paper["AP"], scores["AP"], "{paper}");
+    for key in ["mAP", "Recall", "Recall_time"] {
+        assert!(
+            (0.0..=1.0).contains(&paper[key].as_f64().unwrap()),
+            "{key}: {paper}"
+        );
+    }
     for (id, w) in expected()["movies"].as_object().unwrap() {
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(seg.join(format!("{id}.json"))).unwrap()).unwrap();
