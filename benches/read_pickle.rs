@@ -49,10 +49,9 @@ fn hostile_inputs() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+#[path = "support/baseline.rs"]
+mod baseline;
+use baseline::{median, python_median};
 
 fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -86,18 +85,7 @@ fn main() -> anyhow::Result<()> {
     let code = format!(
         "import pickle,sys,time,torch\nts=[]\nfor _ in range({REPS}):\n    t=time.perf_counter()\n    d=pickle.load(open(sys.argv[1],'rb'))\n    ts.append(time.perf_counter()-t)\nts.sort()\nprint(torch.__version__, ts[len(ts)//2])"
     );
-    let out = Command::new(&python).args(["-c", &code]).arg(&theirs).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let (torch_version, py) = stdout
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| anyhow::anyhow!("python printed {stdout}"))?;
-    let py: f64 = py.parse()?;
+    let (torch_version, py) = python_median(&code, &[theirs.as_os_str()])?;
     let r = median(rust);
     println!(
         "read a 2,400-shot full-size movie ({:.1} MB), median of {REPS}:",

@@ -13,7 +13,6 @@
 //! (the files in the page cache); medians of `REPS`, and the ratio.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use lgss::data::dataset::movie_files;
@@ -49,14 +48,11 @@ ts.sort()
 print(np.__version__, ts[len(ts) // 2])
 "#;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+#[path = "support/baseline.rs"]
+mod baseline;
+use baseline::{median, python_median};
 
 fn main() -> anyhow::Result<()> {
-    let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root_dir.join(".venv/bin/python");
     let movies: usize = std::env::var("LGSS_BENCH_MOVIES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -86,22 +82,8 @@ fn main() -> anyhow::Result<()> {
         }
         rust.push(t.elapsed().as_secs_f64());
     }
-    let out = Command::new(&python)
-        .args(["-c", PYTHON])
-        .arg(&dir)
-        .arg(REPS.to_string())
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let (numpy_version, py) = stdout
-        .trim()
-        .split_once(' ')
-        .ok_or_else(|| anyhow::anyhow!("python printed {stdout}"))?;
-    let py: f64 = py.parse()?;
+    let reps = REPS.to_string();
+    let (numpy_version, py) = python_median(PYTHON, &[dir.as_os_str(), reps.as_ref()])?;
     let r = median(rust);
     println!(
         "read a synthetic scene318 tree of {movies} full-size movies (1,200 shots each; {count} files, {:.0} MB; written in {written:.1} s), median of {REPS}, warm:",

@@ -157,19 +157,26 @@ fn read_segment_json(path: &Path) -> anyhow::Result<(String, Vec<f64>)> {
     Ok((out.imdb_id, out.boundary_probabilities))
 }
 
-/// Scores loaded movies (each must have ground truth and a prediction).
+/// Loaded movies' boundaries to score (each must have ground truth and a
+/// prediction).
+fn boundaries(movies: &[Movie]) -> anyhow::Result<Vec<MovieBoundaries<'_>>> {
+    movies
+        .iter()
+        .map(|m| {
+            Ok(MovieBoundaries {
+                imdb_id: &m.imdb_id,
+                ground_truth: m.ground_truth.as_deref().context("ground truth missing")?,
+                prediction: m.prediction.as_deref().context("prediction missing")?,
+                shot_end_frame: &m.shot_end_frame,
+                scored: m.scored.as_deref(),
+            })
+        })
+        .collect()
+}
+
+/// The challenge's scores of loaded movies.
 pub fn score(movies: &[Movie]) -> anyhow::Result<Scores> {
-    let mut rows = Vec::with_capacity(movies.len());
-    for m in movies {
-        rows.push(MovieBoundaries {
-            imdb_id: &m.imdb_id,
-            ground_truth: m.ground_truth.as_deref().context("ground truth missing")?,
-            prediction: m.prediction.as_deref().context("prediction missing")?,
-            shot_end_frame: &m.shot_end_frame,
-            scored: m.scored.as_deref(),
-        });
-    }
-    Ok(evaluate(&rows)?)
+    Ok(evaluate(&boundaries(movies)?)?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -201,19 +208,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SceneSeg's scores of loaded movies (ground truth and a prediction each).
+/// SceneSeg's scores of loaded movies.
 pub fn score_sceneseg(movies: &[Movie]) -> anyhow::Result<SceneSegScores> {
-    let mut rows = Vec::with_capacity(movies.len());
-    for m in movies {
-        rows.push(MovieBoundaries {
-            imdb_id: &m.imdb_id,
-            ground_truth: m.ground_truth.as_deref().context("ground truth missing")?,
-            prediction: m.prediction.as_deref().context("prediction missing")?,
-            shot_end_frame: &m.shot_end_frame,
-            scored: m.scored.as_deref(),
-        });
-    }
-    Ok(crate::sceneseg_metrics::evaluate(&rows)?)
+    Ok(crate::sceneseg_metrics::evaluate(&boundaries(movies)?)?)
 }
 
 /// SceneSeg's scores as one line, with the paper's names.

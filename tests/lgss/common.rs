@@ -92,3 +92,20 @@ pub fn trained_small(
     export_onnx(&ck, &onnx);
     (data, ck, onnx)
 }
+
+/// `tests/read_back_scenes.py` over `specs` (`FPS,RULE,DIR` each): every
+/// scene format read back by its users' tools; the counts it printed.
+pub fn read_back_scenes(specs: &[String]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_back_scenes.py"))
+        .args(specs)
+        .output()
+        .expect("run the venv's python (did scripts/setup run?)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("read_back_scenes.py prints one JSON line")
+}

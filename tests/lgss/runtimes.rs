@@ -438,19 +438,7 @@ fn scene_formats_read_back_by_their_readers() {
             }
         }
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_back_scenes.py");
-    let out = std::process::Command::new(crate::common::python())
-        .arg(&script)
-        .args(&specs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let counts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let counts = crate::common::read_back_scenes(&specs);
     for key in ["movies", "csv", "vtt", "edl", "otio"] {
         assert_eq!(counts[key], 30, "{key}: {counts}");
     }

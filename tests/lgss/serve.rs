@@ -205,18 +205,7 @@ fn serve_answers_as_segment_does_and_outlives_bad_input() {
         assert_eq!(status, 200, "{format}: {}", String::from_utf8_lossy(&body));
         std::fs::write(served.join(format!("movie.{ext}")), body).unwrap();
     }
-    let read_back = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_back_scenes.py"))
-        .arg(format!("29.97,global,{}", served.display()))
-        .output()
-        .unwrap();
-    assert!(
-        read_back.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&read_back.stdout),
-        String::from_utf8_lossy(&read_back.stderr)
-    );
-    let counts: serde_json::Value = serde_json::from_slice(&read_back.stdout).unwrap();
+    let counts = crate::common::read_back_scenes(&[format!("29.97,global,{}", served.display())]);
     for ext in ["csv", "vtt", "edl", "otio"] {
         assert_eq!(counts[ext], 1, "{counts}");
     }
