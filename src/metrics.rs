@@ -32,23 +32,18 @@ pub struct MovieBoundaries<'a> {
 }
 
 impl MovieBoundaries<'_> {
+    /// The boundaries that count, in order.
+    pub fn counted_boundaries(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.ground_truth.len()).filter(|&b| self.scored.is_none_or(|s| s[b]))
+    }
+
     /// Ground truth and prediction at the boundaries that count.
-    fn counted(&self) -> (Cow<'_, [bool]>, Cow<'_, [f64]>) {
+    pub fn counted(&self) -> (Cow<'_, [bool]>, Cow<'_, [f64]>) {
         match self.scored {
             None => (Cow::Borrowed(self.ground_truth), Cow::Borrowed(self.prediction)),
-            Some(s) => (
-                self.ground_truth
-                    .iter()
-                    .zip(s)
-                    .filter(|(_, &k)| k)
-                    .map(|(&g, _)| g)
-                    .collect(),
-                self.prediction
-                    .iter()
-                    .zip(s)
-                    .filter(|(_, &k)| k)
-                    .map(|(&p, _)| p)
-                    .collect(),
+            Some(_) => (
+                self.counted_boundaries().map(|b| self.ground_truth[b]).collect(),
+                self.counted_boundaries().map(|b| self.prediction[b]).collect(),
             ),
         }
     }
@@ -107,8 +102,9 @@ pub enum MetricsError {
     DuplicateId(String),
 }
 
-/// Scores movies as `evaluate_sceneseg.py` does.
-pub fn evaluate(movies: &[MovieBoundaries<'_>]) -> Result<Scores, MetricsError> {
+/// Checks that movies can be scored: some movies, consistent lengths,
+/// finite predictions, distinct ids.
+pub fn check(movies: &[MovieBoundaries<'_>]) -> Result<(), MetricsError> {
     if movies.is_empty() {
         return Err(MetricsError::NoMovies);
     }
@@ -119,6 +115,12 @@ pub fn evaluate(movies: &[MovieBoundaries<'_>]) -> Result<Scores, MetricsError> 
             return Err(MetricsError::DuplicateId(m.imdb_id.to_string()));
         }
     }
+    Ok(())
+}
+
+/// Scores movies as `evaluate_sceneseg.py` does.
+pub fn evaluate(movies: &[MovieBoundaries<'_>]) -> Result<Scores, MetricsError> {
+    check(movies)?;
     let counted: Vec<&MovieBoundaries<'_>> = movies.iter().filter(|m| m.counts_any()).collect();
     if counted.is_empty() {
         return Err(MetricsError::NoMovies);

@@ -63,9 +63,7 @@ struct Lines {
 
 impl Lines {
     fn of(m: &MovieBoundaries<'_>) -> Lines {
-        let shots: Vec<usize> = (0..m.ground_truth.len())
-            .filter(|&b| m.scored.is_none_or(|s| s[b]))
-            .collect();
+        let shots: Vec<usize> = m.counted_boundaries().collect();
         Lines {
             truth: shots.iter().map(|&b| m.ground_truth[b]).collect(),
             // SceneSeg's probabilities are the model's float32.
@@ -81,8 +79,7 @@ impl Lines {
 
 /// Scores movies as SceneSeg's final test does.
 pub fn evaluate(movies: &[MovieBoundaries<'_>]) -> Result<SceneSegScores, MetricsError> {
-    // The challenge's checks of shapes and ids.
-    crate::metrics::evaluate(movies)?;
+    crate::metrics::check(movies)?;
     let all: Vec<(Lines, &MovieBoundaries<'_>)> = movies
         .iter()
         .map(|m| (Lines::of(m), m))

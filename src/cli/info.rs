@@ -103,7 +103,7 @@ fn describe(file: PathBuf, m: &Movie) -> Info {
         first_frame: 0,
         last_frame: m.shot_end_frame[n - 1],
         median_shot_frames: lengths[lengths.len() / 2],
-        left_out: None,
+        left_out: m.scored.as_ref().map(|s| s.iter().filter(|&&k| !k).count()),
     }
 }
 
@@ -115,21 +115,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let files = crate::data::dataset::expand_inputs(&args.files)?;
     for file in files {
-        let info = match scene318::locate(&file) {
-            Some((root, id)) => {
-                let tree = scene318::load(&root, &id)?;
-                tree.movie
-                    .validate(&schema)
-                    .map_err(|problem| anyhow::anyhow!("{}: {problem}", file.display()))?;
-                let mut info = describe(file, &tree.movie);
-                info.left_out = Some(tree.left_out(scene318::SCENESEG_WINDOW).len());
-                info
-            }
-            None => {
-                let movie = Movie::load(&file, &schema)?;
-                describe(file, &movie)
-            }
-        };
+        let movie = Movie::load(&file, &schema)?;
+        let info = describe(file, &movie);
         if args.json {
             println!("{}", serde_json::to_string(&info)?);
         } else {

@@ -12,7 +12,7 @@
 //! exactly the bytes the shape needs, so one copy of the file's data is all
 //! that is allocated.
 
-use super::pickle::decode_le;
+use super::pickle::{decode_le, printable};
 use super::tensor::Tensor;
 
 /// The magic string every `.npy` file starts with.
@@ -133,11 +133,6 @@ pub fn save_f32(values: &[f32]) -> Vec<u8> {
     out.extend(header.as_bytes());
     out.extend(values.iter().flat_map(|x| x.to_le_bytes()));
     out
-}
-
-/// Text from a header, made safe to print.
-fn printable(s: &str) -> String {
-    super::pickle::printable(s)
 }
 
 /// Parses numpy's header dict: `{'descr': '<f4', 'fortran_order': False,

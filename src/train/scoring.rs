@@ -84,14 +84,11 @@ pub fn score_sequences(bank: &Bank, probs: &[Vec<f64>], seqs: &[Sequence]) -> an
     let mut scores = evaluate(&rows)?;
     if clips.iter().any(|&(m, a, b)| !whole(m, a, b)) {
         let mut per_movie: std::collections::BTreeMap<&str, (Vec<bool>, Vec<f64>)> = Default::default();
-        for (&(m, _, _), (_, gt, p, _, scored)) in clips.iter().zip(&owned) {
+        for (&(m, _, _), row) in clips.iter().zip(&rows) {
             let e = per_movie.entry(bank.movies[m].imdb_id.as_str()).or_default();
-            for (k, (&g, &q)) in gt.iter().zip(p).enumerate() {
-                if scored.as_ref().is_none_or(|s| s[k]) {
-                    e.0.push(g);
-                    e.1.push(q);
-                }
-            }
+            let (gt, p) = row.counted();
+            e.0.extend_from_slice(&gt);
+            e.1.extend_from_slice(&p);
         }
         per_movie.retain(|_, (gt, _)| !gt.is_empty());
         scores.ap_dict = per_movie
