@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use lgss::data::dataset::movie_files;
 use lgss::data::movie::{Movie, Schema};
-use lgss::data::synth::{write_dataset_as, Layout, SynthSpec};
+use lgss::data::synth::{write_dataset_as, AudioForm, Layout, SynthSpec};
 
 const REPS: usize = 5;
 
@@ -64,7 +64,15 @@ fn main() -> anyhow::Result<()> {
         ..SynthSpec::full()
     };
     let t = Instant::now();
-    write_dataset_as(Layout::Scene318, &dir, 1, movies, &size, &|| {})?;
+    write_dataset_as(
+        Layout::Scene318,
+        &dir,
+        1,
+        movies,
+        &size,
+        AudioForm::Features,
+        &|| {},
+    )?;
     let written = t.elapsed().as_secs_f64();
     let files = movie_files(&dir)?;
     let (mut count, mut bytes) = (0u64, 0u64);

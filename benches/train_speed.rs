@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
         let batch = config.train.batch_size;
         tch::manual_seed(0);
         let model = Lgss::new(m, tch::Device::Cpu);
-        let mut adam = Adam::new(model.named_variables(), 1e-3, 5e-4);
+        let mut adam = Adam::new(model.parameters(), 1e-3, 5e-4);
         let mut windows = 0;
         let mut t0 = Instant::now();
         for (i, chunk) in seqs.chunks(batch).take(n_batches + 1).enumerate() {

@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let mut maxes = TVec::new();
         for ((conv, &md), x) in convs.iter().zip(&m.modalities).zip(inputs.clone()) {
+            let Some(conv) = conv else { continue };
             let d = m.feature_dims.get(md);
             let x = x
                 .to_plain_array_view::<f32>()?

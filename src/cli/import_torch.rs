@@ -1,4 +1,6 @@
-//! `lgss import-torch`: a PyTorch LGSS state_dict (safetensors) as a checkpoint.
+//! `lgss import-torch`: PyTorch LGSS weights as a checkpoint — a
+//! `torch.save` checkpoint (zip or legacy format, read by the inert pickle
+//! reader: nothing in it runs) or a safetensors state dict.
 
 use std::path::PathBuf;
 
@@ -9,10 +11,13 @@ use crate::model::{Config, Lgss};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `safetensors.torch.save_file(model.state_dict(), FILE)` output.
+    /// A `torch.save` checkpoint (e.g. SceneSeg's `model_best.pth.tar`,
+    /// either format; `module.` prefixes and SceneSeg's `bnet_act`/`bnet_aud`
+    /// names are mapped), or `safetensors.torch.save_file(model.state_dict(),
+    /// FILE)` output.
     file: PathBuf,
     /// The model's architecture (TOML; default: the paper's, as PyTorch
-    /// LGSS is published).
+    /// LGSS is published; SceneSeg's checkpoints: models/sceneseg.toml).
     #[arg(long, default_value = "models/lgss-paper.toml")]
     config: PathBuf,
     /// How the PyTorch model scaled each shot's features before its boundary
@@ -46,11 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Norm::None => crate::model::config::FeatureNorm::None,
         Norm::Rms => crate::model::config::FeatureNorm::Rms,
     };
-    let state = Checkpoint::load(&args.file)?;
+    let tensors = read_weights(&args.file, &config.model)?;
     let mut model = Lgss::new(&config.model, tch::Device::Cpu);
-    load_weights(&mut model, &state.tensors).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
-    let extra: Vec<&String> = state
-        .tensors
+    load_weights(&mut model, &tensors).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let extra: Vec<&String> = tensors
         .keys()
         .filter(|k| !model.vs.variables().contains_key(*k))
         .collect();
@@ -71,4 +75,50 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         model.parameter_count()
     );
     Ok(())
+}
+
+/// The file's weights under lgss's names: a `torch.save` checkpoint's
+/// state dict (SceneSeg's module names mapped, and its audio branch's
+/// unused window conv dropped), or a safetensors file's tensors.
+#[cfg(feature = "tch")]
+fn read_weights(
+    path: &std::path::Path,
+    config: &crate::model::config::ModelConfig,
+) -> anyhow::Result<std::collections::BTreeMap<String, crate::data::tensor::Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    // A torch zip, or a legacy file: pickle PROTO then the magic number's
+    // LONG1. (A safetensors file starts with its header's length.)
+    let is_torch = bytes.starts_with(b"PK\x03\x04") || matches!(bytes[..], [0x80, _, 0x8a, ..]);
+    if !is_torch {
+        return Ok(Checkpoint::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?
+            .tensors);
+    }
+    let state = crate::data::pickle::load_state_dict(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a readable PyTorch checkpoint: {e}", path.display()))?;
+    let stft = config.is_stft(crate::data::movie::Modality::Audio);
+    let mut out = std::collections::BTreeMap::new();
+    for (name, t) in state {
+        let name = sceneseg_name(&name);
+        // SceneSeg's BNet_aud builds a window conv its forward never uses.
+        if stft && name.starts_with("bnet_audio.bnet.conv1.") {
+            continue;
+        }
+        if out.insert(name.clone(), t).is_some() {
+            anyhow::bail!("{}: weight {name} appears twice", path.display());
+        }
+    }
+    Ok(out)
+}
+
+/// SceneSeg's branch names (`bnet_act`, `bnet_aud`) as lgss's modality
+/// keys; every other name is already PyTorch's.
+#[cfg(feature = "tch")]
+fn sceneseg_name(name: &str) -> String {
+    for (theirs, ours) in [("bnet_act.", "bnet_action."), ("bnet_aud.", "bnet_audio.")] {
+        if let Some(rest) = name.strip_prefix(theirs) {
+            return format!("{ours}{rest}");
+        }
+    }
+    name.to_string()
 }

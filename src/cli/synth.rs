@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use crate::data::synth::{write_dataset_as, Layout, SynthSpec, Texture};
+use crate::data::synth::{write_dataset_as, AudioForm, Layout, SynthSpec, Texture};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,6 +18,11 @@ pub struct Args {
     /// lgss makes of the same movies as pickles).
     #[arg(long, value_enum, default_value_t = Layout::Pickle)]
     layout: Layout,
+    /// `features`: one audio vector a shot; `stft`: one 257×90 STFT image a
+    /// shot, as SceneSeg's `aud_feat` (`--layout scene318` only; for models
+    /// with `audio_input = "stft"`, e.g. models/sceneseg.toml).
+    #[arg(long, value_enum, default_value_t = AudioForm::Features)]
+    audio: AudioForm,
     /// Number of movies.
     #[arg(long, default_value_t = 20)]
     movies: usize,
@@ -125,13 +130,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.movies == 0 {
         bail!("--movies must be at least 1");
     }
-    let pb = super::progress::bar(args.movies, "synth");
     if args.layout == Layout::Scene318 && args.movies < 3 {
         bail!("--layout scene318 needs at least 3 movies (its split has train, val and test)");
     }
-    let paths = write_dataset_as(args.layout, &args.out, args.seed, args.movies, &size, &|| {
-        pb.inc(1)
-    })?;
+    if args.audio == AudioForm::Stft && args.layout != Layout::Scene318 {
+        bail!("--audio stft needs --layout scene318 (SceneSeg's aud_feat images; a MovieScenes pickle holds 512-d audio)");
+    }
+    let pb = super::progress::bar(args.movies, "synth");
+    let paths = write_dataset_as(
+        args.layout,
+        &args.out,
+        args.seed,
+        args.movies,
+        &size,
+        args.audio,
+        &|| pb.inc(1),
+    )?;
     pb.finish_and_clear();
     eprintln!(
         "wrote {} movies ({} size, seed {}) to {}",

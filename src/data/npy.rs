@@ -118,10 +118,18 @@ pub fn load(data: &[u8]) -> Result<Tensor, NpyError> {
 /// A float32 vector as `numpy.save` writes it (format 1.0, the header
 /// padded to 64 bytes).
 pub fn save_f32(values: &[f32]) -> Vec<u8> {
-    let mut header = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
-        values.len()
-    );
+    save_f32_shaped(values, &[values.len()])
+}
+
+/// `values` as a C-order float32 array of `shape` (whose product is their
+/// count), as `np.save` writes it.
+pub fn save_f32_shaped(values: &[f32], shape: &[usize]) -> Vec<u8> {
+    debug_assert_eq!(shape.iter().product::<usize>(), values.len());
+    let dims = match shape {
+        [n] => format!("{n},"),
+        _ => shape.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({dims}), }}");
     while !(MAGIC.len() + 4 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }

@@ -6,7 +6,7 @@
 //! ROOT/label318/<id>.txt             "<4-digit shot id> <label>" a line (-1 counts as 1)
 //! ROOT/shot_movie318/<id>.txt        "<first frame> <last frame> …" a shot
 //! ROOT/place_feat/<id>/shot_NNNN.npy place, one vector a shot
-//! ROOT/aud_feat/<id>/shot_NNNN.npy   audio, one vector a shot
+//! ROOT/aud_feat/<id>/shot_NNNN.npy   audio, one vector or one 257×90 STFT image a shot
 //! ROOT/cast_feat/<id>.pkl            {shot id: faces × dim}, averaged over the faces
 //! ROOT/act_feat/<id>.pkl             {shot id: dim}
 //! ```
@@ -38,6 +38,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use crate::model::config::AudioInput;
 
 use ndarray::Array2;
 
@@ -166,10 +168,15 @@ pub fn write_movie(root: &Path, movie: &Movie) -> anyhow::Result<PathBuf> {
             .collect();
         match m {
             Modality::Place | Modality::Audio => {
+                // Audio of STFT width is written as the images SceneSeg reads.
+                let shape = |row: &[f32]| match m {
+                    Modality::Audio if row.len() == AudioInput::STFT_DIM => AudioInput::STFT_SHAPE.to_vec(),
+                    _ => vec![row.len()],
+                };
                 for (s, row) in rows.iter().enumerate() {
                     write_atomic(
                         &file(&format!("{}/{id}", feature_dir(m)), format!("shot_{s:04}.npy"))?,
-                        &super::npy::save_f32(row),
+                        &super::npy::save_f32_shaped(row, &shape(row)),
                     )?;
                 }
             }
@@ -445,7 +452,7 @@ fn read_npy_shots(dir: &Path, n: usize, m: Modality) -> Result<Shots, LoadError>
                         .iter()
                         .map(|f| match f {
                             None => Ok(None),
-                            Some(path) => read_vector(path).map(Some).map_err(|p| fail(path.clone(), p)),
+                            Some(path) => read_vector(path, m).map(Some).map_err(|p| fail(path.clone(), p)),
                         })
                         .collect::<Vec<_>>()
                 })
@@ -465,16 +472,20 @@ fn read_npy_shots(dir: &Path, n: usize, m: Modality) -> Result<Shots, LoadError>
     stack(vectors, m).map_err(|p| fail(dir.to_path_buf(), p))
 }
 
-/// A one-dimensional float array from a `.npy` file.
-fn read_vector(path: &Path) -> Result<Vec<f32>, String> {
+/// A shot's features from a `.npy` file: a one-dimensional array, or for
+/// audio SceneSeg's 257×90 STFT image, flattened row-major (the model's
+/// `audio_input = "stft"` takes it so).
+fn read_vector(path: &Path, m: Modality) -> Result<Vec<f32>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let t = super::npy::load(&bytes).map_err(|e| e.to_string())?;
-    match t.shape() {
-        [_] => Ok(into_vec(t)),
-        [rows, cols] => Err(format!(
-            "a {rows}×{cols} array: one feature vector a shot is read (an audio STFT image needs the STFT audio network, not yet supported)"
+    let [bins, frames] = AudioInput::STFT_SHAPE;
+    match (m, t.shape()) {
+        (_, [_]) => Ok(into_vec(t)),
+        (Modality::Audio, [b, f]) if (*b, *f) == (bins, frames) => Ok(into_vec(t)),
+        (Modality::Audio, [rows, cols]) => Err(format!(
+            "a {rows}×{cols} array: an audio STFT image is {bins}×{frames} (SceneSeg's)"
         )),
-        other => Err(format!("shape {other:?}: expected one feature vector")),
+        (_, other) => Err(format!("shape {other:?}: expected one feature vector")),
     }
 }
 

@@ -397,6 +397,42 @@ fn baseline_prediction(place: &[f32], dim: usize, n: usize, rng: &mut Rng) -> Ve
 }
 
 /// How a data set is laid out on disk.
+/// Replaces a synthetic movie's audio vectors by SceneSeg-style 257×90
+/// STFT images (flattened): each frequency bin takes the level of one of
+/// the vector's elements (bands of ~257/D bins), around −40 dB in steps of
+/// 10 dB per unit, plus ±2 dB of per-pixel noise. What the vectors said
+/// about scenes (ambience, carry-over, noise) is what the images say.
+pub fn stft_audio(movie: &mut Movie, seed: u64, index: usize) {
+    use crate::model::config::AudioInput;
+    let Some(vectors) = movie.features[super::movie::Modality::Audio.index()].take() else {
+        return;
+    };
+    let [bins, frames] = AudioInput::STFT_SHAPE;
+    let (n, du) = vectors.dim();
+    let mut rng = Rng::derive(seed ^ 0x5354_4654_u64, index as u64);
+    let mut images = Features::zeros((n, AudioInput::STFT_DIM));
+    for (mut image, v) in images.rows_mut().into_iter().zip(vectors.rows()) {
+        for f in 0..bins {
+            let level = -40.0 + 10.0 * v[f * du / bins];
+            for t in 0..frames {
+                image[f * frames + t] = level + 2.0 * rng.normal() as f32;
+            }
+        }
+    }
+    movie.features[super::movie::Modality::Audio.index()] = Some(images);
+}
+
+/// How synthetic audio is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AudioForm {
+    /// One vector a shot (MovieScenes' and scene318's 512-d features).
+    #[default]
+    Features,
+    /// One 257×90 STFT image a shot, as SceneSeg's `aud_feat`
+    /// (`--layout scene318` only; models with `audio_input = "stft"`).
+    Stft,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layout {
     /// One MovieScenes pickle a movie (`<imdb_id>.pkl`).
@@ -413,7 +449,15 @@ pub fn write_dataset(
     size: &SynthSpec,
     on_done: &(dyn Fn() + Sync),
 ) -> anyhow::Result<Vec<PathBuf>> {
-    write_dataset_as(Layout::Pickle, dir, seed, count, size, on_done)
+    write_dataset_as(
+        Layout::Pickle,
+        dir,
+        seed,
+        count,
+        size,
+        AudioForm::Features,
+        on_done,
+    )
 }
 
 /// Writes `count` movies into `dir` in `layout`, returning the paths that
@@ -426,8 +470,12 @@ pub fn write_dataset_as(
     seed: u64,
     count: usize,
     size: &SynthSpec,
+    audio: AudioForm,
     on_done: &(dyn Fn() + Sync),
 ) -> anyhow::Result<Vec<PathBuf>> {
+    if audio == AudioForm::Stft && layout != Layout::Scene318 {
+        anyhow::bail!("STFT audio is written in the scene318 layout only (SceneSeg's aud_feat images)");
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("{}: cannot create directory: {e}", dir.display()))?;
     let threads = std::thread::available_parallelism()
@@ -444,7 +492,10 @@ pub fn write_dataset_as(
                         if i >= count {
                             return Ok(done);
                         }
-                        let m = movie(seed, i, size);
+                        let mut m = movie(seed, i, size);
+                        if audio == AudioForm::Stft {
+                            stft_audio(&mut m, seed, i);
+                        }
                         let path = match layout {
                             Layout::Pickle => {
                                 let path = dir.join(format!("{}.pkl", m.imdb_id));

@@ -278,9 +278,14 @@ mod libtorch {
         }
     }
 
-    /// A libtorch tensor (any device) as a host f32 tensor.
+    /// A libtorch tensor (any device) as a host tensor: i64 stays i64
+    /// (BatchNorm's `num_batches_tracked`), anything else becomes f32.
     pub fn from_tch(t: &tch::Tensor) -> anyhow::Result<Tensor> {
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        if t.kind() == tch::Kind::Int64 {
+            let flat = t.to_device(tch::Device::Cpu).contiguous().flatten(0, -1);
+            return Tensor::from_shape_vec(&shape, Vec::<i64>::try_from(flat)?).map_err(|e| anyhow!(e));
+        }
         Tensor::from_shape_vec(&shape, crate::model::f32_values(t)?).map_err(|e| anyhow!(e))
     }
 

@@ -54,6 +54,57 @@ pub struct ModelConfig {
     /// features). Absent in configs from before it existed: `none`.
     #[serde(default, skip_serializing_if = "FeatureNorm::is_none")]
     pub feature_norm: FeatureNorm,
+    /// How audio enters the model: one feature vector a shot (MovieScenes'
+    /// 512-d), or SceneSeg's STFT image a shot through its CNN. Absent:
+    /// `features`.
+    #[serde(default, skip_serializing_if = "AudioInput::is_features")]
+    pub audio_input: AudioInput,
+    /// Output channels of the STFT audio network's six convs; the last is
+    /// also the width of its fc, the shot's audio embedding. SceneSeg's
+    /// by default; narrower for small models and test fixtures.
+    #[serde(
+        default = "default_stft_channels",
+        skip_serializing_if = "is_default_stft_channels"
+    )]
+    pub stft_channels: [usize; 6],
+}
+
+/// How the audio modality enters the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioInput {
+    /// One feature vector a shot, through the same boundary net as the
+    /// other modalities.
+    #[default]
+    Features,
+    /// One 257×90 STFT image a shot (SceneSeg's `aud_feat`, flattened to
+    /// `feature_dims.audio = 23130`) through SceneSeg's audio CNN (six
+    /// Conv2d + BatchNorm2d + ReLU blocks, an fc); its boundary net is the
+    /// half-window conv's cosine similarity only, as SceneSeg's `BNet_aud`.
+    Stft,
+}
+
+impl AudioInput {
+    /// Frequency bins and frames of one STFT image (SceneSeg's
+    /// `pre/audio/extract_feat.py`: `n_fft = 512`, three 30-frame spans).
+    pub const STFT_SHAPE: [usize; 2] = [257, 90];
+    /// The image flattened row-major: the audio feature width it implies.
+    pub const STFT_DIM: usize = Self::STFT_SHAPE[0] * Self::STFT_SHAPE[1];
+
+    fn is_features(&self) -> bool {
+        *self == AudioInput::Features
+    }
+}
+
+/// SceneSeg's `audnet` widths.
+pub const SCENESEG_STFT_CHANNELS: [usize; 6] = [64, 192, 384, 256, 256, 512];
+
+fn default_stft_channels() -> [usize; 6] {
+    SCENESEG_STFT_CHANNELS
+}
+
+fn is_default_stft_channels(c: &[usize; 6]) -> bool {
+    *c == SCENESEG_STFT_CHANNELS
 }
 
 /// Per-shot feature scaling, per modality.
@@ -144,6 +195,11 @@ pub struct Config {
 }
 
 impl ModelConfig {
+    /// Whether modality `m` enters as STFT images through the audio CNN.
+    pub fn is_stft(&self, m: crate::data::movie::Modality) -> bool {
+        m == crate::data::movie::Modality::Audio && self.audio_input == AudioInput::Stft
+    }
+
     /// The shape of modality `m`'s input for `batch` sequences:
     /// `[batch, seq_len, shot_num, D]` (the window interface every runtime
     /// and the ONNX graph share).
@@ -186,6 +242,21 @@ impl Config {
             }
             if m.feature_dims.get(*a) == 0 {
                 bail!("model.feature_dims.{a} must be positive");
+            }
+        }
+        if m.audio_input == AudioInput::Stft {
+            if !m.modalities.contains(&Modality::Audio) {
+                bail!("model.audio_input = \"stft\" needs audio among model.modalities");
+            }
+            if m.feature_dims.audio != AudioInput::STFT_DIM {
+                bail!(
+                    "model.audio_input = \"stft\" takes 257×90 images: model.feature_dims.audio must be {}, is {}",
+                    AudioInput::STFT_DIM,
+                    m.feature_dims.audio
+                );
+            }
+            if m.stft_channels.contains(&0) {
+                bail!("model.stft_channels must be positive");
             }
         }
         let t = &self.train;
@@ -236,6 +307,29 @@ mod tests {
                     "lgss-seed.toml" => {
                         assert_eq!((c.model.shot_num, c.model.feature_norm), (4, FeatureNorm::None))
                     }
+                    "sceneseg.toml" => {
+                        // SceneSeg's config/all.py.
+                        let m = &c.model;
+                        assert_eq!(
+                            (m.shot_num, m.seq_len, m.sim_channel, m.lstm_hidden_size),
+                            (4, 10, 512, 512)
+                        );
+                        assert_eq!(
+                            (m.audio_input, m.stft_channels),
+                            (AudioInput::Stft, SCENESEG_STFT_CHANNELS)
+                        );
+                        assert_eq!(m.feature_norm, FeatureNorm::None);
+                        let t = &c.train;
+                        assert_eq!(
+                            (t.lr, t.weight_decay, t.batch_size, t.epochs),
+                            (1e-2, 5e-4, 128, 30)
+                        );
+                        assert_eq!(
+                            (t.milestones.as_slice(), t.class_weights),
+                            ([15].as_slice(), [0.5, 5.0])
+                        );
+                    }
+                    "sceneseg-small.toml" => assert_eq!(c.model.audio_input, AudioInput::Stft),
                     _ => {}
                 }
                 seen += 1;
@@ -253,5 +347,25 @@ mod tests {
         let wide = Config::from_toml(include_str!("../../models/lgss-wide.toml")).unwrap();
         assert!(wide.to_toml().unwrap().contains("feature_norm = \"rms\""));
         assert!(Config::from_toml(&text.replace("[train]", "feature_norm = \"l2\"\n[train]")).is_err());
+    }
+
+    /// The STFT audio network is written only where chosen; choosing it
+    /// needs the images' width, and round-trips with its channel widths.
+    #[test]
+    fn audio_input_stft_is_checked_and_round_trips() {
+        let seed = include_str!("../../models/lgss-seed.toml");
+        let c = Config::from_toml(seed).unwrap();
+        assert_eq!(c.model.audio_input, AudioInput::Features);
+        assert!(!c.to_toml().unwrap().contains("audio_input"));
+        let stft = seed.replace("[train]", "audio_input = \"stft\"\n[train]");
+        let err = Config::from_toml(&stft).unwrap_err().to_string();
+        assert!(err.contains("23130"), "{err}");
+        let small = include_str!("../../models/sceneseg-small.toml");
+        let c = Config::from_toml(small).unwrap();
+        let back = Config::from_toml(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.model.stft_channels, [4, 8, 8, 8, 8, 16]);
+        let no_audio = small.replace("\"action\", \"audio\"]", "\"action\"]");
+        assert!(Config::from_toml(&no_audio).is_err());
     }
 }

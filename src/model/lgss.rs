@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use tch::{nn, Device, Kind, Tensor};
 
+use super::audnet::AudNet;
 use super::config::{FeatureNorm, ModelConfig};
 use crate::data::movie::Modality;
 use crate::rng::Rng;
@@ -21,23 +22,51 @@ use crate::rng::Rng;
 struct Branch {
     modality: Modality,
     dim: i64,
-    conv_w: Tensor,
-    conv_b: Tensor,
-    cos_w: Tensor,
-    cos_b: Tensor,
+    bnet: Bnet,
     /// PyTorch's flat LSTM weights: w_ih, w_hh, b_ih, b_hh (then the reverse direction).
     lstm: Vec<Tensor>,
     fc1_w: Tensor,
     fc1_b: Tensor,
     fc2_w: Tensor,
     fc2_b: Tensor,
-    /// Window-conv channels that can be the maximum (see
-    /// [`super::envelope`]), set by [`Lgss::prune_for_inference`].
-    active: Option<Tensor>,
     /// On CUDA with cuDNN: the one buffer the LSTM weights above are views
     /// of (cuDNN wants them contiguous, or it copies them at every call and
     /// warns). In-place updates (Adam, checkpoint loads) keep the views.
     _lstm_flat: Option<Tensor>,
+}
+
+/// A branch's boundary net: what turns a window of shots into the LSTM's
+/// input.
+#[derive(Debug)]
+enum Bnet {
+    /// The paper's: the window conv's max over channels (context, `[n, D]`)
+    /// beside the half-window conv's cosine similarity (`[n, C]`).
+    Window {
+        conv_w: Tensor,
+        conv_b: Tensor,
+        cos_w: Tensor,
+        cos_b: Tensor,
+        /// Window-conv channels that can be the maximum (see
+        /// [`super::envelope`]), set by [`Lgss::prune_for_inference`].
+        active: Option<Tensor>,
+    },
+    /// SceneSeg's audio (`BNet_aud`): each shot's STFT image through the
+    /// audio CNN, then the half-window conv's cosine similarity alone.
+    Stft {
+        audnet: AudNet,
+        cos_w: Tensor,
+        cos_b: Tensor,
+    },
+}
+
+impl Bnet {
+    /// Width of the LSTM input it produces for features of width `d`.
+    fn output_width(&self, d: i64, c: i64) -> i64 {
+        match self {
+            Bnet::Window { .. } => d + c,
+            Bnet::Stft { .. } => c,
+        }
+    }
 }
 
 /// The model's output for a batch.
@@ -114,15 +143,28 @@ impl Lgss {
             .map(|&m| {
                 let d = config.feature_dims.get(m) as i64;
                 let p = root.sub(format!("bnet_{}", m.key()));
-                let bnet = p.sub("bnet");
-                let conv = bnet.sub("conv1");
-                let conv_w = conv.var("weight", &[c, 1, k, 1], uniform(k));
-                let conv_b = conv.var("bias", &[c], uniform(k));
-                let cos = bnet.sub("cos").sub("conv1");
-                let cos_w = cos.var("weight", &[c, 1, k / 2, 1], uniform(k / 2));
-                let cos_b = cos.var("bias", &[c], uniform(k / 2));
+                let bp = p.sub("bnet");
+                let bnet = if config.is_stft(m) {
+                    // SceneSeg's names: `bnet.audnet.*`, the cosine's conv `bnet.conv2`.
+                    let cos = bp.sub("conv2");
+                    Bnet::Stft {
+                        audnet: AudNet::new(&bp.sub("audnet"), &config.stft_channels),
+                        cos_w: cos.var("weight", &[c, 1, k / 2, 1], uniform(k / 2)),
+                        cos_b: cos.var("bias", &[c], uniform(k / 2)),
+                    }
+                } else {
+                    let conv = bp.sub("conv1");
+                    let cos = bp.sub("cos").sub("conv1");
+                    Bnet::Window {
+                        conv_w: conv.var("weight", &[c, 1, k, 1], uniform(k)),
+                        conv_b: conv.var("bias", &[c], uniform(k)),
+                        cos_w: cos.var("weight", &[c, 1, k / 2, 1], uniform(k / 2)),
+                        cos_b: cos.var("bias", &[c], uniform(k / 2)),
+                        active: None,
+                    }
+                };
                 let lp = p.sub("lstm");
-                let input = d + c;
+                let input = bnet.output_width(d, c);
                 let dirs: &[&str] = if config.bidirectional {
                     &["", "_reverse"]
                 } else {
@@ -145,16 +187,12 @@ impl Lgss {
                 Branch {
                     modality: m,
                     dim: d,
-                    conv_w,
-                    conv_b,
-                    cos_w,
-                    cos_b,
+                    bnet,
                     fc1_w,
                     fc1_b,
                     fc2_w,
                     _lstm_flat: flatten_lstm_weights(&lstm, input, h, config.bidirectional),
                     fc2_b,
-                    active: None,
                     lstm,
                 }
             })
@@ -212,28 +250,52 @@ impl Lgss {
         let c = cfg.sim_channel as i64;
         let d = b.dim;
         let n = x.size()[0] * x.size()[1];
-        let x = match cfg.feature_norm {
-            FeatureNorm::None => x.view([n, k, d]),
-            FeatureNorm::Rms => rms_normalised(&x.view([n, k, d])),
+        let feat = match &b.bnet {
+            Bnet::Window {
+                conv_w,
+                conv_b,
+                cos_w,
+                cos_b,
+                active,
+            } => {
+                let x = match cfg.feature_norm {
+                    FeatureNorm::None => x.view([n, k, d]),
+                    FeatureNorm::Rms => rms_normalised(&x.view([n, k, d])),
+                };
+                let (ctx, sim) = match self.formulation {
+                    Formulation::Fast => (
+                        match active {
+                            Some(idx) => tch::no_grad(|| {
+                                window_max(
+                                    &x,
+                                    &conv_w.view([c, k]).index_select(0, idx),
+                                    &conv_b.index_select(0, idx),
+                                    self.window_max_tiles,
+                                )
+                            }),
+                            None => window_max(&x, &conv_w.view([c, k]), conv_b, self.window_max_tiles),
+                        },
+                        half_window_cosine(&x, &cos_w.view([c, k / 2]), cos_b),
+                    ),
+                    Formulation::Reference => (
+                        reference_window_max(&x, conv_w, conv_b, c),
+                        reference_cosine(&x, cos_w, cos_b, c),
+                    ),
+                };
+                Tensor::cat(&[ctx, sim], 1)
+            }
+            Bnet::Stft { audnet, cos_w, cos_b } => {
+                // BatchNorm's mode follows the LSTM's: batch statistics
+                // exactly when this forward is recorded for training.
+                let shots = audnet.forward(&x.view([n * k, d]), records_gradients(cos_w));
+                let shots = shots.view([n, k, -1]);
+                match self.formulation {
+                    Formulation::Fast => half_window_cosine(&shots, &cos_w.view([c, k / 2]), cos_b),
+                    Formulation::Reference => reference_cosine(&shots, cos_w, cos_b, c),
+                }
+            }
         };
-        let (ctx, sim) = match self.formulation {
-            Formulation::Fast => (
-                match &b.active {
-                    Some(idx) => tch::no_grad(|| {
-                        window_max(
-                            &x,
-                            &b.conv_w.view([c, k]).index_select(0, idx),
-                            &b.conv_b.index_select(0, idx),
-                            self.window_max_tiles,
-                        )
-                    }),
-                    None => window_max(&x, &b.conv_w.view([c, k]), &b.conv_b, self.window_max_tiles),
-                },
-                half_window_cosine(&x, &b.cos_w.view([c, k / 2]), &b.cos_b),
-            ),
-            Formulation::Reference => reference_bnet(b, &x, c, k, d),
-        };
-        let feat = Tensor::cat(&[ctx, sim], 1).view([-1, s, d + c]);
+        let feat = feat.view([-1, s, b.bnet.output_width(d, c)]);
         let train = records_gradients(&b.lstm[0]);
         let feat = if train && self.lstm_input_dropout > 0.0 {
             let mask = dropout_mask(
@@ -274,12 +336,21 @@ impl Lgss {
     pub fn prune_for_inference(&mut self) -> anyhow::Result<()> {
         let k = self.config.shot_num;
         for b in &mut self.branches {
-            let (w, bias) = (super::f32_values(&b.conv_w)?, super::f32_values(&b.conv_b)?);
-            let active: Vec<i64> = super::envelope::active_channels(&w, &bias, k)
+            let Bnet::Window {
+                conv_w,
+                conv_b,
+                active,
+                ..
+            } = &mut b.bnet
+            else {
+                continue;
+            };
+            let (w, bias) = (super::f32_values(conv_w)?, super::f32_values(conv_b)?);
+            let rows: Vec<i64> = super::envelope::active_channels(&w, &bias, k)
                 .into_iter()
                 .map(|c| c as i64)
                 .collect();
-            b.active = Some(Tensor::from_slice(&active).to_device(b.conv_w.device()));
+            *active = Some(Tensor::from_slice(&rows).to_device(conv_w.device()));
         }
         Ok(())
     }
@@ -288,6 +359,15 @@ impl Lgss {
     pub fn named_variables(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Names and tensors of the trainable variables (what the optimizer
+    /// updates; BatchNorm's running statistics are not among them), sorted
+    /// by name.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v = self.named_variables();
+        v.retain(|(_, t)| t.requires_grad());
         v
     }
 
@@ -371,24 +451,29 @@ fn flatten_lstm_weights(weights: &[Tensor], input: i64, hidden: i64, bidirection
     })
 }
 
-/// The boundary net exactly as the paper's code computes it: Conv2d over the
-/// window then MaxPool3d over the channels; the half-window Conv2d then
-/// `cosine_similarity`. `x`: `[n, k, d]`; returns (`[n, d]`, `[n, C]`).
-fn reference_bnet(b: &Branch, x: &Tensor, c: i64, k: i64, d: i64) -> (Tensor, Tensor) {
-    let n = x.size()[0];
-    let x = x.view([n, 1, k, d]);
-    let ctx = x.conv2d(&b.conv_w, Some(&b.conv_b), [1, 1], [0, 0], [1, 1], 1);
-    let ctx = ctx
-        .max_pool3d([c, 1, 1], [c, 1, 1], [0, 0, 0], [1, 1, 1], false)
-        .view([n, d]);
-    let halves = x.split(k / 2, 2);
+/// The window conv then MaxPool3d over the channels, exactly as the
+/// paper's code computes the context. `x`: `[n, k, d]`; returns `[n, d]`.
+fn reference_window_max(x: &Tensor, conv_w: &Tensor, conv_b: &Tensor, c: i64) -> Tensor {
+    let (n, k, d) = (x.size()[0], x.size()[1], x.size()[2]);
+    let ctx = x
+        .view([n, 1, k, d])
+        .conv2d(conv_w, Some(conv_b), [1, 1], [0, 0], [1, 1], 1);
+    ctx.max_pool3d([c, 1, 1], [c, 1, 1], [0, 0, 0], [1, 1, 1], false)
+        .view([n, d])
+}
+
+/// The half-window Conv2d on each half then `cosine_similarity`, exactly
+/// as the paper's code. `x`: `[n, k, d]`; returns `[n, C]`.
+fn reference_cosine(x: &Tensor, cos_w: &Tensor, cos_b: &Tensor, c: i64) -> Tensor {
+    let (n, k, d) = (x.size()[0], x.size()[1], x.size()[2]);
+    let halves = x.view([n, 1, k, d]).split(k / 2, 2);
     let a = halves[0]
-        .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
+        .conv2d(cos_w, Some(cos_b), [1, 1], [0, 0], [1, 1], 1)
         .view([n, c, d]);
     let z = halves[1]
-        .conv2d(&b.cos_w, Some(&b.cos_b), [1, 1], [0, 0], [1, 1], 1)
+        .conv2d(cos_w, Some(cos_b), [1, 1], [0, 0], [1, 1], 1)
         .view([n, c, d]);
-    (ctx, Tensor::cosine_similarity(&a, &z, 2, 1e-8))
+    Tensor::cosine_similarity(&a, &z, 2, 1e-8)
 }
 
 /// How [`window_max`] cuts its `[windows, features, C]` product into tiles:

@@ -1,6 +1,9 @@
 //! The LGSS model: configuration, the network in libtorch (feature `tch`),
 //! checkpoints.
 
+#[cfg(feature = "tch")]
+pub mod audnet;
+pub mod audnet_geometry;
 pub mod checkpoint;
 pub mod config;
 #[cfg(feature = "tch")]

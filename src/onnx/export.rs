@@ -113,7 +113,7 @@ fn window_max(
 #[allow(clippy::too_many_arguments)]
 fn half_window_cosine(
     g: &mut GraphBuilder,
-    p: &str,
+    conv: &str,
     x4: &str,
     w: &[f32],
     b: &[f32],
@@ -125,8 +125,8 @@ fn half_window_cosine(
     // matrices first[c] = [w_c, 0] and second[c] = [0, w_c] (transposed to
     // [k, C]) are computed from them in the graph and constant-folded.
     let h = k / 2;
-    let w = g.weight(&format!("{p}.bnet.cos.conv1.weight"), &[c, h], w);
-    let b = g.weight(&format!("{p}.bnet.cos.conv1.bias"), &[c], b);
+    let w = g.weight(&format!("{conv}.weight"), &[c, h], w);
+    let b = g.weight(&format!("{conv}.bias"), &[c], b);
     let wd = g.node("Cast", &[&w], vec![("to", Attr::Int(11))]); // DOUBLE
     let wt = g.node("Transpose", &[&wd], vec![("perm", Attr::Ints(vec![1, 0]))]); // [h, C]
     let pad_below = g.ints(&format!("pads_below{h}"), &[4], &[0, 0, h, 0]);
@@ -174,6 +174,91 @@ fn half_window_cosine(
     let den = g.node("Mul", &[&n1, &n2], vec![]);
     let cos = g.node("Div", &[&dot, &den], vec![]);
     g.node("Cast", &[&cos], vec![("to", Attr::Int(1))]) // FLOAT
+}
+
+/// SceneSeg's audio CNN on each shot's STFT image (`x4`: `[n, k, 257·90]`),
+/// as Conv, BatchNormalization (inference form, PyTorch's ε and running
+/// statistics: the checkpoint's numbers unchanged, runtimes fold them into
+/// the convs themselves), Relu and MaxPool nodes, then the fc. Returns the
+/// shots' embeddings `[n, k, C₆]`.
+fn audnet(
+    g: &mut GraphBuilder,
+    p: &str,
+    x4: &str,
+    channels: &[usize; 6],
+    k: i64,
+    get: &dyn Fn(&str, &[i64]) -> anyhow::Result<Vec<f32>>,
+) -> anyhow::Result<String> {
+    use crate::model::config::AudioInput;
+    let [h, w] = AudioInput::STFT_SHAPE.map(|d| d as i64);
+    let shape = g.ints(&format!("{p}.shape_image"), &[4], &[-1, 1, h, w]);
+    let mut y = g.node("Reshape", &[x4, &shape], vec![]);
+    let mut in_ch = 1i64;
+    for (i, (b, &out)) in crate::model::audnet_geometry::BLOCKS
+        .iter()
+        .zip(channels)
+        .enumerate()
+    {
+        let out = out as i64;
+        let conv = format!("{p}.bnet.audnet.conv{}", i + 1);
+        let bn = format!("{p}.bnet.audnet.bn{}", i + 1);
+        let cw = get(&format!("{conv}.weight"), &[out, in_ch, b.kernel[0], b.kernel[1]])?;
+        let cw = g.weight(
+            &format!("{conv}.weight"),
+            &[out, in_ch, b.kernel[0], b.kernel[1]],
+            &cw,
+        );
+        let cb = get(&format!("{conv}.bias"), &[out])?;
+        let cb = g.weight(&format!("{conv}.bias"), &[out], &cb);
+        y = g.node(
+            "Conv",
+            &[&y, &cw, &cb],
+            vec![
+                ("kernel_shape", Attr::Ints(b.kernel.to_vec())),
+                ("strides", Attr::Ints(b.stride.to_vec())),
+            ],
+        );
+        let mut bn_inputs = Vec::new();
+        for part in ["weight", "bias", "running_mean", "running_var"] {
+            let v = get(&format!("{bn}.{part}"), &[out])?;
+            bn_inputs.push(g.weight(&format!("{bn}.{part}"), &[out], &v));
+        }
+        let refs: Vec<&str> = std::iter::once(y.as_str())
+            .chain(bn_inputs.iter().map(String::as_str))
+            .collect();
+        y = g.node(
+            "BatchNormalization",
+            &refs,
+            vec![(
+                "epsilon",
+                Attr::Float(crate::model::audnet_geometry::BN_EPS as f32),
+            )],
+        );
+        y = g.node("Relu", &[&y], vec![]);
+        if let Some(pool) = b.pool {
+            y = g.node(
+                "MaxPool",
+                &[&y],
+                vec![
+                    ("kernel_shape", Attr::Ints(pool.to_vec())),
+                    ("strides", Attr::Ints(pool.to_vec())),
+                ],
+            );
+        }
+        in_ch = out;
+    }
+    // [n·k, C₆, 1, 1] -> [n·k, C₆], the fc, then [n, k, C₆].
+    let y = g.node("Flatten", &[&y], vec![("axis", Attr::Int(1))]);
+    let fc_w = get(&format!("{p}.bnet.audnet.fc.weight"), &[in_ch, in_ch])?;
+    let n = in_ch as usize;
+    let fc_wt: Vec<f32> = (0..n * n).map(|j| fc_w[(j % n) * n + j / n]).collect();
+    let fc_wt = g.weight(&format!("{p}.bnet.audnet.fc.weight_t"), &[in_ch, in_ch], &fc_wt);
+    let fc_b = get(&format!("{p}.bnet.audnet.fc.bias"), &[in_ch])?;
+    let fc_b = g.weight(&format!("{p}.bnet.audnet.fc.bias"), &[in_ch], &fc_b);
+    let y = g.node("MatMul", &[&y, &fc_wt], vec![]);
+    let y = g.node("Add", &[&y, &fc_b], vec![]);
+    let shape = g.ints(&format!("{p}.shape_nkc"), &[3], &[-1, k, in_ch]);
+    Ok(g.node("Reshape", &[&y, &shape], vec![]))
 }
 
 /// `x·√D / max(‖x‖₂, ε)` over the last axis of `x` (`[n, k, d]`), the
@@ -227,24 +312,37 @@ pub fn build(
         let x = g.input(m.key(), &[batch(), Dim::Fixed(s), Dim::Fixed(k), Dim::Fixed(d)]);
         let shape = g.ints(&format!("{p}.shape_nkd"), &[3], &[-1, k, d]);
         let x4 = g.node("Reshape", &[&x, &shape], vec![]);
-        let x4 = match config.feature_norm {
-            FeatureNorm::None => x4,
-            FeatureNorm::Rms => rms_normalised(&mut g, &p, &x4, d),
+        let (feat, input) = if config.is_stft(m) {
+            let shots = audnet(&mut g, &p, &x4, &config.stft_channels, k, &get)?;
+            let width = config.stft_channels[5] as i64;
+            let conv = format!("{p}.bnet.conv2");
+            let cos_w = get(&format!("{conv}.weight"), &[c, 1, k / 2, 1])?;
+            let cos_b = get(&format!("{conv}.bias"), &[c])?;
+            (
+                half_window_cosine(&mut g, &conv, &shots, &cos_w, &cos_b, c, k, width),
+                c,
+            )
+        } else {
+            let x4 = match config.feature_norm {
+                FeatureNorm::None => x4,
+                FeatureNorm::Rms => rms_normalised(&mut g, &p, &x4, d),
+            };
+            let conv_w = get(&format!("{p}.bnet.conv1.weight"), &[c, 1, k, 1])?;
+            let conv_b = get(&format!("{p}.bnet.conv1.bias"), &[c])?;
+            let (ctx, kept) = window_max(&mut g, &p, &x4, &conv_w, &conv_b, k, d);
+            // A stable name, so the tract runtime can compute this part itself.
+            let ctx = g.named(&ctx, &window_max_name(&p));
+            active_channels.push(format!("{}={kept}/{c}", m.key()));
+            let conv = format!("{p}.bnet.cos.conv1");
+            let cos_w = get(&format!("{conv}.weight"), &[c, 1, k / 2, 1])?;
+            let cos_b = get(&format!("{conv}.bias"), &[c])?;
+            let sim = half_window_cosine(&mut g, &conv, &x4, &cos_w, &cos_b, c, k, d);
+            let feat = g.node("Concat", &[&ctx, &sim], vec![("axis", Attr::Int(1))]);
+            (feat, d + c)
         };
 
-        let conv_w = get(&format!("{p}.bnet.conv1.weight"), &[c, 1, k, 1])?;
-        let conv_b = get(&format!("{p}.bnet.conv1.bias"), &[c])?;
-        let (ctx, kept) = window_max(&mut g, &p, &x4, &conv_w, &conv_b, k, d);
-        // A stable name, so the tract runtime can compute this part itself.
-        let ctx = g.named(&ctx, &window_max_name(&p));
-        active_channels.push(format!("{}={kept}/{c}", m.key()));
-        let cos_w = get(&format!("{p}.bnet.cos.conv1.weight"), &[c, 1, k / 2, 1])?;
-        let cos_b = get(&format!("{p}.bnet.cos.conv1.bias"), &[c])?;
-        let sim = half_window_cosine(&mut g, &p, &x4, &cos_w, &cos_b, c, k, d);
-
         // BiLSTM over the sequence (layout 0: [seq, batch, input]).
-        let feat = g.node("Concat", &[&ctx, &sim], vec![("axis", Attr::Int(1))]);
-        let shape_bsi = g.ints(&format!("{p}.shape_bsi"), &[3], &[-1, s, d + c]);
+        let shape_bsi = g.ints(&format!("{p}.shape_bsi"), &[3], &[-1, s, input]);
         let feat = g.node("Reshape", &[&feat, &shape_bsi], vec![]);
         let feat = g.node("Transpose", &[&feat], vec![("perm", Attr::Ints(vec![1, 0, 2]))]);
         let sfx: &[&str] = if config.bidirectional {
@@ -255,7 +353,7 @@ pub fn build(
         let (mut w, mut r, mut bias) = (Vec::new(), Vec::new(), Vec::new());
         for sx in sfx {
             let hh = h as usize;
-            let (wih, whh) = ([4 * h, d + c], [4 * h, h]);
+            let (wih, whh) = ([4 * h, input], [4 * h, h]);
             w.extend(onnx_gates(&get(&format!("{p}.lstm.weight_ih_l0{sx}"), &wih)?, hh));
             r.extend(onnx_gates(&get(&format!("{p}.lstm.weight_hh_l0{sx}"), &whh)?, hh));
             bias.extend(onnx_gates(
@@ -267,7 +365,7 @@ pub fn build(
                 hh,
             ));
         }
-        let w = g.weight(&format!("{p}.lstm.W"), &[dirs, 4 * h, d + c], &w);
+        let w = g.weight(&format!("{p}.lstm.W"), &[dirs, 4 * h, input], &w);
         let r = g.weight(&format!("{p}.lstm.R"), &[dirs, 4 * h, h], &r);
         let bias = g.weight(&format!("{p}.lstm.B"), &[dirs, 8 * h], &bias);
         let direction = if config.bidirectional {

@@ -32,8 +32,8 @@ pub struct TractBackend {
     config: ModelConfig,
     batch: usize,
     /// Per modality, the window conv's rows that can win, when the window
-    /// max runs in Rust.
-    window_max: Option<Vec<WindowConv>>,
+    /// max runs in Rust (`None` for a branch without one: STFT audio).
+    window_max: Option<Vec<Option<WindowConv>>>,
     threads: usize,
 }
 
@@ -82,12 +82,13 @@ impl TractBackend {
 /// The optimised tract model the backend runs for `batch` sequences: the
 /// ONNX file's graph, less each branch's window max when
 /// `rust_window_max` (those become inputs `[batch·seq_len, d]` after the
-/// modalities'), with the conv rows to compute them from.
+/// modalities', in their order; an STFT audio branch has none), with the
+/// conv rows to compute them from.
 pub fn typed_model(
     model: &Path,
     batch: usize,
     rust_window_max: bool,
-) -> anyhow::Result<(TypedModel, ModelConfig, Option<Vec<WindowConv>>)> {
+) -> anyhow::Result<(TypedModel, ModelConfig, Option<Vec<Option<WindowConv>>>)> {
     let config = onnx_meta::config_of(model)?;
     let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
     let bytes = std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
@@ -97,6 +98,10 @@ pub fn typed_model(
     let window_max = if rust_window_max {
         let mut convs = Vec::new();
         for &m in &config.modalities {
+            if config.is_stft(m) {
+                convs.push(None);
+                continue;
+            }
             let conv = cut_window_max(
                 &mut proto,
                 &format!("bnet_{}", m.key()),
@@ -104,7 +109,7 @@ pub fn typed_model(
                 config.feature_dims.get(m),
             )
             .with_context(|| format!("{}: {m} branch", model.display()))?;
-            convs.push(conv);
+            convs.push(Some(conv));
         }
         Some(convs)
     } else {
@@ -120,13 +125,14 @@ pub fn typed_model(
         ];
         m = m.with_input_fact(i, f32::fact(shape).into()).map_err(err)?;
     }
-    if window_max.is_some() {
-        let first = config.modalities.len();
-        for (i, &md) in config.modalities.iter().enumerate() {
-            let shape = [n, config.feature_dims.get(md)];
-            m = m
-                .with_input_fact(first + i, f32::fact(shape).into())
-                .map_err(err)?;
+    if let Some(convs) = &window_max {
+        let mut input = config.modalities.len();
+        for (&md, conv) in config.modalities.iter().zip(convs) {
+            if conv.is_some() {
+                let shape = [n, config.feature_dims.get(md)];
+                m = m.with_input_fact(input, f32::fact(shape).into()).map_err(err)?;
+                input += 1;
+            }
         }
     }
     Ok((m.into_optimized().map_err(err)?, config, window_max))
@@ -355,12 +361,12 @@ impl Backend for TractBackend {
                 v.resize(shape.iter().product(), 0.0);
                 std::borrow::Cow::Owned(v)
             };
-            if let Some(convs) = &self.window_max {
+            if let Some(Some(conv)) = self.window_max.as_ref().map(|convs| &convs[i]) {
                 // The graph normalises its own input; the cut-out window max
                 // must see the rows as the graph would have passed them.
                 let ctx = match c.feature_norm {
-                    FeatureNorm::None => window_max(&convs[i], &padded, d, self.threads),
-                    FeatureNorm::Rms => window_max(&convs[i], &rms_normalised(&padded, d), d, self.threads),
+                    FeatureNorm::None => window_max(conv, &padded, d, self.threads),
+                    FeatureNorm::Rms => window_max(conv, &rms_normalised(&padded, d), d, self.threads),
                 };
                 let t = Tensor::from_shape(&[self.batch * c.seq_len, d], &ctx)
                     .map_err(|e| anyhow!("tract input: {e}"))?;

@@ -82,10 +82,10 @@ impl Learner {
             Lgss::new(&config.model, device)
         };
         let t = &config.train;
-        let mut adam = Adam::new(model.named_variables(), t.lr, t.weight_decay);
+        let mut adam = Adam::new(model.parameters(), t.lr, t.weight_decay);
         adam.decoupled = t.decoupled_weight_decay;
         model.lstm_input_dropout = t.lstm_input_dropout;
-        let mut ema = t.ema_decay.map(|d| Ema::new(model.named_variables(), d));
+        let mut ema = t.ema_decay.map(|d| Ema::new(model.parameters(), d));
         let mut pos = Position::start();
         if let Some(c) = resume {
             load_weights(&mut model, &c.tensors)?;

@@ -18,6 +18,8 @@ pub fn fixture_config() -> (ModelConfig, serde_json::Value) {
     let dims = |m: &str| j["feature_dims"][m].as_u64().unwrap() as usize;
     let ratio = |m: &str| j["ratio"][m].as_f64().unwrap();
     let config = ModelConfig {
+        audio_input: Default::default(),
+        stft_channels: lgss::model::config::SCENESEG_STFT_CHANNELS,
         shot_num: j["shot_num"].as_u64().unwrap() as usize,
         seq_len: j["seq_len"].as_u64().unwrap() as usize,
         sim_channel: j["sim_channel"].as_u64().unwrap() as usize,

@@ -3,8 +3,10 @@
 //! layers; every allocation and step is charged to the file's [`Budget`].
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::super::tensor::DType;
 use super::{printable, Budget, Bytes, DictData, Global, PickleError, Result, Value};
 
 /// The opcodes of protocols 2–5 this machine runs (Python's `pickle.py` names).
@@ -69,6 +71,10 @@ pub(super) enum Mode {
     /// A pickle inside a legacy torch storage stream: persistent ids allowed,
     /// nested storages not.
     TorchLegacy,
+    /// The object pickle of a whole `torch.save` file: persistent ids name
+    /// the file's storages ([`Machine::storages`]; without them, a first
+    /// pass that only learns the pickle's extent builds no tensors).
+    TorchFile,
 }
 
 pub(super) struct Machine<'a, 'b> {
@@ -79,6 +85,11 @@ pub(super) struct Machine<'a, 'b> {
     memo: Vec<Option<Value<'a>>>,
     pub(super) budget: &'b mut Budget,
     pub(super) mode: Mode,
+    /// [`Mode::TorchFile`]'s storages by key: raw little-endian elements.
+    pub(super) storages: Option<Rc<HashMap<String, &'a [u8]>>>,
+    /// The storages [`Mode::TorchFile`]'s first pass saw referenced: key,
+    /// element type and count.
+    pub(super) storage_refs: Vec<(String, DType, usize)>,
 }
 
 impl<'a, 'b> Machine<'a, 'b> {
@@ -91,6 +102,8 @@ impl<'a, 'b> Machine<'a, 'b> {
             memo: Vec::new(),
             budget,
             mode,
+            storages: None,
+            storage_refs: Vec::new(),
         }
     }
 
@@ -254,6 +267,7 @@ impl<'a, 'b> Machine<'a, 'b> {
         let refused = || PickleError::ForbiddenGlobal(printable(&format!("{module}.{name}")));
         match Global::resolve(module, name) {
             Some(Global::StorageType(_)) if self.mode == Mode::Outer => Err(refused()),
+            Some(Global::LoadFromBytes) if self.mode == Mode::TorchFile => Err(refused()),
             Some(g) => self.push(Value::Global(g)),
             None => Err(refused()),
         }
@@ -446,7 +460,7 @@ impl<'a, 'b> Machine<'a, 'b> {
                     let v = self.build(obj, state)?;
                     self.push(v)?;
                 }
-                op::BINPERSID if self.mode == Mode::TorchLegacy => {
+                op::BINPERSID if matches!(self.mode, Mode::TorchLegacy | Mode::TorchFile) => {
                     let pid = self.pop()?;
                     let v = self.persistent_load(pid)?;
                     self.push(v)?;

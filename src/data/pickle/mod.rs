@@ -28,6 +28,7 @@ mod machine;
 mod numpy;
 pub(crate) mod strided;
 mod torch;
+mod torch_file;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use super::tensor::{DType, Tensor};
 
 pub(crate) use strided::{c_strides, decode_le};
 pub use torch::LEGACY_MAGIC;
+pub use torch_file::load_state_dict;
 
 /// Why a pickle could not be read. Text taken from the file is escaped
 /// ([`printable`]), so an error message cannot steer a terminal.
@@ -281,7 +283,7 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    fn for_input(len: usize) -> Budget {
+    pub(super) fn for_input(len: usize) -> Budget {
         Budget {
             bytes_left: len
                 .saturating_mul(ALLOC_PER_INPUT_BYTE)
@@ -294,7 +296,7 @@ impl Budget {
     }
 
     /// Charges an allocation of `n` bytes.
-    fn take_bytes(&mut self, n: usize, what: &str) -> Result<()> {
+    pub(super) fn take_bytes(&mut self, n: usize, what: &str) -> Result<()> {
         if n > self.bytes_left {
             return Err(PickleError::TooLarge(format!("{what} needs {n} bytes")));
         }

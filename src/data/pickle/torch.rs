@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use super::machine::{Machine, Mode};
 use super::{Bytes, Global, PickleError, Result, Value};
+use crate::data::tensor::DType;
 
 /// The magic number that opens a legacy `torch.save` stream
 /// (0x1950a86a20f9469cfc6c), as pickle's little-endian LONG1 bytes.
@@ -17,8 +18,13 @@ impl<'a> Machine<'a, '_> {
             [s, Value::Int(o), Value::Tuple(size), Value::Tuple(stride), ..] => (s, *o, size, stride),
             _ => return self.malformed("_rebuild_tensor_v2 arguments have an unexpected form"),
         };
-        let Value::Storage { dtype, data } = storage else {
-            return self.malformed(format!("tensor built on a {}", storage.kind()));
+        let (dtype, data) = match storage {
+            Value::Storage { dtype, data } => (dtype, data),
+            // A whole file's first pass: the storages come after the pickle.
+            Value::StorageRef { .. } if self.mode == Mode::TorchFile && self.storages.is_none() => {
+                return Ok(Value::None)
+            }
+            _ => return self.malformed(format!("tensor built on a {}", storage.kind())),
         };
         let shape = self.dims_of(size)?;
         let strides = self.dims_of(stride)?;
@@ -110,16 +116,54 @@ impl<'a> Machine<'a, '_> {
         Ok(Value::Storage { dtype, data })
     }
 
-    /// `('storage', StorageType, key, location, numel)` inside a legacy stream.
+    /// `('storage', StorageType, key, location, numel[, view])` inside a
+    /// legacy stream or a `torch.save` file: a reference to the storage, or
+    /// the storage itself where the file's storages are known.
     pub(super) fn persistent_load(&mut self, pid: Value<'a>) -> Result<Value<'a>> {
         let Value::Tuple(t) = pid else {
             return self.malformed("persistent id is not a tuple");
         };
+        if let [_, _, _, _, _, view, ..] = &t[..] {
+            if !matches!(view, Value::None) {
+                return self.malformed("storage views (torch < 1.0) are not supported");
+            }
+        }
         match &t[..] {
+            [Value::Str("storage"), Value::Global(Global::StorageType(dtype)), Value::Str(key), Value::Str(_location), Value::Int(numel), ..]
+                if *numel >= 0 && self.storages.is_some() =>
+            {
+                let storages = self.storages.clone().unwrap_or_default();
+                let Some(&bytes) = storages.get(*key) else {
+                    return Err(PickleError::Storage(format!(
+                        "no storage {}",
+                        super::printable(key)
+                    )));
+                };
+                let want = (*numel as usize).checked_mul(dtype.size());
+                if want != Some(bytes.len()) {
+                    return Err(PickleError::Storage(format!(
+                        "storage {} holds {} bytes, its reference says {numel} elements of {}",
+                        super::printable(key),
+                        bytes.len(),
+                        dtype.size()
+                    )));
+                }
+                Ok(Value::Storage {
+                    dtype: *dtype,
+                    data: Bytes::Borrowed(bytes),
+                })
+            }
             [Value::Str("storage"), Value::Global(Global::StorageType(dtype)), Value::Str(key), Value::Str(_location), Value::Int(numel), ..]
                 if *numel >= 0 =>
             {
                 self.budget.copy(key.len(), "a storage key")?;
+                if self.mode == Mode::TorchFile {
+                    self.budget.take_bytes(
+                        std::mem::size_of::<(String, DType, usize)>(),
+                        "a storage reference",
+                    )?;
+                    self.storage_refs.push((key.to_string(), *dtype, *numel as usize));
+                }
                 Ok(Value::StorageRef {
                     dtype: *dtype,
                     key: key.to_string(),
