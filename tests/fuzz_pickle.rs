@@ -469,3 +469,41 @@ fn npy_reader_survives_mutated_files_within_budget() {
         "the mutations never reached both outcomes"
     );
 }
+
+/// Whole `torch.save` checkpoints (zip and legacy, `lgss import-torch`'s
+/// input) under the same mutations and the same heap limit, seeded with
+/// torch's own files.
+#[test]
+fn torch_checkpoint_reader_survives_mutated_files_within_budget() {
+    let cases = env_u64("LGSS_FUZZ_CASES", 20_000) / 2;
+    let seed = env_u64("LGSS_FUZZ_SEED", 1);
+    let mut corpus: Vec<Vec<u8>> = std::fs::read_dir(fixtures().join("torch"))
+        .expect("torch fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tar" || x == "pt"))
+        .map(|p| std::fs::read(p).expect("read fixture"))
+        .collect();
+    corpus.sort();
+    assert!(corpus.len() >= 5, "seed corpus");
+    let mut rng = Rng::new(seed);
+    let next = || {
+        let base = &corpus[rng.range(0, corpus.len() - 1)];
+        let other = &corpus[rng.range(0, corpus.len() - 1)];
+        let mut input = mutate(&mut rng, base, other);
+        for _ in 0..rng.range(0, 2) {
+            input = mutate(&mut rng, &input, other);
+        }
+        input
+    };
+    let seen = fuzz(cases, seed, "pth", next, |input| {
+        lgss::data::pickle::load_state_dict(input).is_ok()
+    });
+    eprintln!(
+        "fuzz torch checkpoints: {cases} cases (seed {seed}): {} read, {} refused, none panicked or over budget",
+        seen.read, seen.refused
+    );
+    assert!(
+        seen.read > 0 && seen.refused > 0,
+        "the mutations never reached both outcomes"
+    );
+}

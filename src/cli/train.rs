@@ -249,6 +249,10 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
             p.ap, p.map, p.miou
         );
     }
+    if let Some(p) = &result.test_sceneseg {
+        println!("the same movies as SceneSeg's final test scores them (cuts at p > 0.5):");
+        super::eval::print_sceneseg(p);
+    }
     if let Some(g) = &result.grouping {
         println!(
             "global grouping chosen on the {} validation movies (segment's defaults for this model): γ {}, λ {}",
@@ -256,7 +260,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         );
     }
     println!(
-        "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json (threshold rule), test_metrics_global.json",
+        "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json (threshold rule), test_metrics_global.json, test_metrics_sceneseg.json",
         out.display()
     );
     Ok(())

@@ -12,6 +12,7 @@ use crate::data::dataset::movie_files;
 use crate::data::movie::{Movie, Schema};
 use crate::metrics::{evaluate, MovieBoundaries, Scores};
 use crate::runtime::{open, RuntimeKind};
+use crate::sceneseg_metrics::SceneSegScores;
 use crate::segment::movie_probabilities;
 
 use super::segment::ModelArgs;
@@ -36,6 +37,12 @@ pub struct Args {
     tolerance: Option<f64>,
     #[arg(long)]
     json: bool,
+    /// Also score every runtime as SceneSeg's final test does (the paper's
+    /// AP, mAP, Miou, Recall, Recall@3s; cuts at p > 0.5) and require its
+    /// cuts to differ from the first runtime's only where max|Δp| reaches
+    /// the threshold (identical scores otherwise).
+    #[arg(long)]
+    sceneseg: bool,
     /// How scenes are decided: global grouping by default (at the model's
     /// threshold, as `segment` does), whose cuts the runtimes must decide
     /// alike wherever their max|Δp| cannot explain a difference; `--local`
@@ -71,6 +78,15 @@ pub struct DifferingCut {
     pub explainable: f64,
 }
 
+/// SceneSeg's scores of one runtime, and what ε cannot explain in them.
+#[derive(Debug, Serialize)]
+pub struct SceneSegRow {
+    pub scores: SceneSegScores,
+    /// Boundaries cut (p > 0.5) by one of this runtime and the first only.
+    pub differing_cuts: usize,
+    pub unexplained: Vec<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub runtime: String,
@@ -86,6 +102,9 @@ pub struct Row {
     pub agreement: Option<Agreement>,
     /// Global grouping's scores and differing cuts (absent with `--local`).
     pub global: Option<GlobalRow>,
+    /// SceneSeg's scores (with `--sceneseg`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sceneseg: Option<SceneSegRow>,
     pub seconds: f64,
     pub windows_per_s: f64,
 }
@@ -129,6 +148,7 @@ pub fn verify(
     // Per movie: descriptors, and the first runtime's cuts.
     let mut descriptors: Vec<crate::grouping::Descriptors> = Vec::new();
     let mut reference_cuts: Option<(Vec<Vec<bool>>, Scores)> = None;
+    let mut reference_sceneseg: Option<SceneSegScores> = None;
     let mut rows = Vec::new();
     let mut ok = true;
     let mut windows = 0;
@@ -154,6 +174,7 @@ pub fn verify(
                     tf32: false,
                     agreement: None,
                     global: None,
+                    sceneseg: None,
                     seconds: 0.0,
                     windows_per_s: 0.0,
                 });
@@ -224,10 +245,23 @@ pub fn verify(
             }
             None => None,
         };
+        let sceneseg_row = if args.sceneseg {
+            let first = reference.as_ref().map(|(p, _)| p.as_slice());
+            let eps = agreement.as_ref().map_or(0.0, |a| a.max_abs_dp);
+            let row = sceneseg_row(movies, &probs, first.zip(reference_sceneseg.as_ref()), eps)?;
+            ok &= row.unexplained.is_empty();
+            if reference_sceneseg.is_none() {
+                reference_sceneseg = Some(row.scores.clone());
+            }
+            Some(row)
+        } else {
+            None
+        };
         let row = Row {
             runtime: kind.to_string(),
             error: None,
             global: global_row,
+            sceneseg: sceneseg_row,
             max_abs_dp: agreement.as_ref().map_or(0.0, |a| a.max_abs_dp),
             flips: agreement.as_ref().map_or(0, |a| a.flips),
             tf32: args.model.tf32 && kind.is_cuda(),
@@ -268,6 +302,61 @@ fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
         })
         .collect();
     Ok(evaluate(&boundaries)?)
+}
+
+/// SceneSeg's scores of `probs` (every boundary, as runtimes are compared)
+/// and, against the first runtime's probabilities and scores, what a
+/// max|Δp| of `eps` cannot explain: a cut (float32(p) > 0.5) decided
+/// differently where neither probability is within `eps` of 0.5, or other
+/// scores although no cut differs.
+fn sceneseg_row(
+    movies: &[Movie],
+    probs: &[Vec<f64>],
+    first: Option<(&[Vec<f64>], &SceneSegScores)>,
+    eps: f64,
+) -> anyhow::Result<SceneSegRow> {
+    let boundaries: Vec<MovieBoundaries> = movies
+        .iter()
+        .zip(probs)
+        .map(|(m, p)| MovieBoundaries {
+            imdb_id: &m.imdb_id,
+            ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
+            prediction: p,
+            shot_end_frame: &m.shot_end_frame,
+            scored: None,
+        })
+        .collect();
+    let scores = crate::sceneseg_metrics::evaluate(&boundaries)?;
+    let mut row = SceneSegRow {
+        scores,
+        differing_cuts: 0,
+        unexplained: Vec::new(),
+    };
+    let Some((first_probs, first_scores)) = first else {
+        return Ok(row);
+    };
+    let cut = |p: f64| p as f32 as f64 > crate::sceneseg_metrics::THRESHOLD;
+    for ((m, a), b) in movies.iter().zip(first_probs).zip(probs) {
+        for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+            if cut(x) != cut(y) {
+                row.differing_cuts += 1;
+                if (x - crate::sceneseg_metrics::THRESHOLD).abs() > eps {
+                    row.unexplained.push(format!(
+                        "{} boundary {i}: SceneSeg's cut differs at p {x:.9} vs {y:.9}, not within max|Δp| {eps:.2e} of 0.5",
+                        m.imdb_id
+                    ));
+                }
+            }
+        }
+    }
+    let s = &row.scores;
+    let f = first_scores;
+    if row.differing_cuts == 0 && (s.miou != f.miou || s.recall != f.recall || s.recall_time != f.recall_time)
+    {
+        row.unexplained
+            .push("SceneSeg's Miou/Recall/Recall@3s differ although every cut is decided alike".into());
+    }
+    Ok(row)
 }
 
 /// The first runtime's cuts, probabilities and grouped scores, per movie.
@@ -447,6 +536,16 @@ pub fn print_report(r: &Report) {
         );
         if let Some(a) = &row.agreement {
             for u in &a.unexplained {
+                println!("          unexplained: {u}");
+            }
+        }
+        if let Some(p) = &row.sceneseg {
+            let miou = p.scores.miou.map_or("none".to_string(), |m| format!("{m:.6}"));
+            println!(
+                "          SceneSeg: AP {:.6}  mAP {:.4}  Miou {miou}  Recall {:.4}  Recall@3s {:.4}; {} cut(s) decided unlike the first runtime",
+                p.scores.ap, p.scores.map, p.scores.recall, p.scores.recall_time, p.differing_cuts
+            );
+            for u in &p.unexplained {
                 println!("          unexplained: {u}");
             }
         }

@@ -176,6 +176,9 @@ fn half_window_cosine(
     g.node("Cast", &[&cos], vec![("to", Attr::Int(1))]) // FLOAT
 }
 
+/// A checkpoint weight by name, checked against the shape the config implies.
+type WeightLookup<'a> = dyn Fn(&str, &[i64]) -> anyhow::Result<Vec<f32>> + 'a;
+
 /// SceneSeg's audio CNN on each shot's STFT image (`x4`: `[n, k, 257·90]`),
 /// as Conv, BatchNormalization (inference form, PyTorch's ε and running
 /// statistics: the checkpoint's numbers unchanged, runtimes fold them into
@@ -187,7 +190,7 @@ fn audnet(
     x4: &str,
     channels: &[usize; 6],
     k: i64,
-    get: &dyn Fn(&str, &[i64]) -> anyhow::Result<Vec<f32>>,
+    get: &WeightLookup<'_>,
 ) -> anyhow::Result<String> {
     use crate::model::config::AudioInput;
     let [h, w] = AudioInput::STFT_SHAPE.map(|d| d as i64);

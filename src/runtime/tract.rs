@@ -33,9 +33,13 @@ pub struct TractBackend {
     batch: usize,
     /// Per modality, the window conv's rows that can win, when the window
     /// max runs in Rust (`None` for a branch without one: STFT audio).
-    window_max: Option<Vec<Option<WindowConv>>>,
+    window_max: Option<BranchConvs>,
     threads: usize,
 }
+
+/// Per modality, the window conv a Rust window max computes from (`None`
+/// for a branch without one).
+pub type BranchConvs = Vec<Option<WindowConv>>;
 
 /// The window conv's active rows: `w` is `[c, k]`, `b` is `[c]`.
 #[derive(Debug, Clone)]
@@ -88,7 +92,7 @@ pub fn typed_model(
     model: &Path,
     batch: usize,
     rust_window_max: bool,
-) -> anyhow::Result<(TypedModel, ModelConfig, Option<Vec<Option<WindowConv>>>)> {
+) -> anyhow::Result<(TypedModel, ModelConfig, Option<BranchConvs>)> {
     let config = onnx_meta::config_of(model)?;
     let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
     let bytes = std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;

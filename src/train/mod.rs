@@ -109,6 +109,9 @@ pub struct TrainResult {
     pub test_grouping: Option<crate::grouping::Params>,
     /// Scores of the files' own provided predictions on the same test movies.
     pub test_provided: Option<Scores>,
+    /// The same movies by SceneSeg's metrics (the paper's), cuts at p > 0.5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_sceneseg: Option<crate::sceneseg_metrics::SceneSegScores>,
     pub best_checkpoint: PathBuf,
     pub last_checkpoint: PathBuf,
     /// Global grouping's γ and λ chosen on the validation movies (with
@@ -133,6 +136,7 @@ impl TrainResult {
             test_global: None,
             test_grouping: None,
             test_provided: None,
+            test_sceneseg: None,
             best_checkpoint: best,
             last_checkpoint: last,
             grouping: None,
@@ -208,6 +212,7 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         test_global: Some(test.global),
         test_grouping: Some(test.params),
         test_provided: test.provided,
+        test_sceneseg: Some(test.sceneseg),
         best_checkpoint: run.best,
         last_checkpoint: run.last,
         grouping: test.grouping,

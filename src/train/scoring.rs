@@ -158,6 +158,30 @@ pub(super) fn provided_scores(bank: &Bank, test: &[usize]) -> anyhow::Result<Opt
     Ok(Some(evaluate(&rows)?))
 }
 
+/// The test movies scored as SceneSeg's final test scores them (the
+/// paper's metrics), from the model's own probabilities: SceneSeg cuts at
+/// p > 0.5, with no validated threshold.
+fn sceneseg_scores(
+    bank: &Bank,
+    probs: &[Vec<f64>],
+    test: &[usize],
+) -> anyhow::Result<crate::sceneseg_metrics::SceneSegScores> {
+    let rows: Vec<MovieBoundaries> = test
+        .iter()
+        .map(|&m| {
+            let info = &bank.movies[m];
+            MovieBoundaries {
+                imdb_id: &info.imdb_id,
+                ground_truth: &info.ground_truth,
+                prediction: &probs[m],
+                shot_end_frame: &info.shot_end_frame,
+                scored: info.scored.as_deref(),
+            }
+        })
+        .collect();
+    Ok(crate::sceneseg_metrics::evaluate(&rows)?)
+}
+
 /// The best checkpoint's scores on the test movies.
 pub(super) struct TestScores {
     /// By the threshold rule at the checkpoint's validated threshold.
@@ -168,6 +192,8 @@ pub(super) struct TestScores {
     pub params: crate::grouping::Params,
     /// The files' own provided predictions.
     pub provided: Option<Scores>,
+    /// SceneSeg's metrics (the paper's) of the model's probabilities.
+    pub sceneseg: crate::sceneseg_metrics::SceneSegScores,
     /// γ and λ chosen on the validation movies (`--val-movies`).
     pub grouping: Option<grouping_choice::Choice>,
 }
@@ -175,7 +201,8 @@ pub(super) struct TestScores {
 impl super::Run<'_> {
     /// Loads the best checkpoint into `model` and scores it on the test
     /// movies by both rules (writing `test_metrics.json` and
-    /// `test_metrics_global.json`); with whole validation movies
+    /// `test_metrics_global.json`) and by SceneSeg's metrics
+    /// (`test_metrics_sceneseg.json`); with whole validation movies
     /// (`--val-movies`, `--split`), first chooses γ and λ on them and
     /// stores them in the checkpoint.
     pub(super) fn score_test(&self, model: &mut Lgss) -> anyhow::Result<TestScores> {
@@ -227,10 +254,16 @@ impl super::Run<'_> {
             &self.opts.out.join("test_metrics_global.json"),
             serde_json::to_string_pretty(&global)?.as_bytes(),
         )?;
+        let sceneseg = sceneseg_scores(bank, &pred.probs, &split.test)?;
+        write_atomic(
+            &self.opts.out.join("test_metrics_sceneseg.json"),
+            serde_json::to_string_pretty(&sceneseg)?.as_bytes(),
+        )?;
         Ok(TestScores {
             local,
             global,
             params,
+            sceneseg,
             provided: provided_scores(bank, &split.test)?,
             grouping,
         })

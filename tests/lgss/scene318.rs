@@ -296,6 +296,25 @@ fn a_scene318_root_trains_by_its_split_and_segments() {
     let err = train_tree(&root(), &toml, &run, 1);
     assert!(err.contains("on 3 movies"), "{err}");
     assert_eq!(tested_movies(&run), ["tt0100002"]);
+    // train's test scores by SceneSeg's metrics too: its AP pools the same
+    // kept boundaries as the challenge's (the threshold's calibration is
+    // monotone, so the order, and AP, is the model's own).
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run.join(f)).unwrap()).unwrap()
+    };
+    let (paper, challenge) = (read("test_metrics_sceneseg.json"), read("test_metrics.json"));
+    crate::common::assert_close(
+        "test AP",
+        paper["AP"].as_f64().unwrap(),
+        challenge["AP"].as_f64().unwrap(),
+        1e-12,
+    );
+    for key in ["mAP", "Recall", "Recall_time"] {
+        assert!(
+            (0.0..=1.0).contains(&paper[key].as_f64().unwrap()),
+            "{key}: {paper}"
+        );
+    }
 
     let onnx = dir.join("model.onnx");
     crate::common::export_onnx(&run.join("best.safetensors"), &onnx);
@@ -445,7 +464,12 @@ fn the_same_movies_as_pickles_and_as_a_tree_train_identically() {
             .tensors
     };
     assert_eq!(weights(&a), weights(&b));
-    for scores in ["test_metrics.json", "test_metrics_global.json", "metrics.jsonl"] {
+    for scores in [
+        "test_metrics.json",
+        "test_metrics_global.json",
+        "test_metrics_sceneseg.json",
+        "metrics.jsonl",
+    ] {
         let read = |run: &Path| std::fs::read_to_string(run.join(scores)).unwrap();
         if scores == "metrics.jsonl" {
             // Epoch lines hold wall-clock speeds; compare the rest.

@@ -106,14 +106,45 @@ fn resume_continues_exactly_with_ema_dropout_and_adamw() {
     assert_resume_exact("train-resume-recipe", config);
 }
 
-fn assert_resume_exact(name: &str, mut config: Config) {
+/// SceneSeg's model with its STFT audio network: BatchNorm's running
+/// statistics and batch counts continue exactly too.
+#[test]
+fn resume_continues_exactly_with_stft_batchnorm() {
+    let config =
+        Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sceneseg-small.toml")).unwrap();
+    assert_resume_exact_on("train-resume-stft", config, |data, size| {
+        let size = SynthSpec {
+            min_shots: 30,
+            max_shots: 50,
+            ..size
+        };
+        synth::write_dataset_as(
+            synth::Layout::Scene318,
+            data,
+            5,
+            5,
+            &size,
+            synth::AudioForm::Stft,
+            &|| {},
+        )
+        .unwrap();
+    });
+}
+
+fn assert_resume_exact(name: &str, config: Config) {
+    assert_resume_exact_on(name, config, |data, size| {
+        synth::write_dataset(data, 5, 5, &size, &|| {}).unwrap();
+    });
+}
+
+fn assert_resume_exact_on(name: &str, mut config: Config, write_data: impl Fn(&Path, SynthSpec)) {
     let dir = tempdir(name);
     let size = SynthSpec {
         min_shots: 60,
         max_shots: 120,
         ..SynthSpec::small()
     };
-    synth::write_dataset(&dir.join("data"), 5, 5, &size, &|| {}).unwrap();
+    write_data(&dir.join("data"), size);
     config.train.epochs = 3;
     config.train.milestones = vec![1];
     let data = dir.join("data");

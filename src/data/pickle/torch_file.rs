@@ -39,13 +39,16 @@ pub fn load_state_dict(data: &[u8]) -> Result<Vec<(String, Tensor)>> {
     }
 }
 
+/// A file's storages by key: their raw little-endian elements.
+type Storages<'a> = HashMap<String, &'a [u8]>;
+
 fn archive(msg: impl Into<String>) -> PickleError {
     PickleError::Storage(msg.into())
 }
 
 /// A torch zip's object pickle and storages (each a stored entry, sliced
 /// from `data` without copying).
-fn zip_parts(data: &[u8]) -> Result<(&[u8], HashMap<String, &[u8]>)> {
+fn zip_parts(data: &[u8]) -> Result<(&[u8], Storages<'_>)> {
     let mut zip =
         zip::ZipArchive::new(Cursor::new(data)).map_err(|e| archive(format!("not a readable zip: {e}")))?;
     let mut entries = Vec::with_capacity(zip.len());
@@ -129,7 +132,7 @@ fn legacy_preamble(vm: &mut Machine<'_, '_>) -> Result<usize> {
 
 /// After the object pickle of a legacy file: the storage keys, then each
 /// storage as an 8-byte element count and its elements.
-fn legacy_storages<'a>(vm: &mut Machine<'a, '_>) -> Result<HashMap<String, &'a [u8]>> {
+fn legacy_storages<'a>(vm: &mut Machine<'a, '_>) -> Result<Storages<'a>> {
     let refs: HashMap<String, (usize, usize)> = vm
         .storage_refs
         .drain(..)
