@@ -5,13 +5,15 @@ as SceneSeg's run.py saves it (`{'state_dict': ..., 'epoch': ...}`), in both
 of torch.save's formats, and its probabilities on a scene318 tree read with
 numpy and pickle the way SceneSeg's data code reads one.
 
-    python sceneseg_reference.py --tree ROOT --out DIR
+    python sceneseg_reference.py --tree ROOT --out DIR [--full]
 
 writes DIR/model_best.pth.tar (zip), DIR/model_best_legacy.pth.tar (the
 legacy format of torch < 1.6), DIR/evil.pth.tar (a checkpoint whose pickle
 would run a shell command that creates DIR/executed), and DIR/reference.json:
 the configuration, each movie's boundary probabilities in eval mode, and one
 training-mode forward (logits and BatchNorm running statistics after it).
+The widths are models/sceneseg-small.toml's; `--full` gives SceneSeg's own
+(models/sceneseg.toml, for a tree of `lgss synth --size full`).
 
 Windows and sequences are lgss's (src/data/windows.rs): boundary b sees shots
 b-k/2+1 ..= b+k/2 clamped to the movie, sequences of seq_len boundaries from
@@ -176,7 +178,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tree", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--full", action="store_true", help="SceneSeg's widths")
     args = ap.parse_args()
+    if args.full:
+        global CHANNEL, HIDDEN, AUD_WIDTHS
+        CHANNEL, HIDDEN, AUD_WIDTHS = 512, 512, [64, 192, 384, 256, 256, 512]
+        DIMS.update(place=2048, cast=512, act=512)
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     torch.backends.mkldnn.enabled = False

@@ -49,20 +49,20 @@ pub const BLOCKS: [Block; 6] = [
     },
 ];
 
-/// The spatial size after each block for an input of `shape`: SceneSeg's
+/// Each block's spatial size for an input of `shape`: its conv's output
+/// (what it holds before pooling) and the block's output. SceneSeg's
 /// 257×90 ends at 1×1, which is what lets its fc take the channels alone.
-pub fn block_sizes(shape: [usize; 2]) -> Vec<[i64; 2]> {
+pub fn block_sizes(shape: [usize; 2]) -> Vec<([i64; 2], [i64; 2])> {
     let mut hw = [shape[0] as i64, shape[1] as i64];
     BLOCKS
         .iter()
         .map(|b| {
-            for a in 0..2 {
-                hw[a] = (hw[a] - b.kernel[a]) / b.stride[a] + 1;
-                if let Some(p) = b.pool {
-                    hw[a] /= p[a];
-                }
-            }
-            hw
+            let conv = [0, 1].map(|a| (hw[a] - b.kernel[a]) / b.stride[a] + 1);
+            hw = match b.pool {
+                Some(p) => [conv[0] / p[0], conv[1] / p[1]],
+                None => conv,
+            };
+            (conv, hw)
         })
         .collect()
 }
@@ -75,9 +75,9 @@ mod tests {
     #[test]
     fn scenesegs_image_ends_at_one_by_one() {
         let sizes = block_sizes(AudioInput::STFT_SHAPE);
-        assert_eq!(
-            sizes,
-            vec![[128, 29], [63, 27], [31, 25], [15, 12], [3, 2], [1, 1]]
-        );
+        let out: Vec<[i64; 2]> = sizes.iter().map(|s| s.1).collect();
+        assert_eq!(out, vec![[128, 29], [63, 27], [31, 25], [15, 12], [3, 2], [1, 1]]);
+        // Before their pools, the first and fifth convs hold more.
+        assert_eq!((sizes[0].0, sizes[4].0), ([128, 88], [7, 5]));
     }
 }

@@ -115,6 +115,30 @@ pub fn sequences_per_run(c: &ModelConfig, on_device: bool, batch: usize) -> usiz
     batch.max(DEVICE_INPUT_BUDGET / per_sequence.max(1))
 }
 
+/// What one sequence's largest activation of the STFT audio network may
+/// take, summed over a run: a CPU runtime that holds a run's activations at
+/// once (tract's plan) runs at most this much.
+pub const CPU_ACTIVATION_BUDGET: usize = 512 << 20;
+
+/// The most sequences a run may hold on the CPU: unbounded, except for a
+/// model with STFT audio, whose largest conv output (the first's) takes
+/// `seq_len·shot_num` images of C₁×128×88 floats a sequence (115 MB at
+/// SceneSeg's widths: 4 sequences a run).
+pub fn max_sequences_per_run(c: &ModelConfig) -> usize {
+    if !c.is_stft(crate::data::movie::Modality::Audio) {
+        return usize::MAX;
+    }
+    let sizes = crate::model::audnet_geometry::block_sizes(crate::model::config::AudioInput::STFT_SHAPE);
+    let largest = sizes
+        .iter()
+        .zip(c.stft_channels)
+        .map(|((conv, _), channels)| channels * (conv[0] * conv[1]) as usize)
+        .max()
+        .unwrap_or(1);
+    let per_sequence = c.seq_len * c.shot_num * largest * std::mem::size_of::<f32>();
+    (CPU_ACTIVATION_BUDGET / per_sequence.max(1)).max(1)
+}
+
 /// The batch of `inputs` after checking that they are one per modality of
 /// `config`, each of its [`ModelConfig::input_shape`] for that batch and in
 /// standard layout, each as a slice.
@@ -334,5 +358,26 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<Box<dyn 
         }
         #[allow(unreachable_patterns)]
         _ => bail!("--runtime {kind} is not in this build of lgss"),
+    }
+}
+
+#[cfg(test)]
+mod run_size_tests {
+    use super::max_sequences_per_run;
+    use crate::model::Config;
+
+    /// SceneSeg's widths hold 115 MB a sequence in the first conv: 4 fit
+    /// the budget; the small config's 4 channels, 74; no STFT, no bound.
+    #[test]
+    fn stft_models_run_few_sequences_at_once() {
+        let load = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("models")
+                .join(name);
+            Config::load(&path).unwrap().model
+        };
+        assert_eq!(max_sequences_per_run(&load("sceneseg.toml")), 4);
+        assert_eq!(max_sequences_per_run(&load("sceneseg-small.toml")), 74);
+        assert_eq!(max_sequences_per_run(&load("lgss-paper.toml")), usize::MAX);
     }
 }

@@ -64,6 +64,15 @@ impl TractBackend {
     ) -> anyhow::Result<TractBackend> {
         let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
         let (m, config, window_max) = typed_model(model, batch, rust_window_max)?;
+        // The plan's batch: `batch`, or fewer where the model's activations
+        // would not fit (see [`typed_model`]).
+        let batch = m
+            .input_fact(0)
+            .map_err(err)?
+            .shape
+            .as_concrete()
+            .and_then(|s| s.first().copied())
+            .unwrap_or(batch);
         let threads = threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |t| t.get()))
             .max(1);
@@ -98,6 +107,10 @@ pub fn typed_model(
     let bytes = std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
     let mut proto = pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| anyhow!("{}: not an ONNX model: {e}", model.display()))?;
+    // A plan holds its activations for the whole batch at once: an STFT
+    // audio network's would need gigabytes at 32 sequences (and padding a
+    // short movie to them multiplies its work).
+    let batch = batch.min(super::max_sequences_per_run(&config)).max(1);
     let n = batch * config.seq_len;
     let window_max = if rust_window_max {
         let mut convs = Vec::new();
@@ -346,12 +359,21 @@ impl Backend for TractBackend {
 
     fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
+        let (batch, _) = super::checked_inputs(c, inputs)?;
+        if batch > self.batch {
+            // More sequences than the plan's batch: run them in its chunks.
+            let mut out = Vec::with_capacity(batch * c.seq_len);
+            for start in (0..batch).step_by(self.batch) {
+                let end = (start + self.batch).min(batch);
+                let part: Vec<ndarray::ArrayView4<'_, f32>> = inputs
+                    .iter()
+                    .map(|a| a.slice_axis(ndarray::Axis(0), (start..end).into()))
+                    .collect();
+                out.extend(self.run(&part)?);
+            }
+            return Ok(out);
+        }
         let (batch, inputs) = super::checked_inputs(c, inputs)?;
-        anyhow::ensure!(
-            batch <= self.batch,
-            "tract plan is for {} sequences, got {batch}",
-            self.batch
-        );
         let mut values: TVec<TValue> = TVec::new();
         let mut maxes: TVec<TValue> = TVec::new();
         for (i, (&m, &data)) in c.modalities.iter().zip(&inputs).enumerate() {

@@ -65,6 +65,13 @@ fn assert_runtimes_reproduce(ck: &Path, onnx: &Path, io: &Checkpoint) {
     }
     let whole = TractBackend::open_with(onnx, 2, None, false).unwrap();
     backends.push(("tract, whole graph".into(), Box::new(whole)));
+    // A plan for fewer sequences than a run brings runs them in its chunks.
+    let chunked = TractBackend::open(onnx, 1, None).unwrap();
+    backends.push(("tract, a plan of 1 sequence".into(), Box::new(chunked)));
+    assert!(
+        inputs[0].shape()[0] > 1,
+        "the fixture's batch must be larger than 1"
+    );
     for (name, mut backend) in backends {
         assert_eq!(backend.config(), &config, "{name}");
         let got = backend.run(&views).unwrap();
