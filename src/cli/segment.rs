@@ -157,6 +157,12 @@ pub struct Args {
     /// and options (see --out's manifest/); redo the others.
     #[arg(long, requires = "out")]
     skip_done: bool,
+    /// Exit 0 when the only failures are invalid movies (each still named
+    /// in the log and the summary), instead of 3: for batch systems that
+    /// retry a non-zero exit and cannot map 3 to done without a shell (a
+    /// Kubernetes Indexed Job's pod in an image with none).
+    #[arg(long)]
+    allow_invalid: bool,
     /// Print a summary of what was done, skipped and failed as JSON on stdout.
     #[arg(long, requires = "out")]
     json: bool,
@@ -314,7 +320,13 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         summary.profile = Some(json);
     }
     report(&args, &summary, files.len(), plot_dir.as_deref())?;
-    outcome(&failures, &summary, files.len())
+    match outcome(&failures, &summary, files.len()) {
+        Err(e) if args.allow_invalid && super::is_invalid_input(&e) => {
+            eprintln!("note: {e:#}; --allow-invalid: exiting 0");
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Checks the output options and fixes the threshold: `--threshold`, else

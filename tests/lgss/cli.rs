@@ -686,6 +686,29 @@ fn segment_with_several_readers_keeps_the_files_order() {
         );
     }
     assert!(!three_dir.join("tt0000003.json").exists());
+    // --allow-invalid: the same work and the same named failure, exit 0.
+    let allowed_dir = dir.join("out-allowed");
+    let allowed = lgss()
+        .args(["segment", "--runtime", "tract", "--allow-invalid", "--model"])
+        .arg(&onnx)
+        .arg("--out")
+        .arg(&allowed_dir)
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&allowed.stderr);
+    assert_eq!(allowed.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("tt0000003.pkl") && stderr.contains("--allow-invalid"),
+        "{stderr}"
+    );
+    for stem in ["tt0000001", "tt0000006"] {
+        let name = format!("{stem}.json");
+        assert_eq!(
+            std::fs::read(one_dir.join(&name)).unwrap(),
+            std::fs::read(allowed_dir.join(&name)).unwrap()
+        );
+    }
     let refused = lgss()
         .args(["segment", "--read-threads", "0"])
         .arg(&data)

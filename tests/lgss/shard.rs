@@ -197,22 +197,44 @@ fn skip_done_redoes_what_another_model_or_other_options_made() {
     assert_eq!(stems(&threshold, "done").len(), MOVIES);
 }
 
-/// Every flag the examples pass to `lgss segment` exists, and the Slurm
+/// Every flag the examples pass to `lgss segment` exists; the Slurm
 /// script, run as Slurm would, does its shard and maps exit code 3
-/// ("invalid input: the rest is done") to success.
+/// ("invalid input: the rest is done") to success, and the Indexed Job
+/// (no shell in the image) asks lgss for that with --allow-invalid.
 #[test]
 fn the_array_job_examples_use_real_flags_and_treat_invalid_input_as_done() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let help = lgss().args(["segment", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout).into_owned();
-    for example in ["examples/slurm-array.sh", "examples/k8s-indexed-job.yaml"] {
-        let text = std::fs::read_to_string(root.join(example)).unwrap();
-        let call = &text[text.rfind("lgss segment").unwrap()..];
-        let call = &call[..call.find("rc=$?").unwrap()];
-        let flags: Vec<&str> = call.split_whitespace().filter(|w| w.starts_with("--")).collect();
+    let slurm = std::fs::read_to_string(root.join("examples/slurm-array.sh")).unwrap();
+    let call = &slurm[slurm.rfind("lgss segment").unwrap()..];
+    let call = &call[..call.find("rc=$?").unwrap()];
+    let slurm_flags: Vec<String> = call
+        .split_whitespace()
+        .filter(|w| w.starts_with("--"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        slurm.contains("-eq 3"),
+        "slurm-array.sh does not treat exit code 3 as done"
+    );
+    let job = std::fs::read_to_string(root.join("examples/k8s-indexed-job.yaml")).unwrap();
+    let job_flags: Vec<String> = job
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- --"))
+        .map(|f| format!("--{}", f.split('=').next().unwrap_or(f)))
+        .collect();
+    assert!(
+        job_flags.contains(&"--allow-invalid".to_string()),
+        "{job_flags:?}"
+    );
+    for (example, flags) in [
+        ("slurm-array.sh", slurm_flags),
+        ("k8s-indexed-job.yaml", job_flags),
+    ] {
         assert!(
-            flags.contains(&"--shard") && flags.contains(&"--skip-done"),
-            "{example}"
+            flags.iter().any(|f| f == "--shard") && flags.iter().any(|f| f == "--skip-done"),
+            "{example}: {flags:?}"
         );
         for flag in flags {
             let known = help
@@ -220,10 +242,6 @@ fn the_array_job_examples_use_real_flags_and_treat_invalid_input_as_done() {
                 .any(|l| l.trim_start().split([' ', ',']).any(|w| w == flag));
             assert!(known, "{example}: lgss segment has no {flag}");
         }
-        assert!(
-            text.contains("-eq 3"),
-            "{example} does not treat exit code 3 as done"
-        );
     }
 
     let dir = tempdir("shard-slurm");
