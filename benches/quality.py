@@ -60,7 +60,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ["provided", "baseline", "lgss", "global", "global+prior"]
-# Data textures: `lgss synth` flags (README: "Synthetic data"). Chosen before
+# Data textures: `lgss synth` flags (the book: "Synthetic data"). Chosen before
 # any recipe ran on them, each to move one thing that makes cuts visible.
 VARIANTS = {
     "default": [],

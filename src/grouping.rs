@@ -54,7 +54,7 @@ use crate::rng::Rng;
 pub const DESCRIPTOR_DIM: usize = 64;
 const PROJECTION_SEED: u64 = 0x6c67_7373_6770;
 /// γ's default: the best mean Miou on development movies disjoint from the
-/// quality bench's (`benches/grouping_dev.py`, README: "Global optimal
+/// quality bench's (`benches/grouping_dev.py`, the book: "Global optimal
 /// grouping").
 pub const DEFAULT_COHERENCE: f64 = 1.0;
 /// λ's default, chosen with γ on the same development movies.

@@ -29,7 +29,7 @@ pub struct RuleArgs {
     pub local: bool,
     /// Decide scenes by global optimal grouping: an exact dynamic program
     /// over the boundary probabilities and the shots' features, with the
-    /// threshold as its τ (README: "Global optimal grouping"). The default;
+    /// threshold as its τ (the book: "Global optimal grouping"). The default;
     /// the flag is kept for scripts that name it.
     #[arg(long)]
     pub global: bool,
@@ -44,7 +44,7 @@ pub struct RuleArgs {
     /// Global grouping: λ, the weight of the scene-length prior the model
     /// learned from its training movies (0 turns it off; models trained
     /// before lgss 0.1 had no prior). Default: the λ `lgss train
-    /// --val-movies` chose, else 1.5 (README: "Choosing γ and λ").
+    /// --val-movies` chose, else 1.5 (the book: "Choosing γ and λ").
     #[arg(long)]
     pub length_weight: Option<f64>,
 }
@@ -183,7 +183,7 @@ pub struct Args {
     /// A boundary is a scene cut when its probability is at least this
     /// (default: the threshold `lgss train` chose on the validation movies,
     /// stored in the model; else 0.5). Written probabilities are rescaled so
-    /// that this threshold is 0.5 (README: "Decision threshold").
+    /// that this threshold is 0.5 (the book: "Decision threshold").
     #[arg(long)]
     threshold: Option<f64>,
     /// The threshold in use: --threshold, the model's, or 0.5.

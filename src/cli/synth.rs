@@ -40,7 +40,7 @@ pub struct Args {
     texture: TextureArgs,
 }
 
-/// The data's texture (README: "Synthetic data"); the defaults are the
+/// The data's texture (the book: "Synthetic data"); the defaults are the
 /// generator's own, and give byte-identical files.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Texture")]

@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     runtimes: Vec<RuntimeKind>,
     /// Largest allowed max|Δp| against the first runtime (default 1e-5, or
-    /// ~0.08 with --tf32: see the README's "Do the runtimes agree?").
+    /// ~0.08 with --tf32: see the book's "Do the runtimes agree?").
     #[arg(long)]
     max_dp: Option<f64>,
     /// Also require |ΔAP| and |ΔMiou| ≤ this, on top of the derived rule.
