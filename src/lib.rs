@@ -3,6 +3,7 @@
 //! (SceneSeg's) metrics.
 
 pub mod agreement;
+pub mod catalogue;
 pub mod cli;
 pub mod data;
 pub mod fsutil;

@@ -622,7 +622,10 @@ fn the_kubernetes_serve_example_is_consistent() {
     // Secret files belong to root: the non-root server reads the token
     // through its group (fsGroup) and the mode's group-read bit.
     let mode = volume["secret"]["defaultMode"].as_u64().unwrap();
-    assert_eq!(pod["securityContext"]["fsGroup"], pod["securityContext"]["runAsGroup"]);
+    assert_eq!(
+        pod["securityContext"]["fsGroup"],
+        pod["securityContext"]["runAsGroup"]
+    );
     assert!(mode & 0o040 != 0 && mode & 0o007 == 0, "token mode {mode:o}");
     // Draining ends inside the grace period.
     let drain: f64 = flag("--drain-timeout").unwrap().parse().unwrap();
