@@ -287,9 +287,10 @@ pub fn verify(
     })
 }
 
-/// The challenge's scores of `probs[i]` as movie i's predictions.
-fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
-    let boundaries: Vec<MovieBoundaries> = movies
+/// `probs[i]` as movie i's predictions, on every boundary: runtimes are
+/// compared on all of them, scored or not.
+fn every_boundary<'a>(movies: &'a [Movie], probs: &'a [Vec<f64>]) -> Vec<MovieBoundaries<'a>> {
+    movies
         .iter()
         .zip(probs)
         .map(|(m, p)| MovieBoundaries {
@@ -297,11 +298,14 @@ fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
             ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
             prediction: p,
             shot_end_frame: &m.shot_end_frame,
-            // Runtimes are compared on every boundary, scored or not.
             scored: None,
         })
-        .collect();
-    Ok(evaluate(&boundaries)?)
+        .collect()
+}
+
+/// The challenge's scores of `probs[i]` as movie i's predictions.
+fn score(movies: &[Movie], probs: &[Vec<f64>]) -> anyhow::Result<Scores> {
+    Ok(evaluate(&every_boundary(movies, probs))?)
 }
 
 /// SceneSeg's scores of `probs` (every boundary, as runtimes are compared)
@@ -315,18 +319,7 @@ fn sceneseg_row(
     first: Option<(&[Vec<f64>], &SceneSegScores)>,
     eps: f64,
 ) -> anyhow::Result<SceneSegRow> {
-    let boundaries: Vec<MovieBoundaries> = movies
-        .iter()
-        .zip(probs)
-        .map(|(m, p)| MovieBoundaries {
-            imdb_id: &m.imdb_id,
-            ground_truth: m.ground_truth.as_deref().unwrap_or_default(),
-            prediction: p,
-            shot_end_frame: &m.shot_end_frame,
-            scored: None,
-        })
-        .collect();
-    let scores = crate::sceneseg_metrics::evaluate(&boundaries)?;
+    let scores = crate::sceneseg_metrics::evaluate(&every_boundary(movies, probs))?;
     let mut row = SceneSegRow {
         scores,
         differing_cuts: 0,
