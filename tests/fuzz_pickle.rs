@@ -339,6 +339,18 @@ fn fuzz(
     seen
 }
 
+/// One to three mutations of a corpus file, splicing from another: stacked
+/// now and then, to get past a reader's first check.
+fn stacked_mutation(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
+    let base = &corpus[rng.range(0, corpus.len() - 1)];
+    let other = &corpus[rng.range(0, corpus.len() - 1)];
+    let mut input = mutate(rng, base, other);
+    for _ in 0..rng.range(0, 2) {
+        input = mutate(rng, &input, other);
+    }
+    input
+}
+
 #[test]
 fn reader_survives_mutated_pickles_within_budget() {
     let cases = env_u64("LGSS_FUZZ_CASES", 20_000);
@@ -347,16 +359,7 @@ fn reader_survives_mutated_pickles_within_budget() {
     assert!(corpus.len() >= 15, "seed corpus");
     let schema = Schema::any();
     let mut rng = Rng::new(seed);
-    let next = || {
-        let base = &corpus[rng.range(0, corpus.len() - 1)];
-        let other = &corpus[rng.range(0, corpus.len() - 1)];
-        // Stack a few mutations now and then, to get past the first check.
-        let mut input = mutate(&mut rng, base, other);
-        for _ in 0..rng.range(0, 2) {
-            input = mutate(&mut rng, &input, other);
-        }
-        input
-    };
+    let next = || stacked_mutation(&mut rng, &corpus);
     let seen = fuzz(cases, seed, "pkl", next, |input| {
         Movie::from_pickle_bytes(input, &schema).is_ok()
     });
@@ -493,15 +496,7 @@ fn torch_checkpoint_reader_survives_mutated_files_within_budget() {
     let corpus = corpus_of("torch", &["tar", "pt"]);
     assert!(corpus.len() >= 5, "seed corpus");
     let mut rng = Rng::new(seed);
-    let next = || {
-        let base = &corpus[rng.range(0, corpus.len() - 1)];
-        let other = &corpus[rng.range(0, corpus.len() - 1)];
-        let mut input = mutate(&mut rng, base, other);
-        for _ in 0..rng.range(0, 2) {
-            input = mutate(&mut rng, &input, other);
-        }
-        input
-    };
+    let next = || stacked_mutation(&mut rng, &corpus);
     let seen = fuzz(cases, seed, "pth", next, |input| {
         lgss::data::pickle::load_state_dict(input).is_ok()
     });
