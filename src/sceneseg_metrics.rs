@@ -32,6 +32,12 @@ use crate::metrics::{average_precision, MetricsError, MovieBoundaries};
 /// SceneSeg's decision threshold: a line is a cut when float32(p) > 0.5.
 pub const THRESHOLD: f64 = 0.5;
 
+/// Whether SceneSeg cuts at a boundary of probability `p`: its float32,
+/// as SceneSeg writes its prediction file, above [`THRESHOLD`].
+pub fn is_cut(p: f64) -> bool {
+    p as f32 as f64 > THRESHOLD
+}
+
 /// SceneSeg's Recall@3s window: ±5 shots, under 3 s at 24 fps.
 const RECALL_SHOTS: i64 = 5;
 const RECALL_SECONDS: f64 = 3.0;
@@ -73,7 +79,7 @@ impl Lines {
     }
 
     fn cuts(&self) -> Vec<bool> {
-        self.prob.iter().map(|&p| p > THRESHOLD).collect()
+        self.prob.iter().map(|&p| is_cut(p)).collect()
     }
 }
 

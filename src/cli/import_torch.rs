@@ -86,10 +86,8 @@ fn read_weights(
     config: &crate::model::config::ModelConfig,
 ) -> anyhow::Result<std::collections::BTreeMap<String, crate::data::tensor::Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    // A torch zip, or a legacy file: pickle PROTO then the magic number's
-    // LONG1. (A safetensors file starts with its header's length.)
-    let is_torch = bytes.starts_with(b"PK\x03\x04") || matches!(bytes[..], [0x80, _, 0x8a, ..]);
-    if !is_torch {
+    // Anything else is read as safetensors (which starts with its header's length).
+    if !crate::data::pickle::is_torch_save(&bytes) {
         return Ok(Checkpoint::from_bytes(&bytes)
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?
             .tensors);

@@ -328,7 +328,7 @@ fn sceneseg_row(
     let Some((first_probs, first_scores)) = first else {
         return Ok(row);
     };
-    let cut = |p: f64| p as f32 as f64 > crate::sceneseg_metrics::THRESHOLD;
+    let cut = crate::sceneseg_metrics::is_cut;
     for ((m, a), b) in movies.iter().zip(first_probs).zip(probs) {
         for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
             if cut(x) != cut(y) {

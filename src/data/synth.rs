@@ -396,7 +396,6 @@ fn baseline_prediction(place: &[f32], dim: usize, n: usize, rng: &mut Rng) -> Ve
         .collect()
 }
 
-/// How a data set is laid out on disk.
 /// Replaces a synthetic movie's audio vectors by SceneSeg-style 257×90
 /// STFT images (flattened): each frequency bin takes the level of one of
 /// the vector's elements (bands of ~257/D bins), around −40 dB in steps of
@@ -433,6 +432,7 @@ pub enum AudioForm {
     Stft,
 }
 
+/// How a data set is laid out on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layout {
     /// One MovieScenes pickle a movie (`<imdb_id>.pkl`).

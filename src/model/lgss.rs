@@ -250,6 +250,12 @@ impl Lgss {
         let c = cfg.sim_channel as i64;
         let d = b.dim;
         let n = x.size()[0] * x.size()[1];
+        // Training mode exactly when this call records gradients: cuDNN's
+        // RNN backward refuses a forward run in inference mode, inference
+        // mode skips the workspace training needs, and BatchNorm then
+        // normalises by the batch. (One LSTM layer, no dropout: on the CPU
+        // the flag changes none of the LSTM's numbers.)
+        let train = records_gradients(&b.lstm[0]);
         let feat = match &b.bnet {
             Bnet::Window {
                 conv_w,
@@ -285,9 +291,7 @@ impl Lgss {
                 Tensor::cat(&[ctx, sim], 1)
             }
             Bnet::Stft { audnet, cos_w, cos_b } => {
-                // BatchNorm's mode follows the LSTM's: batch statistics
-                // exactly when this forward is recorded for training.
-                let shots = audnet.forward(&x.view([n * k, d]), records_gradients(cos_w));
+                let shots = audnet.forward(&x.view([n * k, d]), train);
                 let shots = shots.view([n, k, -1]);
                 match self.formulation {
                     Formulation::Fast => half_window_cosine(&shots, &cos_w.view([c, k / 2]), cos_b),
@@ -296,7 +300,6 @@ impl Lgss {
             }
         };
         let feat = feat.view([-1, s, b.bnet.output_width(d, c)]);
-        let train = records_gradients(&b.lstm[0]);
         let feat = if train && self.lstm_input_dropout > 0.0 {
             let mask = dropout_mask(
                 &feat.size(),
@@ -310,10 +313,6 @@ impl Lgss {
         let h = cfg.lstm_hidden_size as i64;
         let dirs = if cfg.bidirectional { 2 } else { 1 };
         let h0 = Tensor::zeros([dirs, feat.size()[0], h], (Kind::Float, feat.device()));
-        // Training mode exactly when this call records gradients: cuDNN's
-        // RNN backward refuses a forward run in inference mode, and
-        // inference mode skips the workspace training needs. (One layer, no
-        // dropout: on the CPU the flag changes no number.)
         self.lstm_mode
             .store(if train { LSTM_TRAIN } else { LSTM_INFERENCE }, Ordering::Relaxed);
         let (out, _, _) = feat.lstm(

@@ -179,6 +179,32 @@ fn half_window_cosine(
 /// A checkpoint weight by name, checked against the shape the config implies.
 type WeightLookup<'a> = dyn Fn(&str, &[i64]) -> anyhow::Result<Vec<f32>> + 'a;
 
+/// PyTorch's `nn.Linear` named `name` (`out` × `inp`) applied to `x`: the
+/// weight stored transposed (`[inp, out]`) so the graph is a plain MatMul,
+/// then the bias.
+fn linear(
+    g: &mut GraphBuilder,
+    get: &WeightLookup<'_>,
+    x: &str,
+    name: &str,
+    out: i64,
+    inp: i64,
+) -> anyhow::Result<String> {
+    let wv = get(&format!("{name}.weight"), &[out, inp])?;
+    let wt: Vec<f32> = (0..inp as usize)
+        .flat_map(|i| (0..out as usize).map(move |o| (i, o)))
+        .map(|(i, o)| wv[o * inp as usize + i])
+        .collect();
+    let wn = g.weight(&format!("{name}.weight_t"), &[inp, out], &wt);
+    let bn = g.weight(
+        &format!("{name}.bias"),
+        &[out],
+        &get(&format!("{name}.bias"), &[out])?,
+    );
+    let mm = g.node("MatMul", &[x, &wn], vec![]);
+    Ok(g.node("Add", &[&mm, &bn], vec![]))
+}
+
 /// SceneSeg's audio CNN on each shot's STFT image (`x4`: `[n, k, 257·90]`),
 /// as Conv, BatchNormalization (inference form, PyTorch's ε and running
 /// statistics: the checkpoint's numbers unchanged, runtimes fold them into
@@ -252,14 +278,7 @@ fn audnet(
     }
     // [n·k, C₆, 1, 1] -> [n·k, C₆], the fc, then [n, k, C₆].
     let y = g.node("Flatten", &[&y], vec![("axis", Attr::Int(1))]);
-    let fc_w = get(&format!("{p}.bnet.audnet.fc.weight"), &[in_ch, in_ch])?;
-    let n = in_ch as usize;
-    let fc_wt: Vec<f32> = (0..n * n).map(|j| fc_w[(j % n) * n + j / n]).collect();
-    let fc_wt = g.weight(&format!("{p}.bnet.audnet.fc.weight_t"), &[in_ch, in_ch], &fc_wt);
-    let fc_b = get(&format!("{p}.bnet.audnet.fc.bias"), &[in_ch])?;
-    let fc_b = g.weight(&format!("{p}.bnet.audnet.fc.bias"), &[in_ch], &fc_b);
-    let y = g.node("MatMul", &[&y, &fc_wt], vec![]);
-    let y = g.node("Add", &[&y, &fc_b], vec![]);
+    let y = linear(g, get, &y, &format!("{p}.bnet.audnet.fc"), in_ch, in_ch)?;
     let shape = g.ints(&format!("{p}.shape_nkc"), &[3], &[-1, k, in_ch]);
     Ok(g.node("Reshape", &[&y, &shape], vec![]))
 }
@@ -395,25 +414,9 @@ pub fn build(
         let shape_bs_ = g.ints(&format!("{p}.shape_bs2h"), &[3], &[-1, s, dirs * h]);
         let y = g.node("Reshape", &[&y, &shape_bs_], vec![]);
 
-        let fc = |g: &mut GraphBuilder, x: &str, name: &str, out: i64, inp: i64| -> anyhow::Result<String> {
-            let wv = get(&format!("{p}.{name}.weight"), &[out, inp])?;
-            // Stored transposed ([in, out]) so the graph is a plain MatMul.
-            let wt: Vec<f32> = (0..inp as usize)
-                .flat_map(|i| (0..out as usize).map(move |o| (i, o)))
-                .map(|(i, o)| wv[o * inp as usize + i])
-                .collect();
-            let wn = g.weight(&format!("{p}.{name}.weight_t"), &[inp, out], &wt);
-            let bn = g.weight(
-                &format!("{p}.{name}.bias"),
-                &[out],
-                &get(&format!("{p}.{name}.bias"), &[out])?,
-            );
-            let mm = g.node("MatMul", &[x, &wn], vec![]);
-            Ok(g.node("Add", &[&mm, &bn], vec![]))
-        };
-        let y = fc(&mut g, &y, "fc1", f, dirs * h)?;
+        let y = linear(&mut g, &get, &y, &format!("{p}.fc1"), f, dirs * h)?;
         let y = g.node("Relu", &[&y], vec![]);
-        let logits = fc(&mut g, &y, "fc2", 2, f)?;
+        let logits = linear(&mut g, &get, &y, &format!("{p}.fc2"), 2, f)?;
         let ratio = g.weight(&format!("ratio.{}", m.key()), &[], &[config.ratio.get(m) as f32]);
         let weighted = g.node("Mul", &[&logits, &ratio], vec![]);
         total = Some(match total {

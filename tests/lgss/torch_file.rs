@@ -21,6 +21,7 @@ fn both_formats_read_as_torch_wrote_them() {
         "views_legacy.pt",
     ] {
         let bytes = std::fs::read(fixtures().join("torch").join(file)).unwrap();
+        assert!(lgss::data::pickle::is_torch_save(&bytes), "{file}");
         let state = load_state_dict(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
         let want = expected[file].as_object().unwrap();
         let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
@@ -63,6 +64,17 @@ fn both_formats_read_as_torch_wrote_them() {
             // Exact: f32 values widen to f64 without rounding, as json holds them.
             assert_eq!(values, want_values, "{file} {name}");
         }
+    }
+}
+
+/// What is not a `torch.save` file is not taken for one: a safetensors
+/// checkpoint, a plain pickle.
+#[test]
+fn other_files_are_not_taken_for_torch_saves() {
+    let safetensors = std::fs::read(fixtures().join("lgss-tiny/weights.safetensors")).unwrap();
+    let pickle = std::fs::read(fixtures().join("movies/tt0000011.pkl")).unwrap();
+    for (what, bytes) in [("safetensors", safetensors), ("a movie pickle", pickle)] {
+        assert!(!lgss::data::pickle::is_torch_save(&bytes), "{what}");
     }
 }
 

@@ -38,7 +38,7 @@ use super::tensor::{DType, Tensor};
 
 pub(crate) use strided::{c_strides, decode_le};
 pub use torch::LEGACY_MAGIC;
-pub use torch_file::load_state_dict;
+pub use torch_file::{is_torch_save, load_state_dict};
 
 /// Why a pickle could not be read. Text taken from the file is escaped
 /// ([`printable`]), so an error message cannot steer a terminal.

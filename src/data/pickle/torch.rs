@@ -132,8 +132,7 @@ impl<'a> Machine<'a, '_> {
             [Value::Str("storage"), Value::Global(Global::StorageType(dtype)), Value::Str(key), Value::Str(_location), Value::Int(numel), ..]
                 if *numel >= 0 && self.storages.is_some() =>
             {
-                let storages = self.storages.clone().unwrap_or_default();
-                let Some(&bytes) = storages.get(*key) else {
+                let Some(bytes) = self.storages.as_ref().and_then(|st| st.get(*key).copied()) else {
                     return Err(PickleError::Storage(format!(
                         "no storage {}",
                         super::printable(key)

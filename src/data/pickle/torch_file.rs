@@ -20,7 +20,7 @@ use crate::data::tensor::Tensor;
 /// itself. The `module.` prefix `nn.DataParallel` adds is removed.
 pub fn load_state_dict(data: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let mut budget = Budget::for_input(data.len());
-    if data.starts_with(b"PK\x03\x04") {
+    if data.starts_with(ZIP_MAGIC) {
         let (pickle, storages) = zip_parts(data)?;
         let mut vm = Machine::new(pickle, 0, &mut budget, Mode::TorchFile);
         vm.storages = Some(Rc::new(storages));
@@ -38,6 +38,21 @@ pub fn load_state_dict(data: &[u8]) -> Result<Vec<(String, Tensor)>> {
         state_dict(vm.run()?)
     }
 }
+
+/// Whether `data` opens as a `torch.save` file: a zip, or a legacy stream
+/// whose first pickle is the magic number (PROTO, then LONG1 of its bytes).
+pub fn is_torch_save(data: &[u8]) -> bool {
+    let legacy = match data {
+        [0x80, _, 0x8a, len, rest @ ..] => {
+            usize::from(*len) == LEGACY_MAGIC.len() && rest.starts_with(LEGACY_MAGIC)
+        }
+        _ => false,
+    };
+    data.starts_with(ZIP_MAGIC) || legacy
+}
+
+/// The local file header signature every zip opens with.
+const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 
 /// A file's storages by key: their raw little-endian elements.
 type Storages<'a> = HashMap<String, &'a [u8]>;
