@@ -15,6 +15,7 @@ pub mod model;
 pub mod onnx;
 pub mod phases;
 pub mod progress;
+pub mod regular_file;
 pub mod rng;
 pub mod runtime;
 pub mod scene_formats;
@@ -24,3 +25,4 @@ pub mod serve;
 pub mod timeline;
 #[cfg(feature = "tch")]
 pub mod train;
+pub mod video;

@@ -57,9 +57,11 @@ pub enum Status {
 
 /// SHA-256 of a file, hex; streams it, so memory stays constant.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let crate::regular_file::Regular { file, len } =
+        crate::regular_file::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher).with_context(|| format!("{}: cannot read", path.display()))?;
+    std::io::copy(&mut std::io::Read::take(file, len), &mut hasher)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -77,7 +79,7 @@ pub fn status(out: &Path, stem: &str, key: &RunKey) -> Status {
     if meta.len() > MAX_ENTRY_BYTES {
         return Status::Redo("its manifest entry is damaged");
     }
-    let entry: Entry = match std::fs::read(&path)
+    let entry: Entry = match crate::regular_file::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
     {

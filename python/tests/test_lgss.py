@@ -125,6 +125,37 @@ def test_malformed_files_are_refused_with_the_readers_message(trained):
         assert needle in str(e.value), str(e.value)
 
 
+def test_special_files_are_refused_at_once_by_name(tmp_path):
+    """A FIFO (which would block a reader forever), links to /dev/zero and
+    /dev/urandom (which never end), and a directory, in a movie's place or in
+    a scene318 tree: InvalidMovie naming the path and what stands there."""
+    import shutil
+
+    good = GOOD[0]
+    fifo = tmp_path / "tt0000001.pkl"
+    os.mkfifo(fifo)
+    zero = tmp_path / "tt0000002.pkl"
+    zero.symlink_to("/dev/zero")
+    folder = tmp_path / "tt0000003.pkl"
+    folder.mkdir()
+    cases = {fifo: "a named pipe (FIFO)", zero: "a symbolic link to a character device (/dev/zero)", folder: "a directory"}
+    tree = tmp_path / "tree"
+    shutil.copytree(FIXTURES / "scene318", tree)
+    npy = tree / "place_feat" / "tt0100001" / "shot_0002.npy"
+    npy.unlink()
+    npy.symlink_to("/dev/urandom")
+    cases[npy] = "a symbolic link to a character device (/dev/urandom)"
+    for path, what in cases.items():
+        target = tree / "label318" / "tt0100001.txt" if path == npy else path
+        with pytest.raises(lgss.InvalidMovie) as e:
+            lgss.load_movie(target)
+        assert str(path) in str(e.value) and what in str(e.value), str(e.value)
+        assert "not a regular file" in str(e.value)
+    link = tmp_path / "linked.pkl"
+    link.symlink_to(good)
+    assert lgss.load_movie(link).imdb_id == lgss.load_movie(good).imdb_id
+
+
 def test_a_pickle_that_would_run_a_command_runs_nothing():
     canary = Path("/tmp/lgss-pwned")  # what evil_global.pkl's payload would create
     if canary.exists():

@@ -138,7 +138,7 @@ fn read_segment_json(path: &Path) -> anyhow::Result<(String, Vec<f64>)> {
             problem,
         })
     };
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let bytes = crate::regular_file::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
     let out: Output = serde_json::from_slice(&bytes).map_err(|e| {
         bad(format!(
             "not an `lgss segment` JSON output (imdb_id, boundary_probabilities): {e}"

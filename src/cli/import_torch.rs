@@ -85,7 +85,8 @@ fn read_weights(
     path: &std::path::Path,
     config: &crate::model::config::ModelConfig,
 ) -> anyhow::Result<std::collections::BTreeMap<String, crate::data::tensor::Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    let bytes = crate::regular_file::read(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     // Anything else is read as safetensors (which starts with its header's length).
     if !crate::data::pickle::is_torch_save(&bytes) {
         return Ok(Checkpoint::from_bytes(&bytes)

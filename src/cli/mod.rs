@@ -4,6 +4,7 @@ mod completions;
 mod doctor;
 mod eval;
 mod export;
+mod extract;
 mod import_torch;
 mod info;
 pub mod progress;
@@ -48,6 +49,8 @@ enum Command {
     Train(train::Args),
     /// Write a checkpoint as an ONNX model (built in Rust, opset 17).
     Export(export::Args),
+    /// Turn videos into a scene318 tree: shots, place and audio features, as SceneSeg's pre-processing.
+    Extract(extract::Args),
     /// Segment movies into scenes with tract, ONNX Runtime (CPU/CUDA) or libtorch.
     Segment(segment::Args),
     /// Serve scenes over HTTP from a model loaded once (batched across requests).
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Synth(a) => synth::run(a),
         Command::Train(a) => train::run(a, &ws),
         Command::Export(a) => export::run(a, &ws),
+        Command::Extract(a) => extract::run(a, cli.ort_lib.as_deref()),
         Command::Segment(a) => segment::run(a, cli.ort_lib.as_deref(), &ws),
         Command::Serve(a) => serve::run(a, cli.ort_lib.as_deref(), &ws),
         Command::Verify(a) => verify::run(a, cli.ort_lib.as_deref(), &ws),

@@ -65,7 +65,8 @@ fn seconds(flag: &str, s: f64) -> anyhow::Result<Duration> {
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = crate::regular_file::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let token = text.trim();
     if token.is_empty() {
         bail!("{}: the token file is empty", path.display());

@@ -54,7 +54,7 @@ impl Workspace {
 
     /// The workspace's own config, if it has one.
     pub fn config(&self) -> Option<PathBuf> {
-        Some(self.root.join("lgss.toml")).filter(|p| p.is_file())
+        Some(self.root.join("lgss.toml")).filter(|p| p.exists())
     }
 
     /// The data folder, or an error that says how to get data.
@@ -109,7 +109,7 @@ impl Workspace {
     /// that makes one.
     pub fn latest_checkpoint(&self) -> anyhow::Result<PathBuf> {
         let p = self.latest().join("best.safetensors");
-        if !p.is_file() {
+        if !p.exists() {
             bail!(
                 "no checkpoint given and none at {}: train one with `lgss train`, or pass --checkpoint",
                 p.display()
@@ -121,7 +121,7 @@ impl Workspace {
     /// The latest run's exported model, or an error naming the command.
     pub fn latest_model(&self) -> anyhow::Result<PathBuf> {
         let p = self.latest().join("model.onnx");
-        if !p.is_file() {
+        if !p.exists() {
             bail!(
                 "no model given and none at {}: make one with `lgss export --onnx` (after `lgss train`), \
                  or pass --model",

@@ -8,7 +8,9 @@ use anyhow::{bail, Context};
 use super::hash::fnv1a64;
 use super::movie::{Movie, Schema};
 
-/// The regular files of `dir` whose (UTF-8) name `keep` accepts, sorted.
+/// The entries of `dir` whose (UTF-8) name `keep` accepts, sorted. Not
+/// only regular files: a pipe or folder named like a movie is listed, so
+/// its reader refuses it by name rather than the movie going missing.
 pub fn files_named(dir: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<Vec<PathBuf>> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("{}: cannot list directory", dir.display()))?;
@@ -18,7 +20,7 @@ pub fn files_named(dir: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<Ve
             .with_context(|| format!("{}: cannot list directory", dir.display()))?
             .path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if keep(name) && path.is_file() {
+        if keep(name) {
             files.push(path);
         }
     }
@@ -135,7 +137,7 @@ pub fn read_file_list(list: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let text = if list.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin()).context("standard input: cannot read the file list")?
     } else {
-        std::fs::read_to_string(list)
+        crate::regular_file::read_to_string(list)
             .with_context(|| format!("{}: cannot read the file list", list.display()))?
     };
     Ok(text

@@ -3,11 +3,13 @@
 
 pub mod dataset;
 pub mod hash;
+mod load;
 pub mod movie;
 pub mod npy;
 pub mod pickle;
 pub mod pickle_write;
 pub mod scene318;
+pub mod stft_image;
 pub mod synth;
 pub mod tensor;
 pub mod windows;

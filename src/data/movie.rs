@@ -1,6 +1,6 @@
 //! One movie of MovieScenes data, validated on load.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
@@ -141,36 +141,6 @@ impl Movie {
 
     pub fn features(&self, m: Modality) -> Option<&Features> {
         self.features[m.index()].as_ref()
-    }
-
-    /// Reads and validates a MovieScenes pickle, or the movie of a scene318
-    /// tree its label file stands for ([`super::scene318`]).
-    pub fn load(path: &Path, schema: &Schema) -> Result<Movie, LoadError> {
-        let err = |problem: String| LoadError {
-            path: path.to_path_buf(),
-            problem,
-        };
-        if let Some((root, id)) = super::scene318::locate(path) {
-            let movie = super::scene318::load(&root, &id)?.movie;
-            movie.validate(schema).map_err(err)?;
-            return Ok(movie);
-        }
-        let file = std::fs::File::open(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let len = file
-            .metadata()
-            .map_err(|e| err(format!("cannot read: {e}")))?
-            .len();
-        if len == 0 {
-            return Err(err("empty file".into()));
-        }
-        // Mapping the file saves a copy of tens of megabytes per movie (the
-        // page faults then happen in the parallel tensor copies).
-        // SAFETY: the mapping is only read. A file truncated by another
-        // process while we read it would fault; files are replaced, not
-        // rewritten in place, by lgss (write to a temp file, then rename).
-        let map = unsafe { memmap2::MmapOptions::new().map(&file) }
-            .map_err(|e| err(format!("cannot read: {e}")))?;
-        Movie::from_pickle_bytes(&map, schema).map_err(err)
     }
 
     /// Parses and validates pickle bytes; the error names the problem only.

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! ROOT/meta/split318.json            {"train": [ids], "val": [...], "test": [...], "all": [...]}
-//! ROOT/label318/<id>.txt             "<4-digit shot id> <label>" a line (-1 counts as 1)
+//! ROOT/label318/<id>.txt             "<4-digit shot id> <label>" a line (-1 counts as 1; absent: no ground truth)
 //! ROOT/shot_movie318/<id>.txt        "<first frame> <last frame> …" a shot
 //! ROOT/place_feat/<id>/shot_NNNN.npy place, one vector a shot
 //! ROOT/aud_feat/<id>/shot_NNNN.npy   audio, one vector or one 257×90 STFT image a shot
@@ -39,14 +39,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::config::AudioInput;
-
 use ndarray::Array2;
 
 use super::movie::{Features, LoadError, Modality, Movie};
 use super::pickle::{self, Value};
+use super::stft_image;
 use super::tensor::Tensor;
 use crate::fsutil::write_atomic;
+use crate::regular_file;
 
 /// The split file that marks a scene318 root.
 pub const SPLIT_FILE: &str = "meta/split318.json";
@@ -69,11 +69,13 @@ pub struct Split {
 }
 
 impl Split {
-    /// Reads and checks a split file: ids are plain names (letters,
-    /// digits, `_`, `-`, `.`, not starting with `.`), so none reaches
-    /// outside the tree.
+    /// Reads and checks a split file, in time linear in its size, before
+    /// any movie is read: ids are plain names (letters, digits, `_`, `-`,
+    /// `.`, not starting with `.`), so none reaches outside the tree; no
+    /// list names a movie twice, and no movie is in two of train, val and
+    /// test (a test movie trained on would inflate every score).
     pub fn read(path: &Path) -> anyhow::Result<Split> {
-        let text = std::fs::read_to_string(path)
+        let text = regular_file::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
         let mut split: Split = serde_json::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
@@ -88,21 +90,51 @@ impl Split {
                 .cloned()
                 .collect();
         }
-        for id in &split.all {
+        split
+            .check()
+            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
+        Ok(split)
+    }
+
+    /// The checks of [`Split::read`]; the error names the id and the lists.
+    fn check(&self) -> Result<(), String> {
+        let mut part_of: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+        let parts = [("train", &self.train), ("val", &self.val), ("test", &self.test)];
+        for (name, ids) in parts {
+            for id in ids.iter() {
+                if let Some(first) = part_of.insert(id, name) {
+                    let id = pickle::printable(id);
+                    return Err(if first == name {
+                        format!("the {name} list names movie \"{id}\" twice")
+                    } else {
+                        format!("movie \"{id}\" is in both the {first} and the {name} lists")
+                    });
+                }
+            }
+        }
+        let mut all = std::collections::HashSet::with_capacity(self.all.len());
+        for id in &self.all {
+            if !all.insert(id.as_str()) {
+                return Err(format!(
+                    "the all list names movie \"{}\" twice",
+                    pickle::printable(id)
+                ));
+            }
+        }
+        for id in part_of.keys().copied().chain(all.iter().copied()) {
             let plain = !id.is_empty()
                 && !id.starts_with('.')
                 && id
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
             if !plain {
-                anyhow::bail!(
-                    "{}: movie id \"{}\" is not a plain name",
-                    path.display(),
+                return Err(format!(
+                    "movie id \"{}\" is not a plain name",
                     pickle::printable(id)
-                );
+                ));
             }
         }
-        Ok(split)
+        Ok(())
     }
 }
 
@@ -170,7 +202,7 @@ pub fn write_movie(root: &Path, movie: &Movie) -> anyhow::Result<PathBuf> {
             Modality::Place | Modality::Audio => {
                 // Audio of STFT width is written as the images SceneSeg reads.
                 let shape = |row: &[f32]| match m {
-                    Modality::Audio if row.len() == AudioInput::STFT_DIM => AudioInput::STFT_SHAPE.to_vec(),
+                    Modality::Audio if row.len() == stft_image::DIM => stft_image::SHAPE.to_vec(),
                     _ => vec![row.len()],
                 };
                 for (s, row) in rows.iter().enumerate() {
@@ -197,15 +229,20 @@ pub fn write_movie(root: &Path, movie: &Movie) -> anyhow::Result<PathBuf> {
         }
     }
     // The label file last: it stands for the movie once all else is there.
+    // A movie without ground truth has none (and reads back without).
     let path = file("label318", format!("{id}.txt"))?;
-    write_atomic(&path, labels.as_bytes())?;
+    if movie.ground_truth.is_some() {
+        write_atomic(&path, labels.as_bytes())?;
+    }
     debug_assert_eq!(shots.lines().count(), n);
     Ok(path)
 }
 
 /// Whether `dir` is a scene318 root (it holds `meta/split318.json`).
+/// Whatever stands there: a split that is not a regular file is then
+/// refused by its reader, by name.
 pub fn is_root(dir: &Path) -> bool {
-    dir.join(SPLIT_FILE).is_file()
+    std::fs::symlink_metadata(dir.join(SPLIT_FILE)).is_ok()
 }
 
 /// The path that stands for movie `id` of the tree at `root`.
@@ -269,7 +306,13 @@ pub fn load(root: &Path, id: &str) -> Result<Scene318Movie, LoadError> {
     let shot_end_frame = read_shots(&shots_file).map_err(|p| fail(&shots_file, p))?;
     let n = shot_end_frame.len();
     let label_file = movie_path(root, id);
-    let labels = read_labels(&label_file, n).map_err(|p| fail(&label_file, p))?;
+    // A tree made from video (`lgss extract`) has no labels: its movies
+    // segment, and score nowhere.
+    let labels = if std::fs::symlink_metadata(&label_file).is_ok() {
+        Some(read_labels(&label_file, n).map_err(|p| fail(&label_file, p))?)
+    } else {
+        None
+    };
 
     let mut complete = vec![true; n];
     let mut features: [Option<Features>; 4] = Default::default();
@@ -296,13 +339,16 @@ pub fn load(root: &Path, id: &str) -> Result<Scene318Movie, LoadError> {
         }
         features[m.index()] = Some(rows);
     }
-    let labelled: Vec<bool> = labels.iter().map(Option::is_some).collect();
-    let ground_truth = labels[..n - 1].iter().map(|l| *l == Some(true)).collect();
+    let labelled: Vec<bool> = match &labels {
+        Some(labels) => labels.iter().map(Option::is_some).collect(),
+        None => vec![false; n],
+    };
+    let ground_truth = labels.map(|l| l[..n - 1].iter().map(|l| *l == Some(true)).collect());
     let mut tree = Scene318Movie {
         movie: Movie {
             imdb_id: id.to_string(),
             features,
-            ground_truth: Some(ground_truth),
+            ground_truth,
             shot_end_frame,
             prediction: None,
             scored: None,
@@ -310,11 +356,13 @@ pub fn load(root: &Path, id: &str) -> Result<Scene318Movie, LoadError> {
         complete,
         labelled,
     };
-    let mut scored = vec![true; n - 1];
-    for b in tree.left_out(SCENESEG_WINDOW) {
-        scored[b] = false;
+    if tree.movie.ground_truth.is_some() {
+        let mut scored = vec![true; n - 1];
+        for b in tree.left_out(SCENESEG_WINDOW) {
+            scored[b] = false;
+        }
+        tree.movie.scored = Some(scored);
     }
-    tree.movie.scored = Some(scored);
     Ok(tree)
 }
 
@@ -332,14 +380,15 @@ fn feature_dir(m: Modality) -> &'static str {
 const MAX_TEXT_BYTES: u64 = 64 << 20;
 
 fn read_text(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let len = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
-    if len > MAX_TEXT_BYTES {
+    let file = regular_file::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    if file.len > MAX_TEXT_BYTES {
         return Err(format!(
-            "{len} bytes: larger than any {MAX_TEXT_BYTES}-byte text file of this layout"
+            "{} bytes: larger than any {MAX_TEXT_BYTES}-byte text file of this layout",
+            file.len
         ));
     }
-    std::io::read_to_string(file).map_err(|e| format!("cannot read as text: {e}"))
+    let bytes = file.read_all().map_err(|e| format!("cannot read: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| format!("cannot read as text: {e}"))
 }
 
 /// Each shot's last frame: the second number of each line.
@@ -476,9 +525,9 @@ fn read_npy_shots(dir: &Path, n: usize, m: Modality) -> Result<Shots, LoadError>
 /// audio SceneSeg's 257×90 STFT image, flattened row-major (the model's
 /// `audio_input = "stft"` takes it so).
 fn read_vector(path: &Path, m: Modality) -> Result<Vec<f32>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = regular_file::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let t = super::npy::load(&bytes).map_err(|e| e.to_string())?;
-    let [bins, frames] = AudioInput::STFT_SHAPE;
+    let [bins, frames] = stft_image::SHAPE;
     match (m, t.shape()) {
         (_, [_]) => Ok(into_vec(t)),
         (Modality::Audio, [b, f]) if (*b, *f) == (bins, frames) => Ok(into_vec(t)),
@@ -536,13 +585,11 @@ fn stack(vectors: Vec<Option<Vec<f32>>>, m: Modality) -> Result<Shots, String> {
 /// One vector a shot from a pickled dict `{"NNNN": array}`: actions are a
 /// vector, casts one row a face, averaged.
 fn read_dict_shots(path: &Path, n: usize, m: Modality) -> Result<Shots, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let len = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
-    if len == 0 {
+    let file = regular_file::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    if file.len == 0 {
         return Err("empty file".into());
     }
-    // SAFETY: the mapping is only read, as in `Movie::load`.
-    let map = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(|e| format!("cannot read: {e}"))?;
+    let map = file.map().map_err(|e| format!("cannot read: {e}"))?;
     let value = pickle::load(&map).map_err(|e| e.to_string())?;
     let Value::Dict(dict) = value else {
         return Err(format!(

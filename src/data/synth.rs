@@ -402,14 +402,14 @@ fn baseline_prediction(place: &[f32], dim: usize, n: usize, rng: &mut Rng) -> Ve
 /// 10 dB per unit, plus ±2 dB of per-pixel noise. What the vectors said
 /// about scenes (ambience, carry-over, noise) is what the images say.
 pub fn stft_audio(movie: &mut Movie, seed: u64, index: usize) {
-    use crate::model::config::AudioInput;
+    use super::stft_image;
     let Some(vectors) = movie.features[super::movie::Modality::Audio.index()].take() else {
         return;
     };
-    let [bins, frames] = AudioInput::STFT_SHAPE;
+    let [bins, frames] = stft_image::SHAPE;
     let (n, du) = vectors.dim();
     let mut rng = Rng::derive(seed ^ 0x5354_4654_u64, index as u64);
-    let mut images = Features::zeros((n, AudioInput::STFT_DIM));
+    let mut images = Features::zeros((n, stft_image::DIM));
     for (mut image, v) in images.rows_mut().into_iter().zip(vectors.rows()) {
         for f in 0..bins {
             let level = -40.0 + 10.0 * v[f * du / bins];

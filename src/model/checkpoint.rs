@@ -193,8 +193,10 @@ impl Checkpoint {
     /// The file's safetensors header (names, shapes, metadata), read alone.
     fn header_of(path: &Path) -> anyhow::Result<serde_json::Value> {
         use std::io::Read;
-        let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let file_len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let crate::regular_file::Regular {
+            file: mut f,
+            len: file_len,
+        } = crate::regular_file::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
         let mut len = [0u8; 8];
         f.read_exact(&mut len)
             .with_context(|| format!("{}: not a safetensors file", path.display()))?;
@@ -210,7 +212,8 @@ impl Checkpoint {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<Checkpoint> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let bytes =
+            crate::regular_file::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
         Checkpoint::from_bytes(&bytes).with_context(|| format!("{}: not a valid checkpoint", path.display()))
     }
 

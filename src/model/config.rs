@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use crate::data::movie::Modality;
+use crate::data::stft_image;
 
 /// Per-modality numbers, keyed by the pickle's names.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -85,11 +86,10 @@ pub enum AudioInput {
 }
 
 impl AudioInput {
-    /// Frequency bins and frames of one STFT image (SceneSeg's
-    /// `pre/audio/extract_feat.py`: `n_fft = 512`, three 30-frame spans).
-    pub const STFT_SHAPE: [usize; 2] = [257, 90];
+    /// Frequency bins and frames of one STFT image ([`stft_image::SHAPE`]).
+    pub const STFT_SHAPE: [usize; 2] = stft_image::SHAPE;
     /// The image flattened row-major: the audio feature width it implies.
-    pub const STFT_DIM: usize = Self::STFT_SHAPE[0] * Self::STFT_SHAPE[1];
+    pub const STFT_DIM: usize = stft_image::DIM;
 
     fn is_features(&self) -> bool {
         *self == AudioInput::Features
@@ -210,8 +210,8 @@ impl ModelConfig {
 
 impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let text = crate::regular_file::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         Config::from_toml(&text).with_context(|| format!("{}: invalid config", path.display()))
     }
 

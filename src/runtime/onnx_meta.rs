@@ -24,11 +24,8 @@ const FIELD_METADATA_PROPS: u64 = 14;
 /// is refused as not an ONNX model.
 fn metadata_props(path: &Path) -> anyhow::Result<Vec<pb::StringStringEntryProto>> {
     let bad = |why: String| anyhow!("{}: not an ONNX model: {why}", path.display());
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let len = file
-        .metadata()
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .len();
+    let crate::regular_file::Regular { file, len } =
+        crate::regular_file::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut r = std::io::BufReader::new(file);
     let mut pos = 0u64;
     let mut props = Vec::new();

@@ -72,13 +72,15 @@ impl OrtBackend {
                 )
             })?;
         }
+        // Read by lgss, not by ONNX Runtime: only a regular file is opened.
+        let bytes =
+            crate::regular_file::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
         let session = if per_shot {
-            let bytes = std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
             let form = per_shot_model(&bytes, &config).with_context(|| model.display().to_string())?;
             drop(bytes);
             builder.commit_from_memory(&form).map_err(err)?
         } else {
-            builder.commit_from_file(model).map_err(err)?
+            builder.commit_from_memory(&bytes).map_err(err)?
         };
         Ok(OrtBackend {
             session,

@@ -104,7 +104,8 @@ pub fn typed_model(
 ) -> anyhow::Result<(TypedModel, ModelConfig, Option<BranchConvs>)> {
     let config = onnx_meta::config_of(model)?;
     let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
-    let bytes = std::fs::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
+    let bytes =
+        crate::regular_file::read(model).with_context(|| format!("{}: cannot read", model.display()))?;
     let mut proto = pb::ModelProto::decode(bytes.as_slice())
         .map_err(|e| anyhow!("{}: not an ONNX model: {e}", model.display()))?;
     // A plan holds its activations for the whole batch at once: an STFT

@@ -133,7 +133,7 @@ pub(super) fn read_history(path: &Path, epochs: usize) -> anyhow::Result<Vec<Epo
     }
     // A run being resumed must have its log: a missing or damaged one is an
     // error, never silently shortened and rewritten.
-    let text = std::fs::read_to_string(path)
+    let text = crate::regular_file::read_to_string(path)
         .with_context(|| format!("{}: cannot read the run's log to resume it", path.display()))?;
     let mut logs: Vec<EpochLog> = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

@@ -17,6 +17,8 @@ mod scene318;
 mod sceneseg;
 mod serve;
 mod shard;
+mod special_files;
 mod synth;
 mod torch_file;
 mod train;
+mod video;

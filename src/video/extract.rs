@@ -1,0 +1,553 @@
+//! A video file into a movie of a scene318 tree, as SceneSeg's `pre/`
+//! scripts make one: shots, each shot's middle keyframe through a place
+//! network, each shot's audio as an STFT image. Everything downstream
+//! (`segment`, `info`, `train`, Python) then reads the tree unchanged.
+//!
+//! ```text
+//! ROOT/shot_movie318/<id>.txt          "<first> <last> <k1> <k2> <k3>" a shot (ShotDetect's shot_txt)
+//! ROOT/place_feat/<id>/shot_NNNN.npy   the place network's vector (with --place-model)
+//! ROOT/aud_feat/<id>/shot_NNNN.npy     the 257×90 STFT image
+//! ROOT/shot_stats/<id>.csv             each frame's differences (with --stats)
+//! ROOT/meta/videos/<id>.json           the video: path, frame rate, size, detector
+//! ROOT/meta/split318.json              every movie of the tree in `all`
+//! ```
+//!
+//! The video is decoded twice (shots, then keyframes: a middle frame is
+//! known only when its shot ends) and its audio once, each by FFmpeg
+//! ([`super::ffmpeg`]); memory holds two frames, one batch of keyframes
+//! and one shot's audio, whatever the length of the film. A movie's files
+//! are written before its entry in the split, so a tree never lists a
+//! movie whose files are not all there.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use serde::Serialize;
+
+use super::audio_image::AudioImager;
+use super::ffmpeg::{self, Probe, AUDIO_RATE};
+use super::place::{self, PlaceModel};
+use super::shots::{Detector, DetectorSettings, FrameStats, Shot};
+use crate::data::npy::save_f32_shaped;
+use crate::data::scene318::{Split, SPLIT_FILE};
+use crate::data::stft_image;
+use crate::fsutil::write_atomic;
+use crate::progress::Progress;
+
+/// File extensions taken as videos when a folder is given.
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "mts", "m2ts", "wmv", "flv", "ogv",
+    "3gp", "mxf",
+];
+
+/// Whether `path` is named like a video.
+pub fn is_video_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// A movie id from a video's file name: its stem, with anything but
+/// letters, digits, `_`, `-` and `.` as `_` (ids name files of the tree).
+pub fn video_id(path: &Path) -> anyhow::Result<String> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let id: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let id = id.trim_start_matches('.').to_string();
+    if id.is_empty() {
+        anyhow::bail!("{}: no file name to take a movie id from", path.display());
+    }
+    Ok(id)
+}
+
+/// What to extract besides shots and audio.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtractOptions {
+    pub detector: DetectorSettings,
+    /// Write each frame's differences to `shot_stats/<id>.csv`.
+    pub stats: bool,
+}
+
+/// What the video's movie is, written beside it (`meta/videos/<id>.json`)
+/// for the outputs that point back at the picture.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct VideoMeta {
+    pub id: String,
+    /// The video's path, absolute, as extracted.
+    pub video: PathBuf,
+    /// Frames are numbered at this rate from the video's first frame.
+    pub fps_num: u64,
+    pub fps_den: u64,
+    pub variable_frame_rate: bool,
+    pub width: u32,
+    pub height: u32,
+    pub rotation: i32,
+    pub frames: u64,
+    pub container: String,
+    pub codec: String,
+    pub audio: bool,
+    pub detector: DetectorSettings,
+    pub place_model: Option<PathBuf>,
+}
+
+impl VideoMeta {
+    pub fn fps(&self) -> f64 {
+        self.fps_num as f64 / self.fps_den as f64
+    }
+
+    /// Reads `ROOT/meta/videos/<id>.json`, if the tree has it.
+    pub fn read(root: &Path, id: &str) -> anyhow::Result<Option<VideoMeta>> {
+        let path = meta_path(root, id);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        let text = crate::regular_file::read_to_string(&path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{}: not a video description", path.display()))
+    }
+}
+
+fn meta_path(root: &Path, id: &str) -> PathBuf {
+    root.join("meta/videos").join(format!("{id}.json"))
+}
+
+/// One video done.
+#[derive(Debug, Clone, Serialize)]
+pub struct Extracted {
+    pub id: String,
+    pub video: PathBuf,
+    pub frames: u64,
+    pub shots: usize,
+    pub fps: f64,
+    pub seconds: f64,
+    pub audio: bool,
+    pub place_dim: Option<usize>,
+    /// FFmpeg's messages about damage it decoded past.
+    pub warnings: Vec<String>,
+    /// Wall time of each pass, seconds.
+    pub shot_seconds: f64,
+    pub place_seconds: f64,
+    pub audio_seconds: f64,
+}
+
+/// Extracts `video` into the tree at `root` as movie `id`.
+pub fn extract_video(
+    video: &Path,
+    id: &str,
+    root: &Path,
+    options: &ExtractOptions,
+    place: Option<&mut PlaceModel>,
+    place_path: Option<&Path>,
+    progress: &dyn Progress,
+) -> anyhow::Result<Extracted> {
+    let probe = ffmpeg::probe(video)?;
+    let mut warnings = Vec::new();
+
+    let t = Instant::now();
+    let (shots, stats) = detect_shots(&probe, options.detector, progress, &mut warnings)?;
+    let shot_seconds = t.elapsed().as_secs_f64();
+    if shots.len() < 2 {
+        anyhow::bail!(
+            "{}: {} shot{} in {} frames: a movie needs at least 2 to segment",
+            video.display(),
+            shots.len(),
+            if shots.len() == 1 { "" } else { "s" },
+            shots.last().map_or(0, |s| s.end)
+        );
+    }
+    let frames = shots.last().map_or(0, |s| s.end);
+
+    let t = Instant::now();
+    let place_rows = match place {
+        Some(model) => Some(place_features(&probe, &shots, model, progress, &mut warnings)?),
+        None => None,
+    };
+    let place_seconds = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let audio_images = audio_features(&probe, &shots, progress, &mut warnings)?;
+    let audio_seconds = t.elapsed().as_secs_f64();
+
+    write_movie(root, id, &shots, place_rows.as_ref(), &audio_images)?;
+    if options.stats {
+        write_stats(root, id, &stats)?;
+    }
+    let meta = VideoMeta {
+        id: id.to_string(),
+        video: std::path::absolute(video).unwrap_or_else(|_| video.to_path_buf()),
+        fps_num: probe.rate.num,
+        fps_den: probe.rate.den,
+        variable_frame_rate: probe.variable_rate,
+        width: probe.width,
+        height: probe.height,
+        rotation: probe.rotation,
+        frames,
+        container: probe.container.clone(),
+        codec: probe.codec.clone(),
+        audio: probe.audio.is_some(),
+        detector: options.detector,
+        place_model: place_path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
+    };
+    let meta_file = meta_path(root, id);
+    create_parent(&meta_file)?;
+    write_atomic(
+        &meta_file,
+        (serde_json::to_string_pretty(&meta)? + "\n").as_bytes(),
+    )?;
+    add_to_split(root, id)?;
+    Ok(Extracted {
+        id: id.to_string(),
+        video: video.to_path_buf(),
+        frames,
+        shots: shots.len(),
+        fps: probe.rate.fps(),
+        seconds: frames as f64 / probe.rate.fps(),
+        audio: probe.audio.is_some(),
+        place_dim: place_rows.as_ref().map(|r| r.ncols()),
+        warnings,
+        shot_seconds,
+        place_seconds,
+        audio_seconds,
+    })
+}
+
+/// The first pass: every frame through the detector.
+pub fn detect_shots(
+    probe: &Probe,
+    settings: DetectorSettings,
+    progress: &dyn Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<(Vec<Shot>, Vec<FrameStats>)> {
+    let mut frames = ffmpeg::frames(probe)?;
+    let expected = probe
+        .duration
+        .map_or(0, |d| (d * probe.rate.fps()).round() as usize);
+    progress.start("shots", expected, 0);
+    let mut detector = Detector::new(settings);
+    let mut buf = Vec::new();
+    while frames.next_into(&mut buf)? {
+        detector.push(&buf, frames.width, frames.height);
+        progress.advance(1);
+    }
+    progress.finish();
+    if let Some(w) = frames.finish()?.warnings {
+        warnings.push(format!("{}: decoded past damage: {w}", probe.path.display()));
+    }
+    if detector.frames() == 0 {
+        anyhow::bail!("{}: no frame could be decoded", probe.path.display());
+    }
+    Ok(detector.finish())
+}
+
+/// Keyframes in one batch before the network runs.
+const PLACE_BATCH: usize = 16;
+
+/// The second pass: each shot's middle frame through the place network.
+fn place_features(
+    probe: &Probe,
+    shots: &[Shot],
+    model: &mut PlaceModel,
+    progress: &dyn Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<ndarray::Array2<f32>> {
+    let mut frames = ffmpeg::frames(probe)?;
+    progress.start("place", shots.len(), 0);
+    let mut rows: Vec<ndarray::Array2<f32>> = Vec::new();
+    let mut batch: Vec<Vec<f32>> = Vec::with_capacity(PLACE_BATCH);
+    let mut next = shots.iter().map(Shot::middle).peekable();
+    let mut buf = Vec::new();
+    let mut index = 0u64;
+    while next.peek().is_some() && frames.next_into(&mut buf)? {
+        if next.peek() == Some(&index) {
+            next.next();
+            batch.push(place::input_tensor(&buf, frames.width, frames.height));
+            if batch.len() == PLACE_BATCH {
+                rows.push(model.features(&batch)?);
+                progress.advance(batch.len());
+                batch.clear();
+            }
+        }
+        index += 1;
+    }
+    if next.peek().is_some() {
+        anyhow::bail!(
+            "{}: the second decoding ended at frame {index}, before the keyframes of the first",
+            probe.path.display()
+        );
+    }
+    if !batch.is_empty() {
+        rows.push(model.features(&batch)?);
+        progress.advance(batch.len());
+    }
+    progress.finish();
+    drop(buf);
+    // The rest of the video is not needed: stop FFmpeg.
+    if let Some(w) = frames.finish_early()?.warnings {
+        warnings.push(format!("{}: decoded past damage: {w}", probe.path.display()));
+    }
+    let views: Vec<ndarray::ArrayView2<'_, f32>> = rows.iter().map(|r| r.view()).collect();
+    ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| anyhow!("place features: {e}"))
+}
+
+/// Each shot's audio image; SceneSeg's silence for a video without audio.
+fn audio_features(
+    probe: &Probe,
+    shots: &[Shot],
+    progress: &dyn Progress,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut imager = AudioImager::new();
+    let Some(mut samples) = ffmpeg::audio_16k_mono(probe)? else {
+        let silent = imager.image(&[]);
+        return Ok(vec![silent; shots.len()]);
+    };
+    let audio_start = probe.audio.as_ref().map_or(0.0, |a| a.start);
+    let fps = probe.rate.fps();
+    // A frame's time on the audio track's sample clock.
+    let sample_at = |frame: u64| -> u64 {
+        let t = frame as f64 / fps + probe.video_start - audio_start;
+        (t * f64::from(AUDIO_RATE)).round().max(0.0) as u64
+    };
+    progress.start("audio", shots.len(), 0);
+    let mut images = Vec::with_capacity(shots.len());
+    let mut shot_samples = Vec::new();
+    for shot in shots {
+        let (from, to) = (sample_at(shot.start), sample_at(shot.end));
+        if from > samples.position {
+            samples.skip(from - samples.position)?;
+        }
+        shot_samples.clear();
+        samples.read(to.saturating_sub(samples.position.max(from)), &mut shot_samples)?;
+        images.push(imager.image(&shot_samples));
+        progress.advance(1);
+    }
+    progress.finish();
+    if let Some(w) = samples.finish()?.warnings {
+        warnings.push(format!(
+            "{}: audio decoded past damage: {w}",
+            probe.path.display()
+        ));
+    }
+    Ok(images)
+}
+
+fn create_parent(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))
+}
+
+/// The movie's files; the shot file last of them.
+fn write_movie(
+    root: &Path,
+    id: &str,
+    shots: &[Shot],
+    place: Option<&ndarray::Array2<f32>>,
+    audio: &[Vec<f32>],
+) -> anyhow::Result<()> {
+    let write_rows = |dir: &str, row: &dyn Fn(usize) -> Vec<u8>| -> anyhow::Result<()> {
+        let dir = root.join(dir).join(id);
+        // A re-extraction replaces the movie's shots: none of the old may stay.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        for s in 0..shots.len() {
+            write_atomic(&dir.join(format!("shot_{s:04}.npy")), &row(s))?;
+        }
+        Ok(())
+    };
+    if let Some(place) = place {
+        write_rows("place_feat", &|s| {
+            let row: Vec<f32> = place.row(s).to_vec();
+            save_f32_shaped(&row, &[row.len()])
+        })?;
+    }
+    write_rows("aud_feat", &|s| save_f32_shaped(&audio[s], &stft_image::SHAPE))?;
+    let mut text = String::new();
+    for shot in shots {
+        // ShotDetect's shot_txt: first, last, and three frames between.
+        let (first, last) = (shot.start, shot.end - 1);
+        let step = (last - first) / 4;
+        text.push_str(&format!(
+            "{first} {last} {} {} {}\n",
+            first + step,
+            first + 2 * step,
+            first + 3 * step
+        ));
+    }
+    let path = root.join("shot_movie318").join(format!("{id}.txt"));
+    create_parent(&path)?;
+    write_atomic(&path, text.as_bytes())
+}
+
+fn write_stats(root: &Path, id: &str, stats: &[FrameStats]) -> anyhow::Result<()> {
+    let mut text = String::from("frame,hsv_content_val,delta_hsv_hue,delta_hsv_sat,delta_hsv_lum,luv_content_val,delta_luv_hue,delta_luv_sat,delta_luv_lum\n");
+    for s in stats {
+        let luv = s.luv.map_or(
+            [String::new(), String::new(), String::new(), String::new()],
+            |l| l.map(|x| format!("{x:?}")),
+        );
+        text.push_str(&format!(
+            "{},{:?},{:?},{:?},{:?},{},{},{},{}\n",
+            s.frame, s.hsv[3], s.hsv[0], s.hsv[1], s.hsv[2], luv[3], luv[0], luv[1], luv[2]
+        ));
+    }
+    let path = root.join("shot_stats").join(format!("{id}.csv"));
+    create_parent(&path)?;
+    write_atomic(&path, text.as_bytes())
+}
+
+/// Lists `id` in the tree's split (`all`; train/val/test stay as they are),
+/// writing a new split when the tree has none.
+fn add_to_split(root: &Path, id: &str) -> anyhow::Result<()> {
+    let path = root.join(SPLIT_FILE);
+    let mut split = if std::fs::symlink_metadata(&path).is_ok() {
+        Split::read(&path)?
+    } else {
+        Split {
+            train: Vec::new(),
+            val: Vec::new(),
+            test: Vec::new(),
+            all: Vec::new(),
+        }
+    };
+    if !split.all.iter().any(|a| a == id) {
+        split.all.push(id.to_string());
+        split.write(root)?;
+    }
+    Ok(())
+}
+
+/// The videos among `inputs`: files as given, folders' videos by name
+/// ([`VIDEO_EXTENSIONS`]), sorted within each folder.
+pub fn expand_videos(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut videos = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let found = crate::data::dataset::files_named(p, |name| is_video_name(Path::new(name)))?;
+            if found.is_empty() {
+                anyhow::bail!(
+                    "{}: no video files ({})",
+                    p.display(),
+                    VIDEO_EXTENSIONS.join(", ")
+                );
+            }
+            videos.extend(found);
+        } else if std::fs::symlink_metadata(p).is_ok() {
+            videos.push(p.clone());
+        } else {
+            anyhow::bail!("{}: no such file or directory", p.display());
+        }
+    }
+    Ok(videos)
+}
+
+/// Extracts videos into one tree: skips those done with the same settings
+/// (`skip_done`, by the tree's manifest), goes on past a bad video and
+/// reports it. `report` hears each video's outcome as it ends.
+pub struct Catalogue<'a> {
+    pub root: PathBuf,
+    pub options: ExtractOptions,
+    pub place: Option<(&'a mut PlaceModel, PathBuf)>,
+    pub skip_done: bool,
+}
+
+/// How one video ended.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(Extracted),
+    Skipped { id: String, video: PathBuf },
+    Failed { video: PathBuf, error: anyhow::Error },
+}
+
+impl Catalogue<'_> {
+    fn key(&self) -> anyhow::Result<crate::manifest::RunKey> {
+        let model_sha256 = match &self.place {
+            Some((_, path)) => crate::manifest::sha256_file(path)?,
+            None => String::new(),
+        };
+        Ok(crate::manifest::RunKey {
+            model_sha256,
+            options: serde_json::to_value(&self.options)?,
+        })
+    }
+
+    pub fn run(
+        &mut self,
+        videos: &[PathBuf],
+        progress: &dyn Progress,
+        report: &mut dyn FnMut(&Outcome),
+    ) -> anyhow::Result<Vec<Outcome>> {
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("{}: cannot create", self.root.display()))?;
+        let key = self.key()?;
+        let mut ids = std::collections::HashMap::new();
+        for v in videos {
+            let id = video_id(v)?;
+            if let Some(other) = ids.insert(id.clone(), v.clone()) {
+                anyhow::bail!(
+                    "{} and {}: both would be movie {id} of the tree; rename one",
+                    other.display(),
+                    v.display()
+                );
+            }
+        }
+        let mut outcomes = Vec::with_capacity(videos.len());
+        for video in videos {
+            let id = video_id(video)?;
+            let shot_file = format!("shot_movie318/{id}.txt");
+            if self.skip_done
+                && crate::manifest::status(&self.root, &id, &key) == crate::manifest::Status::Done
+                && Split::read(&self.root.join(SPLIT_FILE)).is_ok_and(|s| s.all.contains(&id))
+            {
+                let o = Outcome::Skipped {
+                    id,
+                    video: video.clone(),
+                };
+                report(&o);
+                outcomes.push(o);
+                continue;
+            }
+            let (model, model_path) = match &mut self.place {
+                Some((m, p)) => (Some(&mut **m), Some(p.as_path())),
+                None => (None, None),
+            };
+            let o = match extract_video(video, &id, &self.root, &self.options, model, model_path, progress) {
+                Ok(done) => {
+                    crate::manifest::record(
+                        &self.root,
+                        &id,
+                        video,
+                        &id,
+                        model_path.unwrap_or(Path::new("")),
+                        "extract",
+                        &key,
+                        &[shot_file],
+                    )?;
+                    Outcome::Done(done)
+                }
+                Err(error) => Outcome::Failed {
+                    video: video.clone(),
+                    error,
+                },
+            };
+            report(&o);
+            outcomes.push(o);
+        }
+        Ok(outcomes)
+    }
+}
