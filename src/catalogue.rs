@@ -403,7 +403,11 @@ impl<'a> Catalogue<'a> {
                 )
             });
         }
-        let seg = phases
+        // A movie extracted from video keeps the video's frame rate and
+        // points back at it.
+        let video = crate::video::extract::video_of_movie(file);
+        let fps = video.as_ref().map_or(o.fps, |v| v.fps());
+        let mut seg = phases
             .time("scenes (grouping)", || {
                 Segmentation::new(
                     &movie,
@@ -412,16 +416,21 @@ impl<'a> Catalogue<'a> {
                     prob,
                     ratio,
                     o.threshold,
-                    o.fps,
+                    fps,
                     o.grouping.clone(),
                 )
             })
             .with_context(|| format!("{}: global grouping", file.display()))?;
+        if let Some(v) = video {
+            // The user gave the video: the outputs name it, not the features.
+            seg.file = v.video.clone();
+            seg.media = Some(v.video);
+        }
         let text = phases.time("format", || scene_formats::render(&seg, o.format))?;
         if let Some(dir) = &o.plot_dir {
             let truth = movie.ground_truth.as_ref().map(|gt| {
                 let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();
-                scenes(&p, &movie.shot_end_frame, 0.5, o.fps)
+                scenes(&p, &movie.shot_end_frame, 0.5, fps)
             });
             let how = match &seg.global {
                 Some(g) => match &g.length_prior {
@@ -439,7 +448,7 @@ impl<'a> Catalogue<'a> {
             );
             let timeline = crate::timeline::Timeline {
                 title: &title,
-                fps: o.fps,
+                fps,
                 shot_end_frame: &movie.shot_end_frame,
                 boundary_probabilities: prob,
                 threshold: o.threshold,

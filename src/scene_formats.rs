@@ -5,6 +5,8 @@
 //! [`crate::segment::rule_description`]) in CSV, WebVTT and EDL (the first
 //! event's), metadata in OTIO (and a field in the JSON).
 
+use std::path::Path;
+
 use crate::grouping::Params;
 use crate::segment::{rule_description, Scene, Segmentation};
 
@@ -86,14 +88,21 @@ pub fn render(seg: &Segmentation, format: SceneFormat) -> anyhow::Result<String>
         SceneFormat::Json => serde_json::to_string(seg)? + "\n",
         SceneFormat::Csv => csv(&seg.imdb_id, &seg.scenes, &rule),
         SceneFormat::Webvtt => webvtt(&seg.scenes, &rule),
-        SceneFormat::Edl => edl(&seg.imdb_id, &seg.scenes, seg.fps, &rule).map_err(anyhow::Error::msg)?,
+        SceneFormat::Edl => edl(&seg.imdb_id, &seg.scenes, seg.fps, &rule, seg.media.as_deref())
+            .map_err(anyhow::Error::msg)?,
         SceneFormat::Otio => {
             let how = RuleMetadata {
                 rule: seg.rule,
                 threshold: seg.threshold,
                 global: seg.global.as_ref(),
             };
-            serde_json::to_string_pretty(&otio(&seg.imdb_id, &seg.scenes, seg.fps, &how))? + "\n"
+            serde_json::to_string_pretty(&otio(
+                &seg.imdb_id,
+                &seg.scenes,
+                seg.fps,
+                &how,
+                seg.media.as_deref(),
+            ))? + "\n"
         }
     })
 }
@@ -196,8 +205,18 @@ fn smpte(frame: i64, base: i64) -> String {
 /// clip notes), so the rule travels with the timeline. No blank line
 /// between events, as OTIO's own writer and Avid write them.
 ///
+/// With `media` (the video the movie came from), each event also names it
+/// in `* SOURCE FILE:` and `* FROM FILE:` comments, which editors, pycmx
+/// and OpenTimelineIO take as the clip's media.
+///
 /// Timecode wraps at 24 hours, so a movie that long has no EDL.
-pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &str) -> Result<String, String> {
+pub fn edl(
+    imdb_id: &str,
+    scenes: &[Scene],
+    fps: f64,
+    rule: &str,
+    media: Option<&Path>,
+) -> Result<String, String> {
     let base = edl_timebase(fps)?;
     if let Some(last) = scenes.last() {
         if last.last_frame + 1 > 24 * 3600 * base {
@@ -216,6 +235,12 @@ pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &str) -> Result<Stri
             sc.index + 1,
             sc.index + 1
         ));
+        if let Some(media) = media {
+            // Two dialects name an event's media: pycmx and Avid read
+            // SOURCE FILE, OpenTimelineIO's adapter (and Nucoda) FROM FILE.
+            let media = one_line(&media.display().to_string());
+            out.push_str(&format!("* SOURCE FILE: {media}\n* FROM FILE: {media}\n"));
+        }
         if sc.index == 0 {
             out.push_str(&format!("* lgss: {}\n", one_line(rule)));
         }
@@ -225,9 +250,31 @@ pub fn edl(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &str) -> Result<Stri
 
 /// OpenTimelineIO JSON: a timeline with one video track holding a clip per
 /// scene, each with its source range in frames at the movie's fps; the
-/// rule in the timeline's `metadata.lgss`.
-pub fn otio(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &RuleMetadata<'_>) -> serde_json::Value {
+/// rule in the timeline's `metadata.lgss`. With `media`, each clip's media
+/// is that video (an external reference by `file://` URL, available over
+/// the whole movie); without, a missing reference named after the movie.
+pub fn otio(
+    imdb_id: &str,
+    scenes: &[Scene],
+    fps: f64,
+    rule: &RuleMetadata<'_>,
+    media: Option<&Path>,
+) -> serde_json::Value {
     let time = |v: i64| serde_json::json!({"OTIO_SCHEMA": "RationalTime.1", "rate": fps, "value": v as f64});
+    let frames = scenes.last().map_or(0, |sc| sc.last_frame + 1);
+    let media_reference = match media {
+        Some(path) => serde_json::json!({
+            "OTIO_SCHEMA": "ExternalReference.1",
+            "name": path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            "metadata": {},
+            "available_range": {"OTIO_SCHEMA": "TimeRange.1", "start_time": time(0), "duration": time(frames)},
+            "available_image_bounds": null,
+            "target_url": file_url(path),
+        }),
+        None => {
+            serde_json::json!({"OTIO_SCHEMA": "MissingReference.1", "name": imdb_id, "metadata": {}, "available_range": null})
+        }
+    };
     let clips: Vec<serde_json::Value> = scenes
         .iter()
         .map(|sc| {
@@ -243,7 +290,7 @@ pub fn otio(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &RuleMetadata<'_>) 
                 "effects": [],
                 "markers": [],
                 "enabled": true,
-                "media_reference": {"OTIO_SCHEMA": "MissingReference.1", "name": imdb_id, "metadata": {}, "available_range": null},
+                "media_reference": media_reference.clone(),
             })
         })
         .collect();
@@ -273,4 +320,19 @@ pub fn otio(imdb_id: &str, scenes: &[Scene], fps: f64, rule: &RuleMetadata<'_>) 
             }],
         },
     })
+}
+
+/// A `file://` URL of an absolute path, bytes outside RFC 3986's
+/// unreserved set and `/` percent-encoded.
+pub fn file_url(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut url = String::from("file://");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            url.push(b as char);
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
 }

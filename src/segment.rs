@@ -237,6 +237,11 @@ pub struct Segmentation {
     /// The model's own probabilities, where they differ from the above.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_probabilities: Option<Vec<f64>>,
+    /// The video the movie was extracted from (`lgss extract`), which the
+    /// EDL and OTIO outputs reference so an editor opens the cut with the
+    /// picture; frames and times are then at the video's own rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<std::path::PathBuf>,
 }
 
 impl Segmentation {
@@ -266,6 +271,7 @@ impl Segmentation {
             boundary_probabilities: decided.probabilities,
             rule: rule_name(global.as_ref()),
             global,
+            media: None,
         })
     }
 }

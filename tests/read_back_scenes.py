@@ -24,6 +24,7 @@ import csv
 import json
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 import opentimelineio as otio
@@ -125,7 +126,7 @@ EVENT = re.compile(
 )
 
 
-def check_edl_strict(path, scenes, title, base, rule):
+def check_edl_strict(path, scenes, title, base, rule, media=None):
     """CMX 3600 as a strict reader takes it: TITLE (≤ 70 characters) and
     FCM, then events numbered from 001 in fixed columns (reel in 8, channel
     in 4, transition in 4 and 3 before the four timecodes), each with its
@@ -156,11 +157,12 @@ def check_edl_strict(path, scenes, title, base, rule):
         assert rec[0] == record, f"{path}: event {k + 1} records from {rec[0]}, the last ended at {record}"
         record = rec[1]
         assert said[0] == f"FROM CLIP NAME: {title} scene {k + 1}", f"{path}: {said}"
-        # The rule is a comment of the first event only.
-        assert said[1:] == ([rule] if k == 0 else []), f"{path}: event {k + 1}: {said}"
+        # The video, on every event; the rule, a comment of the first only.
+        source = [f"SOURCE FILE: {media}", f"FROM FILE: {media}"] if media else []
+        assert said[1:] == source + ([rule] if k == 0 else []), f"{path}: event {k + 1}: {said}"
 
 
-def check_edl_pycmx(path, scenes, title, base, rule):
+def check_edl_pycmx(path, scenes, title, base, rule, media=None):
     with open(path) as f:
         statements = parse_cmx3600_statements(f, tolerant=False)
     bad = [
@@ -177,14 +179,16 @@ def check_edl_pycmx(path, scenes, title, base, rule):
         (edit,) = e.edits
         assert edit.channels.video and edit.source == "AX", f"{path}: event {k + 1}"
         assert edit.clip_name == f"{title} scene {k + 1}", f"{path}: {edit.clip_name!r}"
+        assert edit.source_file == media, f"{path}: event {k + 1} names source file {edit.source_file!r}"
         span = (s["first_frame"], s["last_frame"] + 1)
         assert (frames_of(edit.source_in, base), frames_of(edit.source_out, base)) == span, f"{path}: {k + 1}"
         assert (frames_of(edit.record_in, base), frames_of(edit.record_out, base)) == span, f"{path}: {k + 1}"
     remarks = [st.text for st in events[0].statements if type(st).__name__ == "StmtRemark"]
-    assert remarks == [rule], f"{path}: pycmx's remarks of event 1: {remarks}"
+    from_file = [f"FROM FILE: {media}"] if media else []
+    assert remarks == from_file + [rule], f"{path}: pycmx's remarks of event 1: {remarks}"
 
 
-def check_edl_otio(path, scenes, title, exact, fps, rule):
+def check_edl_otio(path, scenes, title, exact, fps, rule, media=None):
     timeline = otio.adapters.read_from_file(str(path), rate=exact)
     assert timeline.name == title, f"{path}: {timeline.name!r}"
     clips = list(timeline.find_clips())
@@ -197,6 +201,8 @@ def check_edl_otio(path, scenes, title, exact, fps, rule):
         placed = c.range_in_parent()
         assert (placed.start_time.value, placed.end_time_exclusive().value) == got, f"{path}: record {k + 1}"
         assert c.name == f"{title} scene {k + 1}", f"{path}: {c.name!r}"
+        if media:
+            assert c.media_reference.target_url == media, f"{path}: clip {k + 1}: {c.media_reference}"
         # The JSON's times are at FPS as typed, rounded to the ms; OTIO's at
         # the exact rate: they differ by that rounding and by frames times
         # the difference of the two frame durations.
@@ -204,9 +210,13 @@ def check_edl_otio(path, scenes, title, exact, fps, rule):
             bound = HALF_MS + frame * abs(1 / exact - 1 / fps) + 1e-9
             t = otio.opentime.RationalTime(frame, exact).to_seconds()
             assert abs(t - seconds(hms)) <= bound, f"{path}: frame {frame}: {t} s vs {hms}"
+    # OTIO keeps the comments it does not read (SOURCE FILE) with the clip.
+    source = [f"SOURCE FILE: {media}"] if media else []
     said = plain(clips[0].metadata["cmx_3600"]["comments"])
-    assert said == [rule], f"{path}: OTIO's comments of clip 1: {said}"
-    assert all("cmx_3600" not in c.metadata for c in clips[1:]), path
+    assert said == source + [rule], f"{path}: OTIO's comments of clip 1: {said}"
+    for c in clips[1:]:
+        said = plain(c.metadata["cmx_3600"]["comments"]) if "cmx_3600" in c.metadata else []
+        assert said == source, f"{path}: {c.name}: {said}"
 
 
 def check_otio(path, seg):
@@ -224,6 +234,11 @@ def check_otio(path, seg):
         assert abs(r.start_time.to_seconds() - seconds(s["start"])) <= HALF_MS + 1e-9, path
         assert abs(r.end_time_exclusive().to_seconds() - seconds(s["end"])) <= HALF_MS + 1e-9, path
         assert c.name == f"Scene {s['index'] + 1}", path
+        if seg.get("media"):
+            ref = c.media_reference
+            want = "file://" + urllib.parse.quote(seg["media"], safe="/-._~")
+            assert isinstance(ref, otio.schema.ExternalReference) and ref.target_url == want, f"{path}: {ref}"
+            assert ref.available_range.end_time_exclusive().value == scenes[-1]["last_frame"] + 1, path
 
 
 def check_movie(json_path, fps, rule, counts):
@@ -242,9 +257,10 @@ def check_movie(json_path, fps, rule, counts):
             check_vtt(path, scenes, said)
         elif ext == "edl":
             base, exact = timebase(fps)
-            check_edl_strict(path, scenes, imdb_id, base, said)
-            check_edl_pycmx(path, scenes, imdb_id, base, said)
-            check_edl_otio(path, scenes, imdb_id, exact, fps, said)
+            media = seg.get("media")
+            check_edl_strict(path, scenes, imdb_id, base, said, media)
+            check_edl_pycmx(path, scenes, imdb_id, base, said, media)
+            check_edl_otio(path, scenes, imdb_id, exact, fps, said, media)
         else:
             check_otio(path, seg)
         counts[ext] = counts.get(ext, 0) + 1

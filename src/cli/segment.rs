@@ -128,11 +128,33 @@ impl ModelArgs {
     }
 }
 
+/// How videos given to `segment` become movies (`lgss extract`'s options).
+#[derive(Debug, Clone, clap::Args)]
+pub struct VideoArgs {
+    /// Keep the features extracted from video inputs in this scene318 tree
+    /// (and reuse them next time); default: a temporary folder, removed.
+    #[arg(long, value_name = "DIR")]
+    pub features: Option<PathBuf>,
+    /// Video inputs: the image network giving place features (ONNX,
+    /// [N,3,224,224] → [N,D]; see `lgss extract --help`).
+    #[arg(long, value_name = "FILE.onnx")]
+    pub place_model: Option<PathBuf>,
+    /// Video inputs: the place network's runtime.
+    #[arg(long, value_enum, default_value_t = crate::video::place::PlaceRuntime::Tract)]
+    pub place_runtime: crate::video::place::PlaceRuntime,
+    /// Video inputs: the shot detector.
+    #[arg(long, value_enum, default_value_t = crate::video::shots::DetectorKind::HsvLuv)]
+    pub detector: crate::video::shots::DetectorKind,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Movie pickles or directories of tt*.pkl.
+    /// Movie pickles, directories of tt*.pkl, scene318 roots, or video
+    /// files (mp4, mkv, mov, …; extracted first, as `lgss extract` does).
     #[arg(required_unless_present = "files_from")]
     inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    video: VideoArgs,
     /// Also segment the movies listed in LIST, one path a line (`-`: stdin;
     /// blank lines and lines starting with # are skipped).
     #[arg(long, value_name = "LIST")]
@@ -210,13 +232,17 @@ pub struct Args {
     profile: bool,
 }
 
-/// The movie files to do: inputs and the list, in the order given, then
-/// this shard's.
-fn gather(args: &Args) -> anyhow::Result<(usize, Vec<PathBuf>)> {
+/// The movie files to do: inputs and the list, in the order given (videos
+/// as their extracted movies), then this shard's.
+fn gather(
+    args: &Args,
+    videos: &mut dyn FnMut(&[PathBuf]) -> anyhow::Result<Vec<PathBuf>>,
+) -> anyhow::Result<(usize, Vec<PathBuf>)> {
     let mut named = args.inputs.clone();
     if let Some(list) = &args.files_from {
         named.extend(read_file_list(list)?);
     }
+    let named = videos(&named)?;
     let mut files = expand_inputs(&named)?;
     let listed = files.len();
     if let Some(shard) = &args.shard {
@@ -234,7 +260,12 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
     // The model first: without one there is nothing to do with the inputs.
     let opts = args.model.options(ort_lib, ws, &[runtime])?;
     settle_options(&mut args, runtime, &opts)?;
-    let (listed, files) = gather(&args)?;
+    let mut features = None;
+    let (listed, files) = gather(&args, &mut |named| {
+        let (files, dir) = movies_from_videos(named, &args.video, runtime, &opts, ort_lib)?;
+        features = dir;
+        Ok(files)
+    })?;
     if listed == 0 {
         bail!("no movie files given");
     }
@@ -372,4 +403,79 @@ fn outcome(failures: &[anyhow::Error], summary: &Summary, n_files: usize) -> any
         bail!(super::InvalidInput(msg));
     }
     bail!(msg)
+}
+
+/// A temporary features folder, removed when dropped.
+struct TempFeatures(PathBuf);
+
+impl Drop for TempFeatures {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Video inputs extracted into `--features` (or a temporary tree, kept
+/// alive by the returned guard) and replaced by their movies; the model is
+/// checked first, so nothing is decoded for a model that cannot take them.
+fn movies_from_videos(
+    named: &[PathBuf],
+    video: &VideoArgs,
+    runtime: RuntimeKind,
+    opts: &RuntimeOptions,
+    ort_lib: Option<&Path>,
+) -> anyhow::Result<(Vec<PathBuf>, Option<TempFeatures>)> {
+    use crate::video::extract::{self, ExtractOptions};
+    if !named.iter().any(|p| extract::is_video_input(p)) {
+        return Ok((named.to_vec(), None));
+    }
+    let config = match runtime.feature() {
+        "tch" => {
+            let path = opts.checkpoint.as_deref().context("no checkpoint")?;
+            crate::model::checkpoint::Checkpoint::load(path)?.config()?.model
+        }
+        _ => crate::runtime::onnx_meta::config_of(opts.onnx.as_deref().context("no model")?)?,
+    };
+    extract::check_model_for_video(&config, video.place_model.is_some())?;
+    let mut model = match &video.place_model {
+        Some(p) => Some(crate::video::place::PlaceModel::open(
+            p,
+            video.place_runtime,
+            16,
+            ort_lib,
+        )?),
+        None => None,
+    };
+    let (root, guard) = match &video.features {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = std::env::temp_dir().join(format!("lgss-features-{}", std::process::id()));
+            (dir.clone(), Some(TempFeatures(dir)))
+        }
+    };
+    let options = ExtractOptions {
+        detector: crate::video::shots::DetectorSettings::new(video.detector),
+        stats: false,
+    };
+    let bars = super::progress::Bars::default();
+    let files = extract::movies_from_videos(
+        named,
+        &root,
+        &options,
+        model.as_mut().zip(video.place_model.clone()),
+        &bars,
+        &mut |o| {
+            if let extract::Outcome::Done(e) = o {
+                eprintln!(
+                    "{}: {} shots in {} frames, extracted",
+                    e.video.display(),
+                    e.shots,
+                    e.frames
+                );
+                for w in &e.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+        },
+    )?;
+    Ok((files, guard))
 }

@@ -63,13 +63,20 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     for p in inputs {
         if p.is_dir() {
             files.extend(movie_files(p)?);
-        } else if p.exists() {
+        } else if p.exists() || unlabelled_tree_movie(p) {
             files.push(p.clone());
         } else {
             bail!("{}: no such file or directory", p.display());
         }
     }
     Ok(files)
+}
+
+/// Whether `p` stands for a movie of a scene318 tree that has no label
+/// file (a tree made from video): its shot file is there.
+fn unlabelled_tree_movie(p: &Path) -> bool {
+    super::scene318::locate(p)
+        .is_some_and(|(root, id)| root.join("shot_movie318").join(format!("{id}.txt")).exists())
 }
 
 /// Loads every file, calling `progress` after each; stops at the first bad file.

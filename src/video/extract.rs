@@ -551,3 +551,150 @@ impl Catalogue<'_> {
         Ok(outcomes)
     }
 }
+
+/// Whether `path` stands for videos to extract: a video file, or a folder
+/// of videos that is neither a scene318 root nor holds `tt*.pkl` movies.
+pub fn is_video_input(path: &Path) -> bool {
+    if path.is_dir() {
+        if crate::data::scene318::is_root(path) {
+            return false;
+        }
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return false;
+        };
+        let names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let movie = |p: &PathBuf| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(crate::data::dataset::is_movie_name)
+        };
+        return !names.iter().any(movie) && names.iter().any(|p| is_video_name(p));
+    }
+    is_video_name(path)
+}
+
+/// Why a model cannot segment movies made from video, if it cannot: it
+/// needs features lgss does not extract (cast, action), audio other than
+/// STFT images, or place features without a place network.
+pub fn check_model_for_video(
+    config: &crate::model::config::ModelConfig,
+    has_place_model: bool,
+) -> anyhow::Result<()> {
+    use crate::data::movie::Modality;
+    let missing: Vec<String> = config
+        .modalities
+        .iter()
+        .filter(|m| matches!(m, Modality::Cast | Modality::Action))
+        .map(|m| m.to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "the model takes {} features, which lgss cannot extract from video (they need face and \
+             action detectors): use a model over place and audio (models/sceneseg-place-audio.toml)",
+            missing.join(" and ")
+        );
+    }
+    if config.modalities.contains(&Modality::Audio) && !config.is_stft(Modality::Audio) {
+        anyhow::bail!(
+            "the model takes audio as feature vectors; video gives SceneSeg's STFT images \
+             (a model with audio_input = \"stft\", e.g. models/sceneseg-place-audio.toml)"
+        );
+    }
+    if config.modalities.contains(&Modality::Place) && !has_place_model {
+        anyhow::bail!(
+            "the model takes place features: give --place-model FILE.onnx, an image network \
+             [N,3,224,224] → [N,D] (the book's \"From video\" chapter exports torchvision's ResNet-50 \
+             in a few lines)"
+        );
+    }
+    Ok(())
+}
+
+/// `inputs` with each video input replaced by its movies in the tree at
+/// `features` (extracted there, or reused when done with the same
+/// settings); other inputs as they are. Fails on the first bad video.
+pub fn movies_from_videos(
+    inputs: &[PathBuf],
+    features: &Path,
+    options: &ExtractOptions,
+    place: Option<(&mut PlaceModel, PathBuf)>,
+    progress: &dyn Progress,
+    report: &mut dyn FnMut(&Outcome),
+) -> anyhow::Result<Vec<PathBuf>> {
+    let videos: Vec<PathBuf> = inputs.iter().filter(|p| is_video_input(p)).cloned().collect();
+    if videos.is_empty() {
+        return Ok(inputs.to_vec());
+    }
+    let mut catalogue = Catalogue {
+        root: features.to_path_buf(),
+        options: options.clone(),
+        place,
+        skip_done: true,
+    };
+    let expanded = expand_videos(&videos)?;
+    let mut outcomes = catalogue.run(&expanded, progress, report)?;
+    let mut movie_of = std::collections::HashMap::new();
+    for o in outcomes.drain(..) {
+        match o {
+            Outcome::Done(e) => {
+                movie_of.insert(e.video.clone(), e.id);
+            }
+            Outcome::Skipped { id, video } => {
+                movie_of.insert(video, id);
+            }
+            Outcome::Failed { error, .. } => return Err(error),
+        }
+    }
+    let mut out = Vec::new();
+    for p in inputs {
+        if !is_video_input(p) {
+            out.push(p.clone());
+            continue;
+        }
+        for v in expand_videos(std::slice::from_ref(p))? {
+            let id = movie_of
+                .get(&v)
+                .ok_or_else(|| anyhow!("{}: not extracted", v.display()))?;
+            out.push(crate::data::scene318::movie_path(features, id));
+        }
+    }
+    Ok(out)
+}
+
+/// The video a scene318 movie path was extracted from, if it was.
+pub fn video_of_movie(movie_file: &Path) -> Option<VideoMeta> {
+    let (root, id) = crate::data::scene318::locate(movie_file)?;
+    VideoMeta::read(&root, &id).ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(name: &str) -> crate::model::config::ModelConfig {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
+        crate::model::Config::load(&path).unwrap().model
+    }
+
+    #[test]
+    fn only_place_and_stft_audio_models_take_video() {
+        let err = |name: &str, place: bool| {
+            check_model_for_video(&model(name), place)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("sceneseg.toml", true).contains("takes cast and action features"));
+        assert!(err("sceneseg-place-audio.toml", false).contains("give --place-model"));
+        check_model_for_video(&model("sceneseg-place-audio.toml"), true).unwrap();
+    }
+
+    #[test]
+    fn ids_are_plain_names_of_the_file() {
+        assert_eq!(
+            video_id(Path::new("/v/My Film (2019).mp4")).unwrap(),
+            "My_Film__2019_"
+        );
+        assert_eq!(video_id(Path::new("/v/.hidden.mkv")).unwrap(), "hidden");
+        assert!(is_video_name(Path::new("a.MKV")) && !is_video_name(Path::new("a.pkl")));
+    }
+}

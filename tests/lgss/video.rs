@@ -29,10 +29,17 @@ fn make_video(path: &Path, size: &str, video: &[&str], audio: &[&str], extra: &[
     let mut args: Vec<String> = Vec::new();
     for v in video {
         // Size and rate are the source's options (the first filter of the chain).
-        let (source, rest) = v.split_once(',').map_or((*v, String::new()), |(s, r)| (s, format!(",{r}")));
+        let (source, rest) = v
+            .split_once(',')
+            .map_or((*v, String::new()), |(s, r)| (s, format!(",{r}")));
         let rate = if source.contains(":r=") { "" } else { ":r=25" };
         let join = if source.contains('=') { ':' } else { '=' };
-        args.extend(["-f".into(), "lavfi".into(), "-i".into(), format!("{source}{join}s={size}{rate}{rest}")]);
+        args.extend([
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!("{source}{join}s={size}{rate}{rest}"),
+        ]);
     }
     for a in audio {
         args.extend(["-f".into(), "lavfi".into(), "-i".into(), (*a).to_string()]);
@@ -489,7 +496,11 @@ fn frame_rate_rotation_and_silence() {
     let fps = meta["fps_num"].as_f64().unwrap() / meta["fps_den"].as_f64().unwrap();
     let cuts = cuts_of(&root, "vfr");
     assert_eq!(cuts.len(), 1, "{cuts:?}");
-    assert!((cuts[0] as f64 / fps - 2.0).abs() <= 1.0 / fps, "cut at frame {} of {fps} fps", cuts[0]);
+    assert!(
+        (cuts[0] as f64 / fps - 2.0).abs() <= 1.0 / fps,
+        "cut at frame {} of {fps} fps",
+        cuts[0]
+    );
     // Rotated 90°: frames come upright (portrait), as players show them.
     let rotated = dir.join("rotated.mp4");
     ffmpeg(&[
@@ -526,4 +537,139 @@ fn frame_rate_rotation_and_silence() {
     let audio = movie.features(lgss::data::Modality::Audio).unwrap();
     let first = audio[[0, 0]];
     assert!((first + 100.0).abs() < 1e-4 && audio.iter().all(|&v| v == first));
+}
+
+/// `lgss segment movie.mp4`: a place+audio model (trained here on a
+/// synthetic scene318 tree) and a random ResNet-18 with 64 outputs as the
+/// place network; the scenes at the video's frame rate, the EDL and OTIO
+/// pointing at the video, every format read back by its users' tools
+/// (OpenTimelineIO, pycmx, webvtt-py); models that cannot take video
+/// refused before anything is decoded.
+#[test]
+fn segment_a_video_file() {
+    let dir = tempdir("video-segment");
+    let tree = dir.join("synthetic");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = lgss().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let os = |s: &str| std::ffi::OsStr::new(s).to_owned();
+    run(&[
+        &os("synth"),
+        &os("--out"),
+        tree.as_os_str(),
+        &os("--movies"),
+        &os("4"),
+        &os("--seed"),
+        &os("1"),
+        &os("--size"),
+        &os("small"),
+        &os("--layout"),
+        &os("scene318"),
+        &os("--audio"),
+        &os("stft"),
+        &os("--shots"),
+        &os("30..40"),
+    ]);
+    let small =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sceneseg-small.toml"))
+            .unwrap()
+            .replace(
+                r#"modalities = ["place", "cast", "action", "audio"]"#,
+                r#"modalities = ["place", "audio"]"#,
+            );
+    let config = dir.join("place-audio-small.toml");
+    std::fs::write(&config, small).unwrap();
+    let runs = dir.join("run");
+    run(&[
+        &os("train"),
+        &os("--data"),
+        tree.as_os_str(),
+        &os("--config"),
+        config.as_os_str(),
+        &os("--out"),
+        runs.as_os_str(),
+        &os("--epochs"),
+        &os("1"),
+    ]);
+    let model = dir.join("model.onnx");
+    crate::common::export_onnx(&runs.join("best.safetensors"), &model);
+    let place = dir.join("place.onnx");
+    let out = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/place_reference.py"))
+        .args([
+            "export".as_ref(),
+            place.as_os_str(),
+            dir.join("place.pt").as_os_str(),
+            "resnet18/64".as_ref(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let video = cuts_video(&dir, "192x108");
+    let video_abs = std::path::absolute(&video).unwrap();
+    let seg = dir.join("scenes");
+    let features = dir.join("features");
+    for format in ["json", "edl", "otio", "webvtt", "csv"] {
+        run(&[
+            &os("segment"),
+            video.as_os_str(),
+            &os("--runtime"),
+            &os("tract"),
+            &os("--model"),
+            model.as_os_str(),
+            &os("--place-model"),
+            place.as_os_str(),
+            &os("--features"),
+            features.as_os_str(),
+            &os("--out"),
+            seg.as_os_str(),
+            &os("--format"),
+            &os(format),
+        ]);
+    }
+    let id = video.file_stem().unwrap().to_str().unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(seg.join(format!("{id}.json"))).unwrap()).unwrap();
+    assert_eq!(json["fps"], 25.0, "{json}");
+    assert_eq!(json["n_shots"], 4, "{json}");
+    assert_eq!(json["media"], video_abs.display().to_string(), "{json}");
+    assert_eq!(json["file"], video_abs.display().to_string(), "{json}");
+    let last = json["scenes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["last_frame"], 129, "{json}");
+    assert_eq!(last["end"], "00:00:05.200", "{json}");
+    let counts = crate::common::read_back_scenes(&[format!(
+        "25,{},{}",
+        json["rule"].as_str().unwrap(),
+        seg.display()
+    )]);
+    for ext in ["edl", "otio", "vtt", "csv"] {
+        assert_eq!(counts[ext], 1, "{counts}");
+    }
+    // The features were extracted once and reused.
+    assert!(features.join("shot_movie318").join(format!("{id}.txt")).exists());
+
+    // Models that cannot take video are refused before decoding.
+    let refused = |args: &[&std::ffi::OsStr], what: &str| {
+        let out = lgss().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(what), "{args:?}: {err}");
+    };
+    refused(
+        &[
+            &os("segment"),
+            video.as_os_str(),
+            &os("--runtime"),
+            &os("tract"),
+            &os("--model"),
+            model.as_os_str(),
+        ],
+        "the model takes place features: give --place-model",
+    );
 }
