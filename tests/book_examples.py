@@ -15,7 +15,7 @@ block, a line that needs CUDA is checked instead where no GPU is.
 The sandbox is a workspace as the book's "Getting started" describes it:
 6 small synthetic movies in data/movies, lgss.toml = models/lgss-small.toml
 (3 epochs), `movie.pkl` and `tt0047396.pkl` synthetic movies, and the
-repository's models/, tests/ and .venv/ beside them; `lgss` on PATH. Blocks
+repository's models/, tests/, scripts/ and .venv/ beside them; `lgss` on PATH. Blocks
 run in the order of SUMMARY.md (README first) and share the sandbox, so a
 block may use what an earlier one made (the three lines: runs/latest).
 Python blocks run with `--python`, an interpreter that has the lgss wheel.
@@ -136,7 +136,7 @@ def needs_cuda(words):
 def sandbox(lgss, work):
     ws = work / "workspace"
     ws.mkdir()
-    for name in ("models", "tests", ".venv", "examples"):
+    for name in ("models", "tests", ".venv", "examples", "scripts"):
         os.symlink(ROOT / name, ws / name)
     bin_dir = work / "bin"
     bin_dir.mkdir()

@@ -28,12 +28,9 @@ from torchvision import transforms
 
 
 def network(arch):
-    """`resnet18`: up to the average pool; `resnet18/64`: then a random
-    linear layer to 64 features (to fit a small model's place width)."""
-    name, _, dim = arch.partition("/")
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
-    model.fc = torch.nn.Linear(model.fc.in_features, int(dim)) if dim else torch.nn.Identity()
+    model = getattr(torchvision.models, arch)(weights=None)
+    model.fc = torch.nn.Identity()
     return model.eval()
 
 

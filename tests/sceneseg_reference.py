@@ -122,17 +122,25 @@ class LGSSone(nn.Module):
         return self.fc2(F.relu(self.fc1(out))).view(-1, 2)
 
 
+MODES = ("place", "cast", "act", "aud")
+
+
 class LGSS(nn.Module):
-    def __init__(self):
+    """SceneSeg's LGSS: a branch for each modality of `mode` (its
+    `cfg.dataset.mode`), their outputs weighted by its ratios and summed."""
+
+    def __init__(self, mode=MODES):
         super().__init__()
-        self.bnet_place = LGSSone("place")
-        self.bnet_cast = LGSSone("cast")
-        self.bnet_act = LGSSone("act")
-        self.bnet_aud = LGSSone("aud")
+        self.mode = mode
+        for m in mode:
+            setattr(self, f"bnet_{m}", LGSSone(m))
 
     def forward(self, place, cast, act, aud):
-        return (RATIO[0] * self.bnet_place(place) + RATIO[1] * self.bnet_cast(cast)
-                + RATIO[2] * self.bnet_act(act) + RATIO[3] * self.bnet_aud(aud))
+        out = 0
+        for k, (m, x) in enumerate(zip(MODES, (place, cast, act, aud))):
+            if m in self.mode:
+                out = out + RATIO[k] * getattr(self, f"bnet_{m}")(x)
+        return out
 
 
 def read_movie(root, imdb_id):
@@ -179,6 +187,7 @@ def main():
     ap.add_argument("--tree", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--full", action="store_true", help="SceneSeg's widths")
+    ap.add_argument("--mode", default="place,cast,act,aud", help="SceneSeg's mode, e.g. place,aud")
     args = ap.parse_args()
     if args.full:
         global CHANNEL, HIDDEN, AUD_WIDTHS
@@ -187,7 +196,7 @@ def main():
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     torch.backends.mkldnn.enabled = False
-    model = LGSS()
+    model = LGSS(tuple(args.mode.split(",")))
     with torch.no_grad():
         # Non-trivial BatchNorm affine parameters, so they matter.
         for m in model.modules():

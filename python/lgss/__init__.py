@@ -38,6 +38,7 @@ __all__ = [
     "Scenes",
     "evaluate",
     "load_movie",
+    "load_video",
     "save_movie",
 ]
 __version__ = _lgss.__version__
@@ -91,6 +92,32 @@ def load_movie(path: Union[str, os.PathLike]) -> Movie:
         boundary_prediction=d["boundary_prediction"],
         boundary_scored=d["boundary_scored"],
     )
+
+
+def load_video(
+    path: Union[str, os.PathLike],
+    features: Optional[Union[str, os.PathLike]] = None,
+    place_model: Optional[Union[str, os.PathLike]] = None,
+    place_runtime: str = "tract",
+    detector: str = "hsv-luv",
+) -> Movie:
+    """Reads a video file as a movie, as ``lgss extract`` does: FFmpeg
+    decodes it, shots are cut (``detector``: SceneSeg's ``"hsv-luv"`` or
+    PySceneDetect's ``"content"``), each shot's middle keyframe goes through
+    ``place_model`` (an ONNX image network, [N,3,224,224] -> [N,D]) and its
+    audio becomes SceneSeg's STFT image. The features are kept in the
+    scene318 tree ``features`` (reused when done with the same settings), or
+    in a temporary folder. The movie has no ground truth; ``Model.segment``
+    takes it. Raises InvalidMovie naming the file for a video FFmpeg cannot
+    read or that has fewer than 2 shots."""
+    import tempfile
+
+    if features is not None:
+        return load_movie(_lgss.extract_video(os.fspath(path), os.fspath(features),
+                                              None if place_model is None else os.fspath(place_model),
+                                              place_runtime, detector))
+    with tempfile.TemporaryDirectory(prefix="lgss-features-") as tmp:
+        return load_video(path, tmp, place_model, place_runtime, detector)
 
 
 # Keys of the challenge's files, as `pickle.load` gives them.

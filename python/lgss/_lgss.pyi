@@ -13,6 +13,13 @@ class InvalidMovie(ValueError):
     """A file or arrays that are not a valid MovieScenes movie."""
 
 def load_movie(path: Union[str, PathLike[str]]) -> Dict[str, Any]: ...
+def extract_video(
+    path: Union[str, PathLike[str]],
+    features: Union[str, PathLike[str]],
+    place_model: Optional[Union[str, PathLike[str]]] = None,
+    place_runtime: str = "tract",
+    detector: str = "hsv-luv",
+) -> str: ...
 
 class MovieArrays(TypedDict):
     """A movie as `lgss._arrays` passes it: every key, absent fields None,

@@ -335,6 +335,55 @@ impl Model {
 /// Makes a Rust panic inside lgss a Python exception (pyo3 raises
 /// `PanicException`; `panic = "unwind"` in the release profile keeps the
 /// interpreter alive). For the tests: a panic on purpose.
+/// Extracts a video into the scene318 tree at `features` (as `lgss
+/// extract`, reusing a movie done with the same settings) and returns the
+/// path that stands for its movie.
+#[pyfunction]
+#[pyo3(signature = (path, features, place_model=None, place_runtime="tract", detector="hsv-luv"))]
+fn extract_video(
+    py: Python<'_>,
+    path: PathBuf,
+    features: PathBuf,
+    place_model: Option<PathBuf>,
+    place_runtime: &str,
+    detector: &str,
+) -> PyResult<PathBuf> {
+    use clap::ValueEnum;
+    use lgss::video::extract::{self, ExtractOptions, Outcome};
+    use lgss::video::place::{PlaceModel, PlaceRuntime};
+    use lgss::video::shots::{DetectorKind, DetectorSettings};
+    let runtime = PlaceRuntime::from_str(place_runtime, true).map_err(|_| {
+        PyValueError::new_err(format!(
+            "place_runtime {place_runtime:?}: tract, ort-cpu or ort-cuda"
+        ))
+    })?;
+    let kind = DetectorKind::from_str(detector, true)
+        .map_err(|_| PyValueError::new_err(format!("detector {detector:?}: hsv-luv or content")))?;
+    py.detach(|| -> anyhow::Result<PathBuf> {
+        let mut model = match &place_model {
+            Some(p) => Some(PlaceModel::open(p, runtime, 16, None)?),
+            None => None,
+        };
+        let options = ExtractOptions {
+            detector: DetectorSettings::new(kind),
+            stats: false,
+        };
+        let movies = extract::movies_from_videos(
+            std::slice::from_ref(&path),
+            &features,
+            &options,
+            model.as_mut().zip(place_model.clone()),
+            &lgss::progress::Silent,
+            &mut |_: &Outcome| {},
+        )?;
+        movies
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{}: no movie extracted", path.display()))
+    })
+    .map_err(|e| InvalidMovie::new_err(format!("{e:#}")))
+}
+
 #[pyfunction]
 fn _panic_for_test() {
     panic!("lgss: a deliberate panic, for the tests");
@@ -347,6 +396,7 @@ fn _lgss(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(save_movie, m)?)?;
     m.add_function(wrap_pyfunction!(check_movie, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate_json, m)?)?;
+    m.add_function(wrap_pyfunction!(extract_video, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_class::<Model>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -5,6 +5,7 @@ model and runtime, and the challenge script's metric values."""
 import json
 import os
 import pickle
+import subprocess
 import sys
 import threading
 import time
@@ -154,6 +155,30 @@ def test_special_files_are_refused_at_once_by_name(tmp_path):
     link = tmp_path / "linked.pkl"
     link.symlink_to(good)
     assert lgss.load_movie(link).imdb_id == lgss.load_movie(good).imdb_id
+
+
+def test_a_video_loads_as_the_cli_extracts_it(tmp_path, lgss_cli):
+    """load_video gives the movie `lgss extract` writes for the same video
+    (shots, audio images), and names a file that is not a video."""
+    video = tmp_path / "film.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc2=s=192x108:r=25:d=2",
+                    "-f", "lavfi", "-i", "color=c=red:s=192x108:r=25:d=2", "-f", "lavfi", "-i", "sine=d=4",
+                    "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-map", "2:a",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(video)], check=True)
+    movie = lgss.load_video(video)
+    assert movie.imdb_id == "film" and movie.n_shots == 2
+    assert movie.boundary_ground_truth is None and movie.place is None
+    assert movie.audio.shape == (2, 257 * 90)
+    root = tmp_path / "tree"
+    run([lgss_cli, "extract", video, "--out", root])
+    cli = lgss.load_movie(root / "label318" / "film.txt")
+    assert movie.shot_end_frame.tolist() == cli.shot_end_frame.tolist() == [49, 99]
+    assert np.array_equal(movie.audio, cli.audio)
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    with pytest.raises(lgss.InvalidMovie) as e:
+        lgss.load_video(text)
+    assert str(text) in str(e.value) and "not a video FFmpeg can read" in str(e.value)
 
 
 def test_a_pickle_that_would_run_a_command_runs_nothing():

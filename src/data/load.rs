@@ -18,6 +18,12 @@ impl Movie {
         };
         if let Some((root, id)) = scene318::locate(path) {
             let movie = scene318::load(&root, &id)?.movie;
+            if movie.ground_truth.is_none() && schema.require_ground_truth {
+                return Err(err(
+                    "no ground truth: the tree has no label file for this movie (a tree made from video has none)"
+                        .into(),
+                ));
+            }
             movie.validate(schema).map_err(err)?;
             return Ok(movie);
         }

@@ -294,3 +294,52 @@ fn stft_images_of_other_sizes_are_refused_by_name() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--layout scene318"));
     assert!(!dir.join("pickles").exists());
 }
+
+/// SceneSeg's LGSS of `mode = ['place', 'aud']` (the modalities video
+/// gives): its checkpoint imports with
+/// `models/sceneseg-place-audio-small.toml` and gives PyTorch's
+/// probabilities in tch, tract and ONNX Runtime.
+#[test]
+fn a_place_audio_sceneseg_checkpoint_imports_and_matches_pytorch() {
+    let dir = tempdir("sceneseg-place-audio");
+    let torch_dir = dir.join("torch");
+    std::fs::create_dir_all(&torch_dir).unwrap();
+    let out = std::process::Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sceneseg_reference.py"))
+        .arg("--tree")
+        .arg(reference().join("tree"))
+        .arg("--out")
+        .arg(&torch_dir)
+        .args(["--mode", "place,aud"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ckpt = dir.join("ckpt.safetensors");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sceneseg-place-audio-small.toml");
+    let out = lgss()
+        .arg("import-torch")
+        .arg(torch_dir.join("model_best.pth.tar"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let onnx = dir.join("model.onnx");
+    crate::common::export_onnx(&ckpt, &onnx);
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(torch_dir.join("reference.json")).unwrap()).unwrap();
+    let bound = max_dp_bound(false);
+    for (runtime, model) in [
+        ("tch", ("--checkpoint", ckpt.as_path())),
+        ("tract", ("--model", onnx.as_path())),
+        ("ort-cpu", ("--model", onnx.as_path())),
+    ] {
+        let got = segment(&dir, runtime, model);
+        for (id, want) in truth["probabilities"].as_object().unwrap() {
+            let d = max_abs_diff(&got[id], want);
+            assert!(d <= bound, "{runtime} {id}: max|Δp| {d:e} > {bound:e}");
+        }
+    }
+}

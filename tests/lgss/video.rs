@@ -576,15 +576,7 @@ fn segment_a_video_file() {
         &os("--shots"),
         &os("30..40"),
     ]);
-    let small =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sceneseg-small.toml"))
-            .unwrap()
-            .replace(
-                r#"modalities = ["place", "cast", "action", "audio"]"#,
-                r#"modalities = ["place", "audio"]"#,
-            );
-    let config = dir.join("place-audio-small.toml");
-    std::fs::write(&config, small).unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sceneseg-place-audio-small.toml");
     let runs = dir.join("run");
     run(&[
         &os("train"),
@@ -600,14 +592,11 @@ fn segment_a_video_file() {
     let model = dir.join("model.onnx");
     crate::common::export_onnx(&runs.join("best.safetensors"), &model);
     let place = dir.join("place.onnx");
+    // The user-facing export script, with a seeded random network.
     let out = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/place_reference.py"))
-        .args([
-            "export".as_ref(),
-            place.as_os_str(),
-            dir.join("place.pt").as_os_str(),
-            "resnet18/64".as_ref(),
-        ])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/export-place-model"))
+        .args(["--arch", "resnet18", "--random", "--features", "64", "--out"])
+        .arg(&place)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -672,4 +661,75 @@ fn segment_a_video_file() {
         ],
         "the model takes place features: give --place-model",
     );
+}
+
+/// A folder of videos extracted in two shards into one tree (disjoint, all
+/// covered, the split listing every movie), then again with --skip-done:
+/// nothing redone; other settings redo it.
+#[test]
+fn a_folder_extracts_in_shards_and_skips_what_is_done() {
+    let dir = tempdir("video-shards");
+    let videos = dir.join("videos");
+    std::fs::create_dir_all(&videos).unwrap();
+    for (name, source) in [
+        ("a", "testsrc2=d=1"),
+        ("b", "smptebars=d=1"),
+        ("c", "color=c=red:d=1"),
+    ] {
+        make_video(
+            &videos.join(format!("{name}.mp4")),
+            "192x108",
+            &[source, "color=c=blue:d=1"],
+            &[],
+            &[],
+        );
+    }
+    let root = dir.join("tree");
+    let mut seen = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let said = extract(&videos, &root, &["--shard", shard, "--json"]);
+        seen.extend(
+            said.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].clone()),
+        );
+    }
+    seen.sort_by_key(|v| v.to_string());
+    assert_eq!(seen, ["a", "b", "c"]);
+    let split: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("meta/split318.json")).unwrap()).unwrap();
+    let mut all: Vec<&str> = split["all"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(all, ["a", "b", "c"]);
+    let out = lgss()
+        .arg("extract")
+        .arg(&videos)
+        .arg("--out")
+        .arg(&root)
+        .arg("--skip-done")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.matches("skipped").count() == 3,
+        "{err}"
+    );
+    let out = lgss()
+        .arg("extract")
+        .arg(&videos)
+        .args(["--out"])
+        .arg(&root)
+        .args(["--skip-done", "--detector", "content"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("skipped"), "{err}");
+    // The tree reads everywhere but scores nowhere.
+    let out = lgss().arg("eval").arg(&root).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("ground truth"), "{err}");
 }
