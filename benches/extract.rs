@@ -8,7 +8,8 @@
 //!   frames resized to 256 wide as PySceneDetect does) against
 //!   `scenedetect.detect(ContentDetector())` (OpenCV decoding);
 //! - the whole extraction: `lgss extract` (SceneSeg's HSV-LUV shots, a
-//!   random torchvision ResNet-50 as the place network on tract, STFT
+//!   random torchvision ResNet-50 as the place network on the default
+//!   runtime (ort-cpu where built), STFT
 //!   audio) against the same steps in Python as SceneSeg's scripts run them
 //!   (`benches/extract_reference.py chain`).
 //!
@@ -119,8 +120,13 @@ fn main() -> anyhow::Result<()> {
     let probe = lgss::video::ffmpeg::probe(&video)?;
     let settings = lgss::video::shots::DetectorSettings::new(lgss::video::shots::DetectorKind::Content);
     let t = Instant::now();
-    let (shots, _) =
-        lgss::video::extract::detect_shots(&probe, settings, &lgss::progress::Silent, &mut Vec::new())?;
+    let (shots, _) = lgss::video::extract::detect_shots(
+        &probe,
+        settings,
+        false,
+        &lgss::progress::Silent,
+        &mut Vec::new(),
+    )?;
     let lgss_shots = t.elapsed().as_secs_f64();
     let py_shots = python(&["shots".as_ref(), video.as_os_str()])?;
     let py_shots_s = py_shots["seconds"].as_f64().unwrap_or(f64::NAN);
@@ -176,7 +182,8 @@ fn main() -> anyhow::Result<()> {
         f64::from(seconds) / lgss_shots
     );
     println!(
-        "  whole extraction (HSV-LUV shots, ResNet-50 place on tract, STFT audio): lgss {lgss_all:.2} s, Python chain {chain_s:.2} s {} ({}): {:.2}x; lgss at {:.1}x real time",
+        "  whole extraction (HSV-LUV shots, ResNet-50 place on {:?}, STFT audio): lgss {lgss_all:.2} s, Python chain {chain_s:.2} s {} ({}): {:.2}x; lgss at {:.1}x real time",
+        lgss::video::place::PlaceRuntime::default_built(),
         chain["steps"],
         chain["versions"],
         chain_s / lgss_all,

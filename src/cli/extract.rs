@@ -23,9 +23,10 @@ pub struct Args {
     /// has audio features only.
     #[arg(long, value_name = "FILE.onnx")]
     pub place_model: Option<PathBuf>,
-    /// Runtime of the place network.
-    #[arg(long, value_enum, default_value_t = PlaceRuntime::Tract)]
-    pub place_runtime: PlaceRuntime,
+    /// Runtime of the place network (default: the best CPU runtime built,
+    /// ort-cpu, else tract).
+    #[arg(long, value_enum)]
+    pub place_runtime: Option<PlaceRuntime>,
     /// Shot detector: SceneSeg's ShotDetect (HSV and Luv differences), or
     /// PySceneDetect's ContentDetector.
     #[arg(long, value_enum, default_value_t = DetectorKind::HsvLuv)]
@@ -71,7 +72,12 @@ pub fn run(args: Args, ort_lib: Option<&std::path::Path>) -> anyhow::Result<()> 
     }
     settings.min_shot_len = args.min_shot_len;
     let mut model = match &args.place_model {
-        Some(p) => Some(PlaceModel::open(p, args.place_runtime, 16, ort_lib)?),
+        Some(p) => Some(PlaceModel::open(
+            p,
+            args.place_runtime.unwrap_or_else(PlaceRuntime::default_built),
+            16,
+            ort_lib,
+        )?),
         None => None,
     };
     let mut catalogue = Catalogue {

@@ -139,9 +139,9 @@ pub struct VideoArgs {
     /// [N,3,224,224] → [N,D]; see `lgss extract --help`).
     #[arg(long, value_name = "FILE.onnx")]
     pub place_model: Option<PathBuf>,
-    /// Video inputs: the place network's runtime.
-    #[arg(long, value_enum, default_value_t = crate::video::place::PlaceRuntime::Tract)]
-    pub place_runtime: crate::video::place::PlaceRuntime,
+    /// Video inputs: the place network's runtime (default: ort-cpu, else tract).
+    #[arg(long, value_enum)]
+    pub place_runtime: Option<crate::video::place::PlaceRuntime>,
     /// Video inputs: the shot detector.
     #[arg(long, value_enum, default_value_t = crate::video::shots::DetectorKind::HsvLuv)]
     pub detector: crate::video::shots::DetectorKind,
@@ -439,7 +439,9 @@ fn movies_from_videos(
     let mut model = match &video.place_model {
         Some(p) => Some(crate::video::place::PlaceModel::open(
             p,
-            video.place_runtime,
+            video
+                .place_runtime
+                .unwrap_or_else(crate::video::place::PlaceRuntime::default_built),
             16,
             ort_lib,
         )?),

@@ -158,7 +158,7 @@ pub fn extract_video(
     let mut warnings = Vec::new();
 
     let t = Instant::now();
-    let (shots, stats) = detect_shots(&probe, options.detector, progress, &mut warnings)?;
+    let (shots, stats) = detect_shots(&probe, options.detector, options.stats, progress, &mut warnings)?;
     let shot_seconds = t.elapsed().as_secs_f64();
     if shots.len() < 2 {
         anyhow::bail!(
@@ -229,20 +229,42 @@ pub fn extract_video(
 pub fn detect_shots(
     probe: &Probe,
     settings: DetectorSettings,
+    all_stats: bool,
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<(Vec<Shot>, Vec<FrameStats>)> {
-    let mut frames = ffmpeg::frames(probe)?;
+    let frames = ffmpeg::frames(probe)?;
     let expected = probe
         .duration
         .map_or(0, |d| (d * probe.rate.fps()).round() as usize);
     progress.start("shots", expected, 0);
-    let mut detector = Detector::new(settings);
-    let mut buf = Vec::new();
-    while frames.next_into(&mut buf)? {
-        detector.push(&buf, frames.width, frames.height);
-        progress.advance(1);
-    }
+    let mut detector = Detector::new(settings, all_stats);
+    let (width, height) = (frames.width, frames.height);
+    // One thread reads the pipe while this one looks at the frame before,
+    // so FFmpeg does not wait on the detector: three buffers go round.
+    let frames = std::thread::scope(|s| -> anyhow::Result<ffmpeg::Frames> {
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..3 {
+            let _ = empty_tx.send(Vec::new());
+        }
+        let reader = s.spawn(move || -> anyhow::Result<ffmpeg::Frames> {
+            let mut frames = frames;
+            while let Ok(mut buf) = empty_rx.recv() {
+                if !frames.next_into(&mut buf)? || full_tx.send(buf).is_err() {
+                    break;
+                }
+            }
+            Ok(frames)
+        });
+        for buf in full_rx {
+            detector.push(&buf, width, height);
+            progress.advance(1);
+            let _ = empty_tx.send(buf);
+        }
+        drop(empty_tx);
+        reader.join().map_err(|_| anyhow!("the frame reader failed"))?
+    })?;
     progress.finish();
     if let Some(w) = frames.finish()?.warnings {
         warnings.push(format!("{}: decoded past damage: {w}", probe.path.display()));
@@ -264,29 +286,29 @@ fn place_features(
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<ndarray::Array2<f32>> {
-    let mut frames = ffmpeg::frames(probe)?;
+    let middles: Vec<u64> = shots.iter().map(Shot::middle).collect();
+    // FFmpeg reads the script when it starts; it is removed when this returns.
+    let script = TempFile(tempfile_path("select"));
+    let mut frames = ffmpeg::frames_selected(probe, Some((&middles, &script.0)))?;
     progress.start("place", shots.len(), 0);
     let mut rows: Vec<ndarray::Array2<f32>> = Vec::new();
     let mut batch: Vec<Vec<f32>> = Vec::with_capacity(PLACE_BATCH);
-    let mut next = shots.iter().map(Shot::middle).peekable();
     let mut buf = Vec::new();
-    let mut index = 0u64;
-    while next.peek().is_some() && frames.next_into(&mut buf)? {
-        if next.peek() == Some(&index) {
-            next.next();
-            batch.push(place::input_tensor(&buf, frames.width, frames.height));
-            if batch.len() == PLACE_BATCH {
-                rows.push(model.features(&batch)?);
-                progress.advance(batch.len());
-                batch.clear();
-            }
+    let mut got = 0;
+    while got < middles.len() && frames.next_into(&mut buf)? {
+        got += 1;
+        batch.push(place::input_tensor(&buf, frames.width, frames.height));
+        if batch.len() == PLACE_BATCH {
+            rows.push(model.features(&batch)?);
+            progress.advance(batch.len());
+            batch.clear();
         }
-        index += 1;
     }
-    if next.peek().is_some() {
+    if got < middles.len() {
         anyhow::bail!(
-            "{}: the second decoding ended at frame {index}, before the keyframes of the first",
-            probe.path.display()
+            "{}: the second decoding gave {got} of the {} keyframes the first found",
+            probe.path.display(),
+            middles.len()
         );
     }
     if !batch.is_empty() {
@@ -343,6 +365,22 @@ fn audio_features(
         ));
     }
     Ok(images)
+}
+
+/// A file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A fresh path in the system's temporary folder, unique to this process and call.
+fn tempfile_path(what: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("lgss-{what}-{}-{n}.txt", std::process::id()))
 }
 
 fn create_parent(path: &Path) -> anyhow::Result<()> {

@@ -337,11 +337,32 @@ pub struct Frames {
 
 /// Starts decoding `probe`'s first video stream.
 pub fn frames(probe: &Probe) -> anyhow::Result<Frames> {
+    frames_selected(probe, None)
+}
+
+/// Starts decoding `probe`'s first video stream, handing over only the
+/// frames numbered in `only` (ascending) when given: FFmpeg still decodes
+/// every frame, but converts and sends those alone. The selection goes to
+/// FFmpeg as a filter script file (`scratch`), as a long film's list is
+/// longer than a command-line argument may be.
+pub fn frames_selected(probe: &Probe, only: Option<(&[u64], &Path)>) -> anyhow::Result<Frames> {
     let mut cmd = command_on("ffmpeg", &probe.path)?;
     cmd.args(["-i", INPUT, "-map", "0:v:0", "-an", "-sn", "-dn"]);
+    let mut filters = Vec::new();
     if probe.variable_rate {
         // Frames by timestamp: frame n is the picture shown at n / rate.
-        cmd.args(["-vf", &format!("fps={}", probe.rate)]);
+        filters.push(format!("fps={}", probe.rate));
+    }
+    if let Some((frames, _)) = only {
+        let terms: Vec<String> = frames.iter().map(|n| format!("eq(n,{n})")).collect();
+        filters.push(format!("select='{}'", terms.join("+")));
+    }
+    if let Some((_, script)) = only {
+        std::fs::write(script, filters.join(","))
+            .with_context(|| format!("{}: cannot write", script.display()))?;
+        cmd.arg("-filter_script:v").arg(script);
+    } else if !filters.is_empty() {
+        cmd.args(["-vf", &filters.join(",")]);
     }
     cmd.args([
         "-fps_mode",
@@ -373,6 +394,13 @@ fn spawn(mut cmd: Command, path: &Path) -> anyhow::Result<Spawned> {
         .spawn()
         .with_context(|| format!("{}: cannot run ffmpeg", path.display()))?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("ffmpeg: no stdout"))?;
+    // A larger pipe (up to the system's unprivileged limit, 1 MiB by
+    // default) means fewer switches between FFmpeg and lgss per frame.
+    // SAFETY: fcntl on the pipe this process owns; failure leaves 64 KiB.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20);
+    }
     let mut err = child.stderr.take().ok_or_else(|| anyhow!("ffmpeg: no stderr"))?;
     // FFmpeg's messages, the first 64 KiB kept: read on the side so a
     // chatty decoder never blocks on a full pipe.

@@ -110,29 +110,66 @@ impl Shot {
     }
 }
 
+/// SceneSeg's gap: an HSV difference this far past the threshold cuts
+/// whatever the Luv difference.
+const HSV_LUV_GAP: f64 = 10.0;
+
 /// A detector fed one frame at a time.
 pub struct Detector {
     settings: DetectorSettings,
-    last: Option<(Planes, Option<Planes>)>,
+    /// Every frame's Luv differences too, not only where the rule needs them.
+    all_stats: bool,
+    /// The previous frame: its HSV planes and the (sub)sampled BGR pixels
+    /// they came from, for its Luv planes when needed.
+    last: Option<(Planes, Vec<u8>)>,
     frame: u64,
     cuts: Vec<u64>,
     stats: Vec<FrameStats>,
     last_cut: Option<u64>,
     flash: FlashMerge,
-    scratch: Vec<u8>,
 }
 
 impl Detector {
-    pub fn new(settings: DetectorSettings) -> Detector {
+    /// A detector; `all_stats` computes the Luv differences of every frame
+    /// (for `--stats`), where the HSV-LUV rule needs them only when the HSV
+    /// difference falls between the threshold and threshold + 10.
+    pub fn new(settings: DetectorSettings, all_stats: bool) -> Detector {
         Detector {
             settings,
+            all_stats,
             last: None,
             frame: 0,
             cuts: Vec::new(),
             stats: Vec::new(),
             last_cut: None,
             flash: FlashMerge::new(settings.min_shot_len),
-            scratch: Vec::new(),
+        }
+    }
+
+    /// The pixels the detector looks at: SceneSeg's `[::d, ::d]`, or
+    /// PySceneDetect's frame resized to 256 pixels on its larger side.
+    fn sampled(&self, bgr: &[u8], width: usize, height: usize) -> (Vec<u8>, usize, usize) {
+        let mut out = Vec::new();
+        match self.settings.kind {
+            DetectorKind::HsvLuv => {
+                let step = sceneseg_downscale(width);
+                let (w, h) = (width.div_ceil(step), height.div_ceil(step));
+                out.reserve(w * h * 3);
+                for row in (0..height).step_by(step) {
+                    let line = &bgr[row * width * 3..(row + 1) * width * 3];
+                    for px in line.chunks_exact(3).step_by(step) {
+                        out.extend_from_slice(px);
+                    }
+                }
+                (out, w, h)
+            }
+            DetectorKind::Content => match pyscenedetect_size(width, height) {
+                Some((w, h)) => {
+                    super::resize::bilinear_opencv(bgr, width, height, w, h, &mut out);
+                    (out, w, h)
+                }
+                None => (bgr.to_vec(), width, height),
+            },
         }
     }
 
@@ -140,37 +177,31 @@ impl Detector {
     pub fn push(&mut self, bgr: &[u8], width: usize, height: usize) {
         let frame = self.frame;
         self.frame += 1;
-        let (hsv, luv) = match self.settings.kind {
-            DetectorKind::HsvLuv => {
-                let step = sceneseg_downscale(width);
-                (
-                    colour::planes(bgr, width, height, step, colour::hsv),
-                    Some(colour::planes(bgr, width, height, step, colour::luv)),
-                )
-            }
-            DetectorKind::Content => {
-                let planes = match pyscenedetect_size(width, height) {
-                    Some((w, h)) => {
-                        super::resize::bilinear_opencv(bgr, width, height, w, h, &mut self.scratch);
-                        colour::planes(&self.scratch, w, h, 1, colour::hsv)
-                    }
-                    None => colour::planes(bgr, width, height, 1, colour::hsv),
-                };
-                (planes, None)
-            }
-        };
-        let Some((last_hsv, last_luv)) = self.last.replace((hsv, luv)) else {
+        let (pixels, w, h) = self.sampled(bgr, width, height);
+        let hsv = colour::planes(&pixels, w, h, 1, colour::hsv);
+        let Some((last_hsv, last_pixels)) = self.last.take() else {
             if self.settings.kind == DetectorKind::Content {
                 // PySceneDetect scores the first frame 0 (below any threshold).
                 self.flash.filter(frame, false);
             }
+            self.last = Some((hsv, pixels));
             return;
         };
-        let Some((hsv, luv)) = &self.last else { return };
+        let hsv_deltas = deltas(&hsv, &last_hsv);
+        let t = self.settings.threshold;
+        let luv = (self.settings.kind == DetectorKind::HsvLuv
+            && (self.all_stats || (hsv_deltas[3] >= t && hsv_deltas[3] - t < HSV_LUV_GAP)))
+            .then(|| {
+                deltas(
+                    &colour::planes(&pixels, w, h, 1, colour::luv),
+                    &colour::planes(&last_pixels, w, h, 1, colour::luv),
+                )
+            });
+        self.last = Some((hsv, pixels));
         let stats = FrameStats {
             frame,
-            hsv: deltas(hsv, &last_hsv),
-            luv: luv.as_ref().zip(last_luv.as_ref()).map(|(a, b)| deltas(a, b)),
+            hsv: hsv_deltas,
+            luv,
         };
         self.stats.push(stats);
         match self.settings.kind {
@@ -186,12 +217,13 @@ impl Detector {
 
     /// SceneSeg's `ContentDetectorHSVLUV` rule.
     fn hsv_luv_rule(&mut self, s: &FrameStats) {
-        const GAP: f64 = 10.0;
         const LUV_THRESHOLD: f64 = 20.0;
         const HSV_WEIGHT: f64 = 5.0;
-        let (hsv, luv) = (s.hsv[3], s.luv.map_or(0.0, |l| l[3]));
+        let hsv = s.hsv[3];
         let t = self.settings.threshold;
-        let cut = hsv >= t && (hsv - t >= GAP || luv + HSV_WEIGHT * (hsv - t) > LUV_THRESHOLD);
+        // Luv is computed exactly where it decides (see `push`).
+        let luv = || s.luv.map_or(0.0, |l| l[3]);
+        let cut = hsv >= t && (hsv - t >= HSV_LUV_GAP || luv() + HSV_WEIGHT * (hsv - t) > LUV_THRESHOLD);
         let spaced = self
             .last_cut
             .is_none_or(|last| s.frame - last >= self.settings.min_shot_len);
