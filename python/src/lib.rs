@@ -367,6 +367,7 @@ fn extract_video(
         let options = ExtractOptions {
             detector: DetectorSettings::new(kind),
             stats: false,
+            keyframes: false,
         };
         let movies = extract::movies_from_videos(
             std::slice::from_ref(&path),

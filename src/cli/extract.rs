@@ -40,6 +40,10 @@ pub struct Args {
     /// Also write each frame's differences to ROOT/shot_stats/<id>.csv.
     #[arg(long)]
     pub stats: bool,
+    /// Also write each shot's middle keyframe as a JPEG:
+    /// ROOT/shot_keyf/<id>/shot_NNNN_img_1.jpg (ShotDetect's name for it).
+    #[arg(long)]
+    pub keyframes: bool,
     /// Read more video paths from this file, one a line (`-`: standard input).
     #[arg(long, value_name = "LIST")]
     pub files_from: Option<PathBuf>,
@@ -85,6 +89,7 @@ pub fn run(args: Args, ort_lib: Option<&std::path::Path>) -> anyhow::Result<()> 
         options: ExtractOptions {
             detector: settings,
             stats: args.stats,
+            keyframes: args.keyframes,
         },
         place: model.as_mut().zip(args.place_model.clone()),
         skip_done: args.skip_done,

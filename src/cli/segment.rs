@@ -457,6 +457,7 @@ fn movies_from_videos(
     let options = ExtractOptions {
         detector: crate::video::shots::DetectorSettings::new(video.detector),
         stats: false,
+        keyframes: false,
     };
     let bars = super::progress::Bars::default();
     let files = extract::movies_from_videos(

@@ -8,6 +8,7 @@
 //! ROOT/place_feat/<id>/shot_NNNN.npy   the place network's vector (with --place-model)
 //! ROOT/aud_feat/<id>/shot_NNNN.npy     the 257×90 STFT image
 //! ROOT/shot_stats/<id>.csv             each frame's differences (with --stats)
+//! ROOT/shot_keyf/<id>/shot_NNNN_img_1.jpg  each shot's middle keyframe (with --keyframes)
 //! ROOT/meta/videos/<id>.json           the video: path, frame rate, size, detector
 //! ROOT/meta/split318.json              every movie of the tree in `all`
 //! ```
@@ -78,6 +79,9 @@ pub struct ExtractOptions {
     pub detector: DetectorSettings,
     /// Write each frame's differences to `shot_stats/<id>.csv`.
     pub stats: bool,
+    /// Write each shot's middle keyframe to `shot_keyf/<id>/shot_NNNN_img_1.jpg`.
+    #[serde(default)]
+    pub keyframes: bool,
 }
 
 /// What the video's movie is, written beside it (`meta/videos/<id>.json`)
@@ -172,9 +176,11 @@ pub fn extract_video(
     let frames = shots.last().map_or(0, |s| s.end);
 
     let t = Instant::now();
-    let place_rows = match place {
-        Some(model) => Some(place_features(&probe, &shots, model, progress, &mut warnings)?),
-        None => None,
+    let jpegs = options.keyframes.then(|| root.join("shot_keyf").join(id));
+    let place_rows = if place.is_some() || jpegs.is_some() {
+        keyframe_pass(&probe, &shots, place, jpegs.as_deref(), progress, &mut warnings)?
+    } else {
+        None
     };
     let place_seconds = t.elapsed().as_secs_f64();
 
@@ -278,29 +284,49 @@ pub fn detect_shots(
 /// Keyframes in one batch before the network runs.
 const PLACE_BATCH: usize = 16;
 
-/// The second pass: each shot's middle frame through the place network.
-fn place_features(
+/// The second pass: each shot's middle frame through the place network
+/// (with `model`), and written as a JPEG into `jpegs` (by FFmpeg, into a
+/// staging folder renamed into place when complete).
+fn keyframe_pass(
     probe: &Probe,
     shots: &[Shot],
-    model: &mut PlaceModel,
+    mut model: Option<&mut PlaceModel>,
+    jpegs: Option<&Path>,
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
-) -> anyhow::Result<ndarray::Array2<f32>> {
+) -> anyhow::Result<Option<ndarray::Array2<f32>>> {
     let middles: Vec<u64> = shots.iter().map(Shot::middle).collect();
     // FFmpeg reads the script when it starts; it is removed when this returns.
     let script = TempFile(tempfile_path("select"));
-    let mut frames = ffmpeg::frames_selected(probe, Some((&middles, &script.0)))?;
-    progress.start("place", shots.len(), 0);
+    let staging = match jpegs {
+        Some(dir) => {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let staging = dir.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+            let _ = std::fs::remove_dir_all(&staging);
+            std::fs::create_dir_all(&staging)
+                .with_context(|| format!("{}: cannot create", staging.display()))?;
+            Some(staging)
+        }
+        None => None,
+    };
+    let mut frames = ffmpeg::frames_selected(probe, Some((&middles, &script.0)), staging.as_deref())?;
+    progress.start("keyframes", shots.len(), 0);
     let mut rows: Vec<ndarray::Array2<f32>> = Vec::new();
     let mut batch: Vec<Vec<f32>> = Vec::with_capacity(PLACE_BATCH);
     let mut buf = Vec::new();
     let mut got = 0;
     while got < middles.len() && frames.next_into(&mut buf)? {
         got += 1;
+        progress.advance(1);
+        let Some(model) = model.as_deref_mut() else {
+            continue;
+        };
         batch.push(place::input_tensor(&buf, frames.width, frames.height));
         if batch.len() == PLACE_BATCH {
             rows.push(model.features(&batch)?);
-            progress.advance(batch.len());
             batch.clear();
         }
     }
@@ -311,18 +337,33 @@ fn place_features(
             middles.len()
         );
     }
-    if !batch.is_empty() {
+    if let (Some(model), false) = (model.as_deref_mut(), batch.is_empty()) {
         rows.push(model.features(&batch)?);
-        progress.advance(batch.len());
     }
     progress.finish();
     drop(buf);
-    // The rest of the video is not needed: stop FFmpeg.
-    if let Some(w) = frames.finish_early()?.warnings {
+    let done = match (&staging, jpegs) {
+        (Some(staging), Some(dir)) => {
+            // FFmpeg finishes its JPEGs before it ends: wait for it.
+            while frames.next_into(&mut Vec::new())? {}
+            let done = frames.finish()?;
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::rename(staging, dir).with_context(|| format!("{}: cannot write", dir.display()))?;
+            done
+        }
+        // The rest of the video is not needed: stop FFmpeg.
+        _ => frames.finish_early()?,
+    };
+    if let Some(w) = done.warnings {
         warnings.push(format!("{}: decoded past damage: {w}", probe.path.display()));
     }
+    if model.is_none() {
+        return Ok(None);
+    }
     let views: Vec<ndarray::ArrayView2<'_, f32>> = rows.iter().map(|r| r.view()).collect();
-    ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| anyhow!("place features: {e}"))
+    Ok(Some(
+        ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| anyhow!("place features: {e}"))?,
+    ))
 }
 
 /// Each shot's audio image; SceneSeg's silence for a video without audio.

@@ -337,17 +337,23 @@ pub struct Frames {
 
 /// Starts decoding `probe`'s first video stream.
 pub fn frames(probe: &Probe) -> anyhow::Result<Frames> {
-    frames_selected(probe, None)
+    frames_selected(probe, None, None)
 }
 
 /// Starts decoding `probe`'s first video stream, handing over only the
 /// frames numbered in `only` (ascending) when given: FFmpeg still decodes
 /// every frame, but converts and sends those alone. The selection goes to
 /// FFmpeg as a filter script file (`scratch`), as a long film's list is
-/// longer than a command-line argument may be.
-pub fn frames_selected(probe: &Probe, only: Option<(&[u64], &Path)>) -> anyhow::Result<Frames> {
+/// longer than a command-line argument may be. With `jpegs`, FFmpeg also
+/// writes the selected frames there as `shot_NNNN_img_1.jpg` (ShotDetect's
+/// name for a shot's middle keyframe), numbered from 0.
+pub fn frames_selected(
+    probe: &Probe,
+    only: Option<(&[u64], &Path)>,
+    jpegs: Option<&Path>,
+) -> anyhow::Result<Frames> {
     let mut cmd = command_on("ffmpeg", &probe.path)?;
-    cmd.args(["-i", INPUT, "-map", "0:v:0", "-an", "-sn", "-dn"]);
+    cmd.args(["-i", INPUT]);
     let mut filters = Vec::new();
     if probe.variable_rate {
         // Frames by timestamp: frame n is the picture shown at n / rate.
@@ -357,14 +363,7 @@ pub fn frames_selected(probe: &Probe, only: Option<(&[u64], &Path)>) -> anyhow::
         let terms: Vec<String> = frames.iter().map(|n| format!("eq(n,{n})")).collect();
         filters.push(format!("select='{}'", terms.join("+")));
     }
-    if let Some((_, script)) = only {
-        std::fs::write(script, filters.join(","))
-            .with_context(|| format!("{}: cannot write", script.display()))?;
-        cmd.arg("-filter_script:v").arg(script);
-    } else if !filters.is_empty() {
-        cmd.args(["-vf", &filters.join(",")]);
-    }
-    cmd.args([
+    let raw = [
         "-fps_mode",
         "passthrough",
         "-f",
@@ -372,7 +371,50 @@ pub fn frames_selected(probe: &Probe, only: Option<(&[u64], &Path)>) -> anyhow::
         "-pix_fmt",
         "bgr24",
         "pipe:1",
-    ]);
+    ];
+    match (only, jpegs) {
+        (Some((_, script)), Some(dir)) => {
+            // The JPEGs from the BGR frames lgss sees (as SceneSeg's
+            // keyframes are OpenCV's BGR frames written by imwrite), without
+            // chroma subsampling.
+            let graph = format!(
+                "[0:v:0]{},split=2[raw][j];[j]format=bgr24,format=yuvj444p[jpg]",
+                filters.join(",")
+            );
+            std::fs::write(script, graph).with_context(|| format!("{}: cannot write", script.display()))?;
+            // image2 reads `%` in the path as a pattern: doubled, it is a `%`.
+            let pattern = dir.join("shot_%04d_img_1.jpg").display().to_string();
+            let pattern = pattern.replace('%', "%%").replace("%%04d", "%04d");
+            cmd.arg("-filter_complex_script").arg(script);
+            cmd.args(["-map", "[raw]"]).args(raw);
+            cmd.args([
+                "-map",
+                "[jpg]",
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "image2",
+                "-start_number",
+                "0",
+            ]);
+            cmd.args(["-q:v", "2", &pattern]);
+        }
+        (Some((_, script)), None) => {
+            std::fs::write(script, filters.join(","))
+                .with_context(|| format!("{}: cannot write", script.display()))?;
+            cmd.args(["-map", "0:v:0", "-an", "-sn", "-dn"])
+                .arg("-filter_script:v")
+                .arg(script)
+                .args(raw);
+        }
+        (None, _) => {
+            cmd.args(["-map", "0:v:0", "-an", "-sn", "-dn"]);
+            if !filters.is_empty() {
+                cmd.args(["-vf", &filters.join(",")]);
+            }
+            cmd.args(raw);
+        }
+    }
     let (child, stdout, stderr) = spawn(cmd, &probe.path)?;
     Ok(Frames {
         child,

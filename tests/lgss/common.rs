@@ -109,3 +109,15 @@ pub fn read_back_scenes(specs: &[String]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("read_back_scenes.py prints one JSON line")
 }
+
+/// Makes a named pipe (FIFO) at `path`.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string naming a new path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}

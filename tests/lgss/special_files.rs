@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{fixtures, lgss, tempdir};
+use crate::common::{fixtures, lgss, mkfifo, tempdir};
 
 /// Far longer than any refusal takes; only a hang reaches it (a FIFO
 /// without a writer blocks forever, `/dev/zero` reads until memory ends).
@@ -42,17 +42,6 @@ fn assert_refused(cmd: Command, path: &Path, what: &str) {
     assert!(
         err.contains(&path.display().to_string()) && err.contains(what),
         "{label}: expected {} and \"{what}\" in:\n{err}",
-        path.display()
-    );
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-    // SAFETY: a valid C string naming a new path.
-    assert_eq!(
-        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
-        0,
-        "mkfifo {}",
         path.display()
     );
 }

@@ -383,9 +383,7 @@ fn hostile_videos_are_refused_by_name() {
         );
     };
     let fifo = dir.join("pipe.mp4");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a valid C string naming a new path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    crate::common::mkfifo(&fifo);
     case(&fifo, "a named pipe (FIFO), not a regular file");
     let empty = dir.join("empty.mp4");
     std::fs::write(&empty, b"").unwrap();
@@ -732,4 +730,62 @@ fn a_folder_extracts_in_shards_and_skips_what_is_done() {
     let out = lgss().arg("eval").arg(&root).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("ground truth"), "{err}");
+}
+
+/// `--keyframes`: each shot's middle keyframe as a JPEG, read back by
+/// OpenCV and compared with that frame as FFmpeg decodes it: one file a
+/// shot, the right frame (PSNR ≥ 38 dB against it, and higher than
+/// against its neighbours' frames where they differ).
+#[test]
+fn keyframes_are_the_middle_frames_as_jpeg() {
+    let dir = tempdir("video-keyframes");
+    let video = make_video(
+        &dir.join("moving.mp4"),
+        "192x108",
+        &[
+            "testsrc2=d=1.2",
+            "smptebars=d=1.0",
+            "mandelbrot,trim=duration=1.2",
+        ],
+        &[],
+        &[],
+    );
+    let root = dir.join("tree");
+    extract(&video, &root, &["--keyframes"]);
+    let code = r#"
+import subprocess, sys, json
+from pathlib import Path
+import cv2, numpy as np
+video, root = sys.argv[1], Path(sys.argv[2])
+shots = [[int(x) for x in l.split()[:2]] for l in (root / "shot_movie318" / "moving.txt").read_text().splitlines()]
+raw = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", video, "-f", "rawvideo", "-pix_fmt", "bgr24", "-"],
+                     capture_output=True, check=True).stdout
+frames = np.frombuffer(raw, np.uint8).reshape(-1, 108, 192, 3).astype(np.float64)
+def psnr(a, b):
+    mse = np.mean((a - b) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+files = sorted((root / "shot_keyf" / "moving").iterdir())
+out = []
+for s, (first, last) in enumerate(shots):
+    mid = first + (last - first) // 2
+    img = cv2.imread(str(root / "shot_keyf" / "moving" / f"shot_{s:04d}_img_1.jpg")).astype(np.float64)
+    out.append([psnr(img, frames[mid]), psnr(img, frames[max(mid - 3, 0)]), psnr(img, frames[min(mid + 3, len(frames) - 1)])])
+print(json.dumps({"files": len(files), "shots": len(shots), "psnr": out}))
+"#;
+    let r: serde_json::Value =
+        serde_json::from_str(crate::common::run_python(code, &[&video, &root]).trim()).unwrap();
+    assert_eq!(r["files"], r["shots"], "{r}");
+    for (s, p) in r["psnr"].as_array().unwrap().iter().enumerate() {
+        let p: Vec<f64> = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert!(p[0] >= 38.0, "shot {s}: {p:?}");
+        assert!(
+            p[0] >= p[1] && p[0] >= p[2],
+            "shot {s}: not the middle frame: {p:?}"
+        );
+    }
 }
