@@ -75,13 +75,16 @@ impl Split {
     /// list names a movie twice, and no movie is in two of train, val and
     /// test (a test movie trained on would inflate every score).
     pub fn read(path: &Path) -> anyhow::Result<Split> {
-        let text = regular_file::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        // A bad split is bad input (exit code 3), as a bad movie is.
+        let bad = |problem: String| LoadError {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let text = regular_file::read_to_string(path).map_err(|e| bad(format!("cannot read: {e}")))?;
         let mut split: Split = serde_json::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: not a split file ({{\"train\": [...], \"val\": [...], \"test\": [...]}}): {e}",
-                path.display()
-            )
+            bad(format!(
+                "not a split file ({{\"train\": [...], \"val\": [...], \"test\": [...]}}): {e}"
+            ))
         })?;
         if split.all.is_empty() {
             split.all = [&split.train, &split.val, &split.test]
@@ -90,9 +93,7 @@ impl Split {
                 .cloned()
                 .collect();
         }
-        split
-            .check()
-            .map_err(|problem| anyhow::anyhow!("{}: {problem}", path.display()))?;
+        split.check().map_err(bad)?;
         Ok(split)
     }
 

@@ -275,6 +275,8 @@ fn a_split_with_repeated_or_overlapping_ids_is_refused_by_name() {
         let split = root.join("meta/split318.json");
         std::fs::write(&split, text).unwrap();
         assert_refused(info(&root), &split, what);
+        // Bad input, as a bad movie is: exit code 3.
+        assert_eq!(run_or_hang(info(&root), "info").status.code(), Some(3), "{what}");
         // As train's --split, over the tree's own good split.
         let good = tree_copy(&dir.join(format!("{i}-good")));
         let mut train = lgss();
