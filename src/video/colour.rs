@@ -119,28 +119,16 @@ pub fn luv(b: u8, g: u8, r: u8) -> [u8; 3] {
     ]
 }
 
-/// The planes of `convert` over a BGR frame's pixels, every `step`th row
-/// and column (SceneSeg's downscale: `frame[::step, ::step]`).
-pub fn planes(
-    bgr: &[u8],
-    width: usize,
-    height: usize,
-    step: usize,
-    convert: fn(u8, u8, u8) -> [u8; 3],
-) -> Planes {
-    let step = step.max(1);
-    let (w, h) = (width.div_ceil(step), height.div_ceil(step));
-    let mut out: Planes = [vec![0; w * h], vec![0; w * h], vec![0; w * h]];
-    let mut i = 0;
-    for row in (0..height).step_by(step) {
-        let line = &bgr[row * width * 3..(row + 1) * width * 3];
-        for px in line.chunks_exact(3).step_by(step) {
-            let c = convert(px[0], px[1], px[2]);
-            out[0][i] = c[0];
-            out[1][i] = c[1];
-            out[2][i] = c[2];
-            i += 1;
-        }
+/// The planes of `convert` over packed BGR pixels (the detector samples
+/// them first: [`super::shots`]).
+pub fn planes(bgr: &[u8], convert: fn(u8, u8, u8) -> [u8; 3]) -> Planes {
+    let n = bgr.len() / 3;
+    let mut out: Planes = [vec![0; n], vec![0; n], vec![0; n]];
+    for (i, px) in bgr.chunks_exact(3).enumerate() {
+        let c = convert(px[0], px[1], px[2]);
+        out[0][i] = c[0];
+        out[1][i] = c[1];
+        out[2][i] = c[2];
     }
     out
 }

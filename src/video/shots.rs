@@ -148,27 +148,26 @@ impl Detector {
 
     /// The pixels the detector looks at: SceneSeg's `[::d, ::d]`, or
     /// PySceneDetect's frame resized to 256 pixels on its larger side.
-    fn sampled(&self, bgr: &[u8], width: usize, height: usize) -> (Vec<u8>, usize, usize) {
+    fn sampled(&self, bgr: &[u8], width: usize, height: usize) -> Vec<u8> {
         let mut out = Vec::new();
         match self.settings.kind {
             DetectorKind::HsvLuv => {
                 let step = sceneseg_downscale(width);
-                let (w, h) = (width.div_ceil(step), height.div_ceil(step));
-                out.reserve(w * h * 3);
+                out.reserve(width.div_ceil(step) * height.div_ceil(step) * 3);
                 for row in (0..height).step_by(step) {
                     let line = &bgr[row * width * 3..(row + 1) * width * 3];
                     for px in line.chunks_exact(3).step_by(step) {
                         out.extend_from_slice(px);
                     }
                 }
-                (out, w, h)
+                out
             }
             DetectorKind::Content => match pyscenedetect_size(width, height) {
                 Some((w, h)) => {
                     super::resize::bilinear_opencv(bgr, width, height, w, h, &mut out);
-                    (out, w, h)
+                    out
                 }
-                None => (bgr.to_vec(), width, height),
+                None => bgr.to_vec(),
             },
         }
     }
@@ -177,8 +176,8 @@ impl Detector {
     pub fn push(&mut self, bgr: &[u8], width: usize, height: usize) {
         let frame = self.frame;
         self.frame += 1;
-        let (pixels, w, h) = self.sampled(bgr, width, height);
-        let hsv = colour::planes(&pixels, w, h, 1, colour::hsv);
+        let pixels = self.sampled(bgr, width, height);
+        let hsv = colour::planes(&pixels, colour::hsv);
         let Some((last_hsv, last_pixels)) = self.last.take() else {
             if self.settings.kind == DetectorKind::Content {
                 // PySceneDetect scores the first frame 0 (below any threshold).
@@ -193,8 +192,8 @@ impl Detector {
             && (self.all_stats || (hsv_deltas[3] >= t && hsv_deltas[3] - t < HSV_LUV_GAP)))
             .then(|| {
                 deltas(
-                    &colour::planes(&pixels, w, h, 1, colour::luv),
-                    &colour::planes(&last_pixels, w, h, 1, colour::luv),
+                    &colour::planes(&pixels, colour::luv),
+                    &colour::planes(&last_pixels, colour::luv),
                 )
             });
         self.last = Some((hsv, pixels));
