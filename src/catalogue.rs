@@ -24,6 +24,7 @@
 //!     grouping: None, // the threshold rule; `segment::grouping_params` for global grouping
 //!     write_pkl: false,
 //!     plot_dir: None,
+//!     html_dir: None,
 //!     skip_done: true,
 //! };
 //! let catalogue = Catalogue::new(RuntimeKind::Tract, &options, "model.onnx".into(), outputs, 1)?;
@@ -68,6 +69,8 @@ pub struct Outputs {
     pub write_pkl: bool,
     /// Draw each movie's timeline as `<stem>.png` here.
     pub plot_dir: Option<PathBuf>,
+    /// Write each movie's page as `<stem>.html` here ([`crate::page`]).
+    pub html_dir: Option<PathBuf>,
     /// Skip movies whose outputs in `out` were finished with the same model
     /// and outputs (the manifest says so); redo the others.
     pub skip_done: bool,
@@ -84,6 +87,7 @@ impl Outputs {
                 "fps": self.fps,
                 "write_pkl": self.write_pkl,
                 "plot": self.plot_dir.is_some(),
+                "html": self.html_dir.is_some(),
                 "global": self.grouping,
             }),
         }
@@ -427,11 +431,11 @@ impl<'a> Catalogue<'a> {
             seg.media = Some(v.video);
         }
         let text = phases.time("format", || scene_formats::render(&seg, o.format))?;
+        let truth = movie.ground_truth.as_ref().map(|gt| {
+            let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();
+            scenes(&p, &movie.shot_end_frame, 0.5, fps)
+        });
         if let Some(dir) = &o.plot_dir {
-            let truth = movie.ground_truth.as_ref().map(|gt| {
-                let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();
-                scenes(&p, &movie.shot_end_frame, 0.5, fps)
-            });
             let how = match &seg.global {
                 Some(g) => match &g.length_prior {
                     Some(w) => format!("global grouping, γ {}, λ {}", g.coherence, w.weight),
@@ -459,6 +463,9 @@ impl<'a> Catalogue<'a> {
                 crate::timeline::write(&timeline, &dir.join(format!("{stem}.png")))
             })?;
         }
+        if let Some(dir) = &o.html_dir {
+            phases.time("page", || self.write_page(dir, stem, &seg, &movie, truth, pb))?;
+        }
         let (Some(out), Some(key)) = (&o.out, &self.key) else {
             // Printed by the runtime side, in the files' order.
             return Ok(Some(text));
@@ -479,6 +486,9 @@ impl<'a> Catalogue<'a> {
         if o.plot_dir.is_some() {
             outputs.push(format!("{stem}.png"));
         }
+        if o.html_dir.is_some() {
+            outputs.push(format!("{stem}.html"));
+        }
         phases.time("write", || {
             crate::fsutil::write_atomic(&out.join(&outputs[0]), text.as_bytes())?;
             crate::manifest::record(
@@ -493,6 +503,59 @@ impl<'a> Catalogue<'a> {
             )
         })?;
         Ok(None)
+    }
+}
+
+impl Catalogue<'_> {
+    /// The movie's page, `<stem>.html` in `dir`: with its video, chapters
+    /// and a thumbnail per scene where it was extracted from one.
+    fn write_page(
+        &self,
+        dir: &Path,
+        stem: &str,
+        seg: &Segmentation,
+        movie: &Movie,
+        truth: Option<Vec<crate::segment::Scene>>,
+        pb: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        let scores = movie
+            .ground_truth
+            .as_deref()
+            .map(|gt| crate::page::movie_scores(seg, gt))
+            .transpose()
+            .with_context(|| format!("{}: scoring for the page", seg.file.display()))?;
+        let (media, chapters, thumbnails) = match &seg.media {
+            Some(video) => {
+                let (thumbnails, warning) =
+                    crate::page::scene_thumbnails(video, &seg.scenes, &seg.shot_end_frame);
+                if let Some(w) = warning {
+                    pb.suspend(|| eprintln!("warning: {}: {w}", video.display()));
+                }
+                let rule = crate::segment::rule_description(seg.threshold, seg.global.as_ref());
+                (
+                    Some(crate::page::relative_url(dir, video)),
+                    Some(scene_formats::webvtt(&seg.scenes, &rule)),
+                    thumbnails,
+                )
+            }
+            None => (None, None, Vec::new()),
+        };
+        let view = crate::page::View {
+            segmentation: seg,
+            model: self
+                .model_file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
+            truth,
+            scores,
+            media,
+            chapters,
+            thumbnails,
+        };
+        crate::fsutil::write_atomic(
+            &dir.join(format!("{stem}.html")),
+            crate::page::movie_page(&view)?.as_bytes(),
+        )
     }
 }
 

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+pub mod page;
 pub mod phases;
 pub mod progress;
 pub mod regular_file;

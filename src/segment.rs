@@ -222,6 +222,9 @@ pub struct Segmentation {
     pub file: std::path::PathBuf,
     pub runtime: String,
     pub n_shots: usize,
+    /// The last frame of each shot (times of the boundaries: after shot `b`
+    /// is frame `shot_end_frame[b] + 1`).
+    pub shot_end_frame: Vec<i64>,
     pub threshold: f64,
     pub fps: f64,
     /// What is scored: cuts are exactly the boundaries ≥ 0.5. The grouped
@@ -264,6 +267,7 @@ impl Segmentation {
             file: file.to_path_buf(),
             runtime: runtime.to_string(),
             n_shots: movie.n_shots(),
+            shot_end_frame: movie.shot_end_frame.clone(),
             threshold,
             fps,
             scenes: decided.scenes,

@@ -223,6 +223,14 @@ pub struct Args {
     /// the workspace's plots/.
     #[arg(long)]
     plot: bool,
+    /// Also write each movie's page as <stem>.html: one self-contained file
+    /// (opens from disk, asks no network) with the probability curve, the
+    /// threshold, the scenes, the ground truth and scores where the movie
+    /// has them and, for a video input, the video with the scenes as
+    /// chapters and a thumbnail per scene; into --out, else the
+    /// workspace's plots/.
+    #[arg(long)]
+    html: bool,
     /// Print where the time went, phase by phase (waiting for reads, window
     /// assembly, model, grouping, formatting, writing; model load apart;
     /// reading and decoding, which reader threads do ahead of the
@@ -274,7 +282,8 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         _ => opts.onnx.clone(),
     }
     .context("no model for this runtime")?;
-    let plot_dir = plot_dir(&args, ws)?;
+    let plot_dir = picture_dir(&args, args.plot, ws)?;
+    let html_dir = picture_dir(&args, args.html, ws)?;
     let outputs = Outputs {
         out: args.out.clone(),
         format: args.format,
@@ -283,6 +292,7 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         grouping: args.rule.params(args.effective_threshold, &args.stored),
         write_pkl: args.write_pkl,
         plot_dir: plot_dir.clone(),
+        html_dir: html_dir.clone(),
         skip_done: args.skip_done,
     };
     let read_threads = args.read_threads.map_or_else(
@@ -310,7 +320,7 @@ pub fn run(mut args: Args, ort_lib: Option<&Path>, ws: &super::workspace::Worksp
         json["overlapped"] = run.overlapped.to_json();
         run.summary.profile = Some(json);
     }
-    report(&args, &run.summary, files.len(), plot_dir.as_deref())?;
+    report(&args, &run.summary, files.len(), plot_dir.or(html_dir).as_deref())?;
     match outcome(&run.failures, &run.summary, files.len()) {
         Err(e) if args.allow_invalid && super::is_invalid_input(&e) => {
             eprintln!("note: {e:#}; --allow-invalid: exiting 0");
@@ -342,9 +352,14 @@ fn settle_options(args: &mut Args, runtime: RuntimeKind, opts: &RuntimeOptions) 
     Ok(())
 }
 
-/// Where `--plot` draws: `--out`, else the workspace's plots/.
-fn plot_dir(args: &Args, ws: &super::workspace::Workspace) -> anyhow::Result<Option<PathBuf>> {
-    Ok(match (&args.out, args.plot) {
+/// Where `--plot` draws and `--html` writes (`wanted`): `--out`, else the
+/// workspace's plots/.
+fn picture_dir(
+    args: &Args,
+    wanted: bool,
+    ws: &super::workspace::Workspace,
+) -> anyhow::Result<Option<PathBuf>> {
+    Ok(match (&args.out, wanted) {
         (_, false) => None,
         (Some(out), true) => Some(out.clone()),
         (None, true) => {
@@ -372,7 +387,12 @@ fn report(args: &Args, summary: &Summary, n_files: usize, plot_dir: Option<&Path
         );
     }
     if let (Some(dir), None) = (plot_dir, &args.out) {
-        eprintln!("timelines in {}", dir.display());
+        let what = match (args.plot, args.html) {
+            (true, true) => "timelines and pages",
+            (true, false) => "timelines",
+            _ => "pages",
+        };
+        eprintln!("{what} in {}", dir.display());
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(summary)?);

@@ -31,7 +31,7 @@ pub struct Args {
     /// workspace's lgss.toml, else models/lgss.toml, built in).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Run directory: checkpoints, metrics.jsonl, curves.png,
+    /// Run directory: checkpoints, metrics.jsonl, curves.png, curves.html,
     /// test_metrics.json (default: a new runs/<timestamp> in the workspace,
     /// which runs/latest then points at).
     #[arg(long)]
@@ -260,7 +260,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         );
     }
     println!(
-        "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, test_metrics.json (threshold rule), test_metrics_global.json, test_metrics_sceneseg.json",
+        "outputs in {}: best.safetensors, last.safetensors, metrics.jsonl, curves.png, curves.html, test_metrics.json (threshold rule), test_metrics_global.json, test_metrics_sceneseg.json",
         out.display()
     );
     Ok(())

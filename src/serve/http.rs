@@ -77,7 +77,17 @@ pub async fn serve(
         draining: AtomicBool::new(false),
         next_id: AtomicU64::new(1),
     });
+    let page = crate::page::serve_page(&crate::page::ServeSettings {
+        model: state.model.path.file_name().map_or_else(
+            || state.model.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        max_body: state.opts.max_body,
+        token_required: state.opts.token.is_some(),
+    })?;
+    let page = Arc::new(page);
     let app = Router::new()
+        .route("/", get(move || index(page.clone())))
         .route("/v1/segment", post(segment))
         .route("/v1/model", get(model_info))
         .route("/healthz", get(healthz))
@@ -177,6 +187,7 @@ fn busy(msg: impl Display) -> Response {
 /// The metrics label of a path: known routes by name, anything else `other`.
 fn route_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/v1/segment" => "/v1/segment",
         "/v1/model" => "/v1/model",
         "/healthz" => "/healthz",
@@ -242,6 +253,29 @@ async fn access(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -
     resp
 }
 
+/// The page: drop a movie, see its scenes (the API does the work; the
+/// page holds no secret, so it needs no token itself).
+async fn index(page: Arc<crate::page::ServePage>) -> Response {
+    let policy =
+        HeaderValue::from_str(&page.policy).unwrap_or(HeaderValue::from_static("default-src 'none'"));
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CONTENT_SECURITY_POLICY, policy),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        page.html.clone(),
+    )
+        .into_response()
+}
+
 async fn healthz() -> Response {
     (
         StatusCode::OK,
@@ -278,7 +312,7 @@ async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such route (POST /v1/segment, GET /v1/model, /healthz, /readyz, /metrics)",
+        "no such route (GET / (the page), POST /v1/segment, GET /v1/model, /healthz, /readyz, /metrics)",
     )
 }
 

@@ -300,6 +300,9 @@ impl<'a> Run<'a> {
             if let Err(e) = plot::curves(history, &self.opts.out.join("curves.png")) {
                 progress.note(&format!("warning: could not draw curves.png: {e:#}"));
             }
+            if let Err(e) = plot::curves_page(history, &self.opts.out.join("curves.html")) {
+                progress.note(&format!("warning: could not write curves.html: {e:#}"));
+            }
             if stop.load(Ordering::SeqCst) {
                 return Ok(true);
             }

@@ -23,6 +23,83 @@ pub fn curves(history: &[EpochLog], path: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
+/// Writes the same curves as a page (`curves.html`), atomically: inline
+/// SVG with each point's value on hover, and every epoch's numbers.
+pub fn curves_page(history: &[EpochLog], path: &Path) -> anyhow::Result<()> {
+    use crate::page::curves::{page, Panel, Series, Table};
+    let series = |name: &'static str, colour: &'static str, f: fn(&EpochLog) -> f64| Series {
+        name,
+        colour,
+        points: history.iter().map(|l| (l.epoch as f64, f(l))).collect(),
+    };
+    let panels = [
+        Panel {
+            title: "Loss",
+            series: vec![
+                series("train", "#1f77b4", |l| l.train_loss),
+                series("validation", "#ff7f0e", |l| l.val_loss),
+            ],
+        },
+        Panel {
+            title: "Validation scores",
+            series: vec![
+                series("AP", "#2ca02c", |l| l.val_ap),
+                series("mAP", "#9467bd", |l| l.val_map),
+                series("Miou", "#d62728", |l| l.val_miou),
+                series("Miou at threshold", "#8c564b", |l| l.val_miou_at_threshold),
+            ],
+        },
+    ];
+    let header = [
+        "epoch",
+        "lr",
+        "train loss",
+        "val loss",
+        "AP",
+        "mAP",
+        "Miou",
+        "threshold",
+        "Miou at threshold",
+        "windows/s",
+        "seconds",
+    ];
+    let table = Table {
+        header: header.iter().map(|h| h.to_string()).collect(),
+        rows: history
+            .iter()
+            .map(|l| {
+                let mut row = vec![
+                    l.epoch.to_string(),
+                    format!("{:.3e}", l.lr),
+                    format!("{:.5}", l.train_loss),
+                    format!("{:.5}", l.val_loss),
+                    format!("{:.4}", l.val_ap),
+                    format!("{:.4}", l.val_map),
+                    format!("{:.4}", l.val_miou),
+                    format!("{}", l.decision_threshold),
+                    format!("{:.4}", l.val_miou_at_threshold),
+                    format!("{:.0}", l.windows_per_s),
+                    format!("{:.1}", l.seconds),
+                ];
+                if l.stopped_early {
+                    row[0].push_str(" (stopped early)");
+                }
+                row
+            })
+            .collect(),
+    };
+    let run = path
+        .parent()
+        .map_or_else(String::new, |p| p.display().to_string());
+    let html = page(
+        "Training curves",
+        &format!("lgss train, {run}: {} epochs, from metrics.jsonl", history.len()),
+        &panels,
+        &table,
+    );
+    crate::fsutil::write_atomic(path, html.as_bytes())
+}
+
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
 /// One line of a panel: its legend, its value per epoch, its colour.

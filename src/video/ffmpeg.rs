@@ -427,6 +427,57 @@ pub fn frames_selected(
     })
 }
 
+/// Small JPEG pictures of the frames numbered in `only` (ascending, at
+/// the probe's rate), `width` pixels wide: one FFmpeg run that decodes the
+/// stream and scales and encodes those frames alone. A frame past the end
+/// of the stream has none.
+pub fn thumbnails(probe: &Probe, only: &[u64], width: u32) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+    if only.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("lgss-thumbnails-")
+        .tempdir()
+        .context("cannot create a temporary folder")?;
+    let mut filters = Vec::new();
+    if probe.variable_rate {
+        filters.push(format!("fps={}", probe.rate));
+    }
+    let terms: Vec<String> = only.iter().map(|n| format!("eq(n,{n})")).collect();
+    filters.push(format!("select='{}'", terms.join("+")));
+    filters.push(format!("scale={width}:-2:flags=area"));
+    let script = scratch.path().join("filters.txt");
+    std::fs::write(&script, filters.join(","))
+        .with_context(|| format!("{}: cannot write", script.display()))?;
+    // image2 reads `%` in the path as a pattern: doubled, it is a `%`.
+    let pattern = scratch.path().join("%06d.jpg").display().to_string();
+    let pattern = pattern.replace('%', "%%").replace("%%06d", "%06d");
+    let mut cmd = command_on("ffmpeg", &probe.path)?;
+    cmd.args(["-i", INPUT, "-map", "0:v:0", "-an", "-sn", "-dn"])
+        .arg("-filter_script:v")
+        .arg(&script)
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "image2",
+            "-start_number",
+            "0",
+            "-q:v",
+            "4",
+        ])
+        .arg(pattern);
+    let (child, stdout, stderr) = spawn(cmd, &probe.path)?;
+    drop(stdout);
+    finish(child, stderr, &probe.path)?;
+    let mut out = Vec::with_capacity(only.len());
+    for i in 0..only.len() {
+        let path = scratch.path().join(format!("{i:06}.jpg"));
+        out.push(std::fs::read(&path).ok());
+    }
+    Ok(out)
+}
+
 type Spawned = (Child, ChildStdout, std::thread::JoinHandle<Vec<u8>>);
 
 fn spawn(mut cmd: Command, path: &Path) -> anyhow::Result<Spawned> {

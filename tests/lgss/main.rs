@@ -10,6 +10,7 @@ mod hostile;
 mod metrics;
 mod model_exact;
 mod npy;
+mod pages;
 mod pickle_read;
 mod pickle_write;
 mod runtimes;

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use crate::common::{fixtures, lgss, python, tempdir, trained_small};
 
 /// A running `lgss serve`, killed when dropped; its stderr is kept.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: SocketAddr,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    fn start(onnx: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(onnx: &Path, extra: &[&str]) -> Server {
         let mut child = lgss()
             .args([
                 "serve",
@@ -54,7 +54,7 @@ impl Server {
         Server { child, addr, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -87,7 +87,7 @@ impl Drop for Server {
 }
 
 /// `curl` a request: (status, body).
-fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+pub(crate) fn curl(args: &[&str]) -> (u16, Vec<u8>) {
     let out = Command::new("curl")
         .args(["-sS", "-o", "-", "-w", "\n%{http_code}"])
         .args(args)
