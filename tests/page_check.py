@@ -186,6 +186,9 @@ def check_movie(args):
             keys.append(int(d.execute_script("return document.getElementById('view').dataset.currentScene")))
         out["keys"] = keys
         d.find_element(By.CSS_SELECTOR, "button.scene[data-scene='0']").click()
+        if video:
+            wait(d, "const v = document.querySelector('video'); return !v.seeking")
+        d.execute_script("window.scrollTo(0, 0)")
         d.save_screenshot(args.screenshot)
         out["console"] = console(d)
         out["requests"] = requests_made(d)

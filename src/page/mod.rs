@@ -253,6 +253,22 @@ pub fn movie_page(view: &View<'_>) -> anyhow::Result<String> {
     ))
 }
 
+/// A size as people read it: `128 MiB`, `1.5 KiB`, `300 bytes`.
+fn human_bytes(n: usize) -> String {
+    let units = [(1usize << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in units {
+        if n >= size {
+            let v = n as f64 / size as f64;
+            return if n % size == 0 {
+                format!("{} {unit}", n / size)
+            } else {
+                format!("{v:.1} {unit}")
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
 /// What `lgss serve`'s page needs to know of the server.
 #[derive(Debug, Serialize)]
 pub struct ServeSettings {
@@ -278,14 +294,14 @@ pub fn serve_page(settings: &ServeSettings) -> anyhow::Result<ServePage> {
          <form class=\"form\" id=\"options\">\n<label id=\"token-field\"{hidden}>Token <input type=\"password\" id=\"token\" autocomplete=\"off\"></label>\n\
          <label>Rule <select id=\"rule\"><option value=\"\">global grouping (the model's)</option>\
          <option value=\"local\">threshold rule</option></select></label>\n\
-         <span class=\"note\">Up to {limit} bytes.</span>\n</form>\n\
+         <span class=\"note\">Up to {limit}.</span>\n</form>\n\
          <div class=\"drop\" id=\"drop\"><p>Drop a movie file here, or choose one:</p>\
          <input type=\"file\" id=\"file\" accept=\".pkl\" aria-label=\"movie file\"></div>\n\
          <p class=\"status\" id=\"status\" aria-live=\"polite\"></p>\n<p class=\"error\" id=\"error\" role=\"alert\"></p>\n\
-         </main>\n<div id=\"view\" hidden></div>",
+         <div id=\"view\" hidden></div>\n</main>",
         model = escape(&settings.model),
         hidden = if settings.token_required { "" } else { " hidden" },
-        limit = settings.max_body,
+        limit = human_bytes(settings.max_body),
     );
     Ok(ServePage {
         html: document(
@@ -317,6 +333,13 @@ mod tests {
         assert!(!s.contains('<') && !s.contains('>') && !s.contains('&') && !s.contains('\u{2028}'));
         let back: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back["id"], "</script><script>alert(1)</script>&\u{2028}");
+    }
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(human_bytes(128 << 20), "128 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(300), "300 bytes");
     }
 
     #[test]

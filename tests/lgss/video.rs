@@ -642,6 +642,74 @@ fn segment_a_video_file() {
     // The features were extracted once and reused.
     assert!(features.join("shot_movie318").join(format!("{id}.txt")).exists());
 
+    // Its page: the video with the scenes as chapters, a thumbnail per
+    // scene showing the scene's frame (OpenCV decodes the truth), clicks
+    // that seek to the scene's first frame. A cut at every boundary (the
+    // threshold rule at 0.001), so each of the four sources is a scene.
+    let pages = dir.join("pages");
+    run(&[
+        &os("segment"),
+        video.as_os_str(),
+        &os("--runtime"),
+        &os("tract"),
+        &os("--model"),
+        model.as_os_str(),
+        &os("--place-model"),
+        place.as_os_str(),
+        &os("--features"),
+        features.as_os_str(),
+        &os("--out"),
+        pages.as_os_str(),
+        &os("--html"),
+        &os("--local"),
+        &os("--threshold"),
+        &os("0.001"),
+    ]);
+    let seg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pages.join(format!("{id}.json"))).unwrap()).unwrap();
+    let scenes = seg["scenes"].as_array().unwrap();
+    assert_eq!(scenes.len(), 4, "{seg}");
+    let page = pages.join(format!("{id}.html"));
+    let shot = crate::pages::screenshot("video-page.png");
+    let seen = crate::pages::page_check(&[
+        &os("movie"),
+        page.as_os_str(),
+        shot.as_os_str(),
+        &os("--video"),
+        video.as_os_str(),
+    ]);
+    let urls = [seen["page_url"].as_str().unwrap(), seen["video_url"].as_str().unwrap()];
+    crate::pages::assert_movie_page(&seen, &seg, &urls);
+    assert_eq!(seen["video"], true);
+    crate::common::assert_close("video duration", seen["duration"].as_f64().unwrap(), 5.2, 0.05);
+    let frame = 1.0 / 25.0;
+    let start = |k: usize| scenes[k]["first_frame"].as_f64().unwrap() / 25.0;
+    let cues = seen["chapters"]["cues"].as_array().unwrap();
+    assert_eq!(seen["chapters"]["kind"], "chapters");
+    assert_eq!(cues.len(), scenes.len(), "one chapter per scene");
+    for (k, cue) in cues.iter().enumerate() {
+        // WebVTT times are in milliseconds.
+        crate::common::assert_close("chapter start", cue[0].as_f64().unwrap(), start(k), 5e-4);
+    }
+    for c in seen["clicks"].as_array().unwrap() {
+        let k = c["scene"].as_u64().unwrap() as usize;
+        let t = c["time"].as_f64().unwrap();
+        assert!((t - start(k)).abs() < frame, "scene {k}: seeked to {t}, starts at {}", start(k));
+    }
+    let b = seen["point_click"]["boundary"].as_u64().unwrap() as usize;
+    let after = (seg["shot_end_frame"][b].as_f64().unwrap() + 1.0) / 25.0;
+    assert!((seen["point_click"]["time"].as_f64().unwrap() - after).abs() < frame, "{seen}");
+    let thumbs = seen["thumbnail_diffs"].as_array().unwrap();
+    assert_eq!(thumbs.len(), scenes.len());
+    for (k, t) in thumbs.iter().enumerate() {
+        assert_eq!(t["width"], 160, "{t}");
+        // JPEG and the two area filters differ by a few levels; another
+        // scene's frame by tens.
+        let (own, other) = (t["own"].as_f64().unwrap(), t["nearest_other"].as_f64().unwrap());
+        assert!(own < 12.0 && own < other / 2.0, "scene {k}'s thumbnail: {t}");
+    }
+    crate::pages::assert_valid_html(&[&page]);
+
     // Models that cannot take video are refused before decoding.
     let refused = |args: &[&std::ffi::OsStr], what: &str| {
         let out = lgss().args(args).output().unwrap();
