@@ -161,6 +161,17 @@ def check_movie(args):
             if args.video:
                 out["thumbnail_diffs"] = thumbnails_against_video(out["thumbnails"], scene_frames(seg), args.video)
             del out["thumbnails"]
+        if video and len(seg["scenes"]) > 1:
+            # Playing (muted) across the first cut: scene 1 becomes current by itself.
+            t1 = seg["scenes"][1]["first_frame"] / fps
+            d.execute_script(f"const v = document.querySelector('video'); v.muted = true; v.currentTime = {max(0.0, t1 - 0.4)}")
+            wait(d, "return !document.querySelector('video').seeking")
+            before = int(d.execute_script("return document.getElementById('view').dataset.currentScene"))
+            d.execute_script("document.querySelector('video').play()")
+            wait(d, "return document.getElementById('view').dataset.currentScene === '1'", timeout=10)
+            d.execute_script("document.querySelector('video').pause()")
+            out["playing"] = {"before": before, "after": 1,
+                              "time": d.execute_script("return document.querySelector('video').currentTime")}
         # Click each scene (up to 12): the player seeks to its start, the scene is current.
         clicks = []
         for k in range(min(len(seg["scenes"]), 12)):

@@ -678,7 +678,10 @@ fn segment_a_video_file() {
         &os("--video"),
         video.as_os_str(),
     ]);
-    let urls = [seen["page_url"].as_str().unwrap(), seen["video_url"].as_str().unwrap()];
+    let urls = [
+        seen["page_url"].as_str().unwrap(),
+        seen["video_url"].as_str().unwrap(),
+    ];
     crate::pages::assert_movie_page(&seen, &seg, &urls);
     assert_eq!(seen["video"], true);
     crate::common::assert_close("video duration", seen["duration"].as_f64().unwrap(), 5.2, 0.05);
@@ -691,14 +694,24 @@ fn segment_a_video_file() {
         // WebVTT times are in milliseconds.
         crate::common::assert_close("chapter start", cue[0].as_f64().unwrap(), start(k), 5e-4);
     }
+    // Played across the first cut, the page moved its current scene by itself.
+    assert_eq!(seen["playing"]["before"], 0, "{seen}");
+    assert!(seen["playing"]["time"].as_f64().unwrap() >= start(1), "{seen}");
     for c in seen["clicks"].as_array().unwrap() {
         let k = c["scene"].as_u64().unwrap() as usize;
         let t = c["time"].as_f64().unwrap();
-        assert!((t - start(k)).abs() < frame, "scene {k}: seeked to {t}, starts at {}", start(k));
+        assert!(
+            (t - start(k)).abs() < frame,
+            "scene {k}: seeked to {t}, starts at {}",
+            start(k)
+        );
     }
     let b = seen["point_click"]["boundary"].as_u64().unwrap() as usize;
     let after = (seg["shot_end_frame"][b].as_f64().unwrap() + 1.0) / 25.0;
-    assert!((seen["point_click"]["time"].as_f64().unwrap() - after).abs() < frame, "{seen}");
+    assert!(
+        (seen["point_click"]["time"].as_f64().unwrap() - after).abs() < frame,
+        "{seen}"
+    );
     let thumbs = seen["thumbnail_diffs"].as_array().unwrap();
     assert_eq!(thumbs.len(), scenes.len());
     for (k, t) in thumbs.iter().enumerate() {
