@@ -425,15 +425,6 @@ fn outcome(failures: &[anyhow::Error], summary: &Summary, n_files: usize) -> any
     bail!(msg)
 }
 
-/// A temporary features folder, removed when dropped.
-struct TempFeatures(PathBuf);
-
-impl Drop for TempFeatures {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Video inputs extracted into `--features` (or a temporary tree, kept
 /// alive by the returned guard) and replaced by their movies; the model is
 /// checked first, so nothing is decoded for a model that cannot take them.
@@ -443,7 +434,7 @@ fn movies_from_videos(
     runtime: RuntimeKind,
     opts: &RuntimeOptions,
     ort_lib: Option<&Path>,
-) -> anyhow::Result<(Vec<PathBuf>, Option<TempFeatures>)> {
+) -> anyhow::Result<(Vec<PathBuf>, Option<tempfile::TempDir>)> {
     use crate::video::extract::{self, ExtractOptions};
     if !named.iter().any(|p| extract::is_video_input(p)) {
         return Ok((named.to_vec(), None));
@@ -470,8 +461,11 @@ fn movies_from_videos(
     let (root, guard) = match &video.features {
         Some(dir) => (dir.clone(), None),
         None => {
-            let dir = std::env::temp_dir().join(format!("lgss-features-{}", std::process::id()));
-            (dir.clone(), Some(TempFeatures(dir)))
+            let dir = tempfile::Builder::new()
+                .prefix("lgss-features-")
+                .tempdir()
+                .context("cannot create a temporary features folder")?;
+            (dir.path().to_path_buf(), Some(dir))
         }
     };
     let options = ExtractOptions {

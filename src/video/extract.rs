@@ -297,7 +297,11 @@ fn keyframe_pass(
 ) -> anyhow::Result<Option<ndarray::Array2<f32>>> {
     let middles: Vec<u64> = shots.iter().map(Shot::middle).collect();
     // FFmpeg reads the script when it starts; it is removed when this returns.
-    let script = TempFile(tempfile_path("select"));
+    let script = tempfile::Builder::new()
+        .prefix("lgss-select-")
+        .suffix(".txt")
+        .tempfile()
+        .context("cannot create a temporary file")?;
     let staging = match jpegs {
         Some(dir) => {
             let name = dir
@@ -312,7 +316,7 @@ fn keyframe_pass(
         }
         None => None,
     };
-    let mut frames = ffmpeg::frames_selected(probe, Some((&middles, &script.0)), staging.as_deref())?;
+    let mut frames = ffmpeg::frames_selected(probe, Some((&middles, script.path())), staging.as_deref())?;
     progress.start("keyframes", shots.len(), 0);
     let mut rows: Vec<ndarray::Array2<f32>> = Vec::new();
     let mut batch: Vec<Vec<f32>> = Vec::with_capacity(PLACE_BATCH);
@@ -409,21 +413,6 @@ fn audio_features(
 }
 
 /// A file removed when dropped.
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A fresh path in the system's temporary folder, unique to this process and call.
-fn tempfile_path(what: &str) -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("lgss-{what}-{}-{n}.txt", std::process::id()))
-}
-
 fn create_parent(path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))
