@@ -16,7 +16,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::metrics::{MetricsError, MovieBoundaries};
+use crate::metrics::{MetricsError, MovieBoundaries, Scores};
 use crate::segment::{Scene, Segmentation};
 
 const STYLE: &str = include_str!("view.css");
@@ -33,7 +33,7 @@ pub struct View<'a> {
     /// Ground-truth scenes, where the movie has ground truth.
     pub truth: Option<Vec<Scene>>,
     /// The movie's scores as `lgss eval` gives them, with ground truth.
-    pub scores: Option<MovieScores>,
+    pub scores: Option<Scores>,
     /// The video, as a URL relative to the page.
     pub media: Option<String>,
     /// The scenes as WebVTT chapters (what `--format webvtt` writes).
@@ -42,38 +42,16 @@ pub struct View<'a> {
     pub thumbnails: Vec<String>,
 }
 
-/// One movie's scores at the challenge's 0.5 on the written probabilities
-/// (`evaluate_sceneseg.py`'s, as `lgss eval` prints them).
-#[derive(Debug, Clone, Serialize)]
-pub struct MovieScores {
-    #[serde(rename = "AP")]
-    pub ap: f64,
-    #[serde(rename = "Miou")]
-    pub miou: f64,
-    #[serde(rename = "Precision")]
-    pub precision: f64,
-    #[serde(rename = "Recall")]
-    pub recall: f64,
-    #[serde(rename = "F1")]
-    pub f1: f64,
-}
-
-/// The scores of `seg` against `truth`, the movie's boundaries.
-pub fn movie_scores(seg: &Segmentation, truth: &[bool]) -> Result<MovieScores, MetricsError> {
-    let s = crate::metrics::evaluate(&[MovieBoundaries {
+/// The scores of `seg` against `truth`, the movie's boundaries, as `lgss
+/// eval` gives them (at the challenge's 0.5 on the written probabilities).
+pub fn movie_scores(seg: &Segmentation, truth: &[bool]) -> Result<Scores, MetricsError> {
+    crate::metrics::evaluate(&[MovieBoundaries {
         imdb_id: &seg.imdb_id,
         ground_truth: truth,
         prediction: &seg.boundary_probabilities,
         shot_end_frame: &seg.shot_end_frame,
         scored: None,
-    }])?;
-    Ok(MovieScores {
-        ap: s.ap,
-        miou: s.miou,
-        precision: s.precision,
-        recall: s.recall,
-        f1: s.f1,
-    })
+    }])
 }
 
 /// Thumbnails' width in pixels (height from the picture's aspect).

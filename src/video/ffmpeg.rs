@@ -382,21 +382,10 @@ pub fn frames_selected(
                 filters.join(",")
             );
             std::fs::write(script, graph).with_context(|| format!("{}: cannot write", script.display()))?;
-            // image2 reads `%` in the path as a pattern: doubled, it is a `%`.
-            let pattern = dir.join("shot_%04d_img_1.jpg").display().to_string();
-            let pattern = pattern.replace('%', "%%").replace("%%04d", "%04d");
+            let pattern = image2_pattern(dir, "shot_", "_img_1.jpg");
             cmd.arg("-filter_complex_script").arg(script);
             cmd.args(["-map", "[raw]"]).args(raw);
-            cmd.args([
-                "-map",
-                "[jpg]",
-                "-fps_mode",
-                "passthrough",
-                "-f",
-                "image2",
-                "-start_number",
-                "0",
-            ]);
+            cmd.args(["-map", "[jpg]"]).args(IMAGE2_OUT);
             cmd.args(["-q:v", "2", &pattern]);
         }
         (Some((_, script)), None) => {
@@ -449,33 +438,40 @@ pub fn thumbnails(probe: &Probe, only: &[u64], width: u32) -> anyhow::Result<Vec
     let script = scratch.path().join("filters.txt");
     std::fs::write(&script, filters.join(","))
         .with_context(|| format!("{}: cannot write", script.display()))?;
-    // image2 reads `%` in the path as a pattern: doubled, it is a `%`.
-    let pattern = scratch.path().join("%06d.jpg").display().to_string();
-    let pattern = pattern.replace('%', "%%").replace("%%06d", "%06d");
+    let pattern = image2_pattern(scratch.path(), "", ".jpg");
     let mut cmd = command_on("ffmpeg", &probe.path)?;
     cmd.args(["-i", INPUT, "-map", "0:v:0", "-an", "-sn", "-dn"])
         .arg("-filter_script:v")
         .arg(&script)
-        .args([
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "image2",
-            "-start_number",
-            "0",
-            "-q:v",
-            "4",
-        ])
+        .args(IMAGE2_OUT)
+        .args(["-q:v", "4"])
         .arg(pattern);
     let (child, stdout, stderr) = spawn(cmd, &probe.path)?;
     drop(stdout);
     finish(child, stderr, &probe.path)?;
     let mut out = Vec::with_capacity(only.len());
     for i in 0..only.len() {
-        let path = scratch.path().join(format!("{i:06}.jpg"));
+        let path = scratch.path().join(format!("{i:04}.jpg"));
         out.push(std::fs::read(&path).ok());
     }
     Ok(out)
+}
+
+/// Output options of numbered JPEGs, one per frame that reaches the
+/// output, from 0.
+const IMAGE2_OUT: [&str; 6] = ["-fps_mode", "passthrough", "-f", "image2", "-start_number", "0"];
+
+/// FFmpeg's image2 output pattern for `dir/<prefix>NNNN<suffix>` (numbered
+/// from 0, four digits or more): a `%` of the path itself is doubled, as
+/// image2 reads `%` as a pattern.
+fn image2_pattern(dir: &Path, prefix: &str, suffix: &str) -> String {
+    let escape = |s: &str| s.replace('%', "%%");
+    format!(
+        "{}/{}%04d{}",
+        escape(&dir.display().to_string()),
+        escape(prefix),
+        escape(suffix)
+    )
 }
 
 type Spawned = (Child, ChildStdout, std::thread::JoinHandle<Vec<u8>>);

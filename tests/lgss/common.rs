@@ -93,21 +93,28 @@ pub fn trained_small(
     (data, ck, onnx)
 }
 
-/// `tests/read_back_scenes.py` over `specs` (`FPS,RULE,DIR` each): every
-/// scene format read back by its users' tools; the counts it printed.
-pub fn read_back_scenes(specs: &[String]) -> serde_json::Value {
+/// `tests/<script>` with `args` on the venv's Python: the one JSON value it
+/// printed (its output in the panic message when it fails).
+pub fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> serde_json::Value {
     let out = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/read_back_scenes.py"))
-        .args(specs)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(script))
+        .args(args)
         .output()
         .expect("run the venv's python (did scripts/setup run?)");
     assert!(
         out.status.success(),
-        "{}{}",
+        "{script} {args:?}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("read_back_scenes.py prints one JSON line")
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} prints one JSON value: {e}"))
+}
+
+/// `tests/read_back_scenes.py` over `specs` (`FPS,RULE,DIR` each): every
+/// scene format read back by its users' tools; the counts it printed.
+pub fn read_back_scenes(specs: &[String]) -> serde_json::Value {
+    let args: Vec<&std::ffi::OsStr> = specs.iter().map(std::ffi::OsStr::new).collect();
+    python_script("read_back_scenes.py", &args)
 }
 
 /// Makes a named pipe (FIFO) at `path`.

@@ -6,11 +6,10 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::{lgss, python, synth_small, tempdir, trained_small};
+use crate::common::{lgss, synth_small, tempdir, trained_small};
 
 /// Where screenshots are kept after the test.
 pub(crate) fn screenshot(name: &str) -> PathBuf {
@@ -21,18 +20,7 @@ pub(crate) fn screenshot(name: &str) -> PathBuf {
 
 /// `tests/page_check.py ARGS`: what it saw.
 pub(crate) fn page_check(args: &[&OsStr]) -> Value {
-    let out = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/page_check.py"))
-        .args(args)
-        .output()
-        .expect("run the venv's python (did scripts/setup run?)");
-    assert!(
-        out.status.success(),
-        "page_check.py {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("page_check.py prints one JSON object")
+    crate::common::python_script("page_check.py", args)
 }
 
 /// The Nu Html Checker's messages on `files`: none expected.

@@ -603,23 +603,28 @@ fn segment_a_video_file() {
     let video_abs = std::path::absolute(&video).unwrap();
     let seg = dir.join("scenes");
     let features = dir.join("features");
+    // `segment` of the video into `out`, the features kept and reused.
+    let segment = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            os("segment"),
+            video.as_os_str().to_owned(),
+            os("--runtime"),
+            os("tract"),
+            os("--model"),
+            model.as_os_str().to_owned(),
+            os("--place-model"),
+            place.as_os_str().to_owned(),
+            os("--features"),
+            features.as_os_str().to_owned(),
+            os("--out"),
+            out.as_os_str().to_owned(),
+        ];
+        args.extend(extra.iter().map(|a| os(a)));
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        run(&refs);
+    };
     for format in ["json", "edl", "otio", "webvtt", "csv"] {
-        run(&[
-            &os("segment"),
-            video.as_os_str(),
-            &os("--runtime"),
-            &os("tract"),
-            &os("--model"),
-            model.as_os_str(),
-            &os("--place-model"),
-            place.as_os_str(),
-            &os("--features"),
-            features.as_os_str(),
-            &os("--out"),
-            seg.as_os_str(),
-            &os("--format"),
-            &os(format),
-        ]);
+        segment(&seg, &["--format", format]);
     }
     let id = video.file_stem().unwrap().to_str().unwrap();
     let json: serde_json::Value =
@@ -647,24 +652,7 @@ fn segment_a_video_file() {
     // that seek to the scene's first frame. A cut at every boundary (the
     // threshold rule at 0.001), so each of the four sources is a scene.
     let pages = dir.join("pages");
-    run(&[
-        &os("segment"),
-        video.as_os_str(),
-        &os("--runtime"),
-        &os("tract"),
-        &os("--model"),
-        model.as_os_str(),
-        &os("--place-model"),
-        place.as_os_str(),
-        &os("--features"),
-        features.as_os_str(),
-        &os("--out"),
-        pages.as_os_str(),
-        &os("--html"),
-        &os("--local"),
-        &os("--threshold"),
-        &os("0.001"),
-    ]);
+    segment(&pages, &["--html", "--local", "--threshold", "0.001"]);
     let seg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(pages.join(format!("{id}.json"))).unwrap()).unwrap();
     let scenes = seg["scenes"].as_array().unwrap();
