@@ -689,8 +689,16 @@ pub fn movies_from_videos(
     progress: &dyn Progress,
     report: &mut dyn FnMut(&Outcome),
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let videos: Vec<PathBuf> = inputs.iter().filter(|p| is_video_input(p)).cloned().collect();
-    if videos.is_empty() {
+    // Each input once: a folder of videos is listed here and nowhere else.
+    let listed: Vec<Option<Vec<PathBuf>>> = inputs
+        .iter()
+        .map(|p| {
+            is_video_input(p)
+                .then(|| expand_videos(std::slice::from_ref(p)))
+                .transpose()
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if listed.iter().all(Option::is_none) {
         return Ok(inputs.to_vec());
     }
     let mut catalogue = Catalogue {
@@ -699,7 +707,7 @@ pub fn movies_from_videos(
         place,
         skip_done: true,
     };
-    let expanded = expand_videos(&videos)?;
+    let expanded: Vec<PathBuf> = listed.iter().flatten().flatten().cloned().collect();
     let mut outcomes = catalogue.run(&expanded, progress, report)?;
     let mut movie_of = std::collections::HashMap::new();
     for o in outcomes.drain(..) {
@@ -714,14 +722,14 @@ pub fn movies_from_videos(
         }
     }
     let mut out = Vec::new();
-    for p in inputs {
-        if !is_video_input(p) {
+    for (p, videos) in inputs.iter().zip(&listed) {
+        let Some(videos) = videos else {
             out.push(p.clone());
             continue;
-        }
-        for v in expand_videos(std::slice::from_ref(p))? {
+        };
+        for v in videos {
             let id = movie_of
-                .get(&v)
+                .get(v)
                 .ok_or_else(|| anyhow!("{}: not extracted", v.display()))?;
             out.push(crate::data::scene318::movie_path(features, id));
         }

@@ -619,18 +619,17 @@ pub fn audio_16k_mono(probe: &Probe) -> anyhow::Result<Option<Samples>> {
 }
 
 impl Samples {
-    /// Appends up to `n` next samples to `out`; fewer only at the end.
+    /// Appends up to `n` next samples to `out`; fewer only at the end (a
+    /// last partial sample is dropped).
     pub fn read(&mut self, n: u64, out: &mut Vec<f32>) -> anyhow::Result<()> {
-        let mut sample = [0u8; 4];
-        for _ in 0..n {
-            match self.stdout.read_exact(&mut sample) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(anyhow!("{}: reading decoded audio: {e}", self.path.display())),
-            }
-            out.push(f32::from_le_bytes(sample));
-            self.position += 1;
-        }
+        let mut bytes = Vec::with_capacity((n as usize).min(1 << 22) * 4);
+        (&mut self.stdout)
+            .take(n * 4)
+            .read_to_end(&mut bytes)
+            .map_err(|e| anyhow!("{}: reading decoded audio: {e}", self.path.display()))?;
+        let samples = bytes.chunks_exact(4);
+        self.position += samples.len() as u64;
+        out.extend(samples.map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
         Ok(())
     }
 
