@@ -464,7 +464,10 @@ impl<'a> Catalogue<'a> {
             })?;
         }
         if let Some(dir) = &o.html_dir {
-            phases.time("page", || self.write_page(dir, stem, &seg, &movie, truth, pb))?;
+            let warning = phases.time("page", || self.write_page(dir, stem, file, &seg, &movie, truth))?;
+            if let Some(w) = warning {
+                pb.suspend(|| eprintln!("warning: {w}"));
+            }
         }
         let (Some(out), Some(key)) = (&o.out, &self.key) else {
             // Printed by the runtime side, in the files' order.
@@ -507,30 +510,36 @@ impl<'a> Catalogue<'a> {
 }
 
 impl Catalogue<'_> {
-    /// The movie's page, `<stem>.html` in `dir`: with its video, chapters
-    /// and a thumbnail per scene where it was extracted from one.
+    /// The page of `movie` (read from `file`), `<stem>.html` in `dir`:
+    /// with its video, chapters and a thumbnail per scene where it was
+    /// extracted from one. Returns a warning when the page has no pictures.
     fn write_page(
         &self,
         dir: &Path,
         stem: &str,
+        file: &Path,
         seg: &Segmentation,
         movie: &Movie,
         truth: Option<Vec<crate::segment::Scene>>,
-        pb: &indicatif::ProgressBar,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<Option<String>> {
         let scores = movie
             .ground_truth
             .as_deref()
             .map(|gt| crate::page::movie_scores(seg, gt))
             .transpose()
             .with_context(|| format!("{}: scoring for the page", seg.file.display()))?;
+        let mut warned = None;
         let (media, chapters, thumbnails) = match &seg.media {
             Some(video) => {
-                let (thumbnails, warning) =
-                    crate::page::scene_thumbnails(video, &seg.scenes, &seg.shot_end_frame);
-                if let Some(w) = warning {
-                    pb.suspend(|| eprintln!("warning: {}: {w}", video.display()));
-                }
+                let extracted = crate::data::scene318::locate(file)
+                    .map(|(root, id)| crate::video::extract::thumbnails_dir(&root, &id));
+                let (thumbnails, warning) = crate::page::scene_thumbnails(
+                    video,
+                    &seg.scenes,
+                    &seg.shot_end_frame,
+                    extracted.as_deref(),
+                );
+                warned = warning.map(|w| format!("{}: {w}", video.display()));
                 let rule = crate::segment::rule_description(seg.threshold, seg.global.as_ref());
                 (
                     Some(crate::page::relative_url(dir, video)),
@@ -555,7 +564,8 @@ impl Catalogue<'_> {
         crate::fsutil::write_atomic(
             &dir.join(format!("{stem}.html")),
             crate::page::movie_page(&view)?.as_bytes(),
-        )
+        )?;
+        Ok(warned)
     }
 }
 

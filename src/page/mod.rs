@@ -54,16 +54,13 @@ pub fn movie_scores(seg: &Segmentation, truth: &[bool]) -> Result<Scores, Metric
     }])
 }
 
-/// Thumbnails' width in pixels (height from the picture's aspect).
-pub const THUMBNAIL_WIDTH: u32 = 160;
-
 /// The frame each scene is shown by: the middle keyframe of its middle
 /// shot, as ShotDetect picks a shot's keyframe.
 pub fn scene_frames(scenes: &[Scene], shot_end_frame: &[i64]) -> Vec<u64> {
     scenes
         .iter()
-        .map(|s| {
-            let shot = s.first_shot + (s.last_shot - s.first_shot) / 2;
+        .zip(middle_shots(scenes))
+        .map(|(_, shot)| {
             let start = if shot == 0 {
                 0
             } else {
@@ -79,17 +76,35 @@ pub fn scene_frames(scenes: &[Scene], shot_end_frame: &[i64]) -> Vec<u64> {
         .collect()
 }
 
-/// Thumbnails of `scenes` from `video` (one FFmpeg run) as `data:` URLs;
-/// empty where the video is not readable (the page then shows none, and
-/// says why in the returned warning).
+/// The middle shot of each scene: the one it is shown by.
+fn middle_shots(scenes: &[Scene]) -> impl Iterator<Item = usize> + '_ {
+    scenes
+        .iter()
+        .map(|s| s.first_shot + (s.last_shot - s.first_shot) / 2)
+}
+
+/// Thumbnails of `scenes` as `data:` URLs: the extraction's own
+/// (`extracted`, a folder of `shot_NNNN.jpg`, `lgss extract` makes them in
+/// its keyframe pass) where it has every one, else from `video` in one
+/// FFmpeg run; none, with the returned warning, where the video is not
+/// readable (the page then shows no pictures).
 pub fn scene_thumbnails(
     video: &Path,
     scenes: &[Scene],
     shot_end_frame: &[i64],
+    extracted: Option<&Path>,
 ) -> (Vec<String>, Option<String>) {
-    let frames = scene_frames(scenes, shot_end_frame);
-    let pictures = crate::video::ffmpeg::probe(video)
-        .and_then(|probe| crate::video::ffmpeg::thumbnails(&probe, &frames, THUMBNAIL_WIDTH));
+    let kept: Option<Vec<Vec<u8>>> = extracted.and_then(|dir| {
+        middle_shots(scenes)
+            .map(|shot| crate::regular_file::read(&dir.join(format!("shot_{shot:04}.jpg"))).ok())
+            .collect()
+    });
+    let pictures = match kept {
+        Some(k) => Ok(k.into_iter().map(Some).collect()),
+        None => crate::video::ffmpeg::probe(video).and_then(|probe| {
+            crate::video::ffmpeg::thumbnails(&probe, &scene_frames(scenes, shot_end_frame))
+        }),
+    };
     match pictures {
         Ok(p) => (
             p.iter()

@@ -9,6 +9,7 @@
 //! ROOT/aud_feat/<id>/shot_NNNN.npy     the 257×90 STFT image
 //! ROOT/shot_stats/<id>.csv             each frame's differences (with --stats)
 //! ROOT/shot_keyf/<id>/shot_NNNN_img_1.jpg  each shot's middle keyframe (with --keyframes)
+//! ROOT/thumbnails/<id>/shot_NNNN.jpg   its thumbnail, 160 pixels wide (for `segment --html`)
 //! ROOT/meta/videos/<id>.json           the video: path, frame rate, size, detector
 //! ROOT/meta/split318.json              every movie of the tree in `all`
 //! ```
@@ -177,8 +178,17 @@ pub fn extract_video(
 
     let t = Instant::now();
     let jpegs = options.keyframes.then(|| root.join("shot_keyf").join(id));
+    let thumbnails = thumbnails_dir(root, id);
     let place_rows = if place.is_some() || jpegs.is_some() {
-        keyframe_pass(&probe, &shots, place, jpegs.as_deref(), progress, &mut warnings)?
+        keyframe_pass(
+            &probe,
+            &shots,
+            place,
+            jpegs.as_deref(),
+            Some(&thumbnails),
+            progress,
+            &mut warnings,
+        )?
     } else {
         None
     };
@@ -284,14 +294,29 @@ pub fn detect_shots(
 /// Keyframes in one batch before the network runs.
 const PLACE_BATCH: usize = 16;
 
+/// A folder's staging twin, created empty: FFmpeg writes into it, and it
+/// is renamed into place when complete.
+fn staging_for(dir: &Path) -> anyhow::Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = dir.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).with_context(|| format!("{}: cannot create", staging.display()))?;
+    Ok(staging)
+}
+
 /// The second pass: each shot's middle frame through the place network
-/// (with `model`), and written as a JPEG into `jpegs` (by FFmpeg, into a
-/// staging folder renamed into place when complete).
+/// (with `model`), and written by FFmpeg as a JPEG into `jpegs` and as a
+/// thumbnail into `thumbnails` (each through a staging folder renamed into
+/// place when complete).
 fn keyframe_pass(
     probe: &Probe,
     shots: &[Shot],
     mut model: Option<&mut PlaceModel>,
     jpegs: Option<&Path>,
+    thumbnails: Option<&Path>,
     progress: &dyn Progress,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<Option<ndarray::Array2<f32>>> {
@@ -302,21 +327,19 @@ fn keyframe_pass(
         .suffix(".txt")
         .tempfile()
         .context("cannot create a temporary file")?;
-    let staging = match jpegs {
-        Some(dir) => {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let staging = dir.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-            let _ = std::fs::remove_dir_all(&staging);
-            std::fs::create_dir_all(&staging)
-                .with_context(|| format!("{}: cannot create", staging.display()))?;
-            Some(staging)
-        }
-        None => None,
+    let staged: Vec<(PathBuf, &Path)> = [jpegs, thumbnails]
+        .into_iter()
+        .flatten()
+        .map(|dir| Ok((staging_for(dir)?, dir)))
+        .collect::<anyhow::Result<_>>()?;
+    let staging_of = |dir: Option<&Path>| {
+        dir.and_then(|d| staged.iter().find(|(_, to)| *to == d).map(|(s, _)| s.as_path()))
     };
-    let mut frames = ffmpeg::frames_selected(probe, Some((&middles, script.path())), staging.as_deref())?;
+    let pictures = ffmpeg::Pictures {
+        keyframes: staging_of(jpegs),
+        thumbnails: staging_of(thumbnails),
+    };
+    let mut frames = ffmpeg::frames_selected(probe, Some((&middles, script.path())), pictures)?;
     progress.start("keyframes", shots.len(), 0);
     let mut rows: Vec<ndarray::Array2<f32>> = Vec::new();
     let mut batch: Vec<Vec<f32>> = Vec::with_capacity(PLACE_BATCH);
@@ -346,17 +369,18 @@ fn keyframe_pass(
     }
     progress.finish();
     drop(buf);
-    let done = match (&staging, jpegs) {
-        (Some(staging), Some(dir)) => {
-            // FFmpeg finishes its JPEGs before it ends: wait for it.
-            while frames.next_into(&mut Vec::new())? {}
-            let done = frames.finish()?;
+    let done = if staged.is_empty() {
+        // The rest of the video is not needed: stop FFmpeg.
+        frames.finish_early()?
+    } else {
+        // FFmpeg finishes its JPEGs before it ends: wait for it.
+        while frames.next_into(&mut Vec::new())? {}
+        let done = frames.finish()?;
+        for (staging, dir) in &staged {
             let _ = std::fs::remove_dir_all(dir);
             std::fs::rename(staging, dir).with_context(|| format!("{}: cannot write", dir.display()))?;
-            done
         }
-        // The rest of the video is not needed: stop FFmpeg.
-        _ => frames.finish_early()?,
+        done
     };
     if let Some(w) = done.warnings {
         warnings.push(format!("{}: decoded past damage: {w}", probe.path.display()));
@@ -412,7 +436,6 @@ fn audio_features(
     Ok(images)
 }
 
-/// A file removed when dropped.
 fn create_parent(path: &Path) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))
@@ -735,6 +758,12 @@ pub fn movies_from_videos(
         }
     }
     Ok(out)
+}
+
+/// Where the keyframe pass leaves each shot's thumbnail (`shot_NNNN.jpg`,
+/// [`ffmpeg::THUMBNAIL_WIDTH`] wide), for the movie's page.
+pub fn thumbnails_dir(root: &Path, id: &str) -> PathBuf {
+    root.join("thumbnails").join(id)
 }
 
 /// The video a scene318 movie path was extracted from, if it was.

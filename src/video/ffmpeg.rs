@@ -337,20 +337,38 @@ pub struct Frames {
 
 /// Starts decoding `probe`'s first video stream.
 pub fn frames(probe: &Probe) -> anyhow::Result<Frames> {
-    frames_selected(probe, None, None)
+    frames_selected(probe, None, Pictures::default())
+}
+
+/// Thumbnails' width in pixels (height from the picture's aspect).
+pub const THUMBNAIL_WIDTH: u32 = 160;
+
+/// FFmpeg's filter making a thumbnail of a frame.
+fn thumbnail_scale() -> String {
+    format!("scale={THUMBNAIL_WIDTH}:-2:flags=area")
+}
+
+/// JPEGs FFmpeg writes of the selected frames besides sending them, numbered
+/// from 0 in the selection's order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pictures<'a> {
+    /// Full size, without chroma subsampling: `shot_NNNN_img_1.jpg`
+    /// (ShotDetect's name for a shot's middle keyframe).
+    pub keyframes: Option<&'a Path>,
+    /// [`THUMBNAIL_WIDTH`] wide: `shot_NNNN.jpg`.
+    pub thumbnails: Option<&'a Path>,
 }
 
 /// Starts decoding `probe`'s first video stream, handing over only the
 /// frames numbered in `only` (ascending) when given: FFmpeg still decodes
 /// every frame, but converts and sends those alone. The selection goes to
 /// FFmpeg as a filter script file (`scratch`), as a long film's list is
-/// longer than a command-line argument may be. With `jpegs`, FFmpeg also
-/// writes the selected frames there as `shot_NNNN_img_1.jpg` (ShotDetect's
-/// name for a shot's middle keyframe), numbered from 0.
+/// longer than a command-line argument may be. With `pictures` (and a
+/// selection), FFmpeg also writes the selected frames as JPEGs.
 pub fn frames_selected(
     probe: &Probe,
     only: Option<(&[u64], &Path)>,
-    jpegs: Option<&Path>,
+    pictures: Pictures<'_>,
 ) -> anyhow::Result<Frames> {
     let mut cmd = command_on("ffmpeg", &probe.path)?;
     cmd.args(["-i", INPUT]);
@@ -372,23 +390,39 @@ pub fn frames_selected(
         "bgr24",
         "pipe:1",
     ];
-    match (only, jpegs) {
-        (Some((_, script)), Some(dir)) => {
-            // The JPEGs from the BGR frames lgss sees (as SceneSeg's
-            // keyframes are OpenCV's BGR frames written by imwrite), without
-            // chroma subsampling.
-            let graph = format!(
-                "[0:v:0]{},split=2[raw][j];[j]format=bgr24,format=yuvj444p[jpg]",
-                filters.join(",")
-            );
+    let wants_pictures = pictures.keyframes.is_some() || pictures.thumbnails.is_some();
+    match only {
+        Some((_, script)) if wants_pictures => {
+            // (folder, name after `shot_NNNN`, filter, JPEG quality)
+            let outputs: Vec<(&Path, &str, String, &str)> = [
+                // The JPEGs from the BGR frames lgss sees (as SceneSeg's
+                // keyframes are OpenCV's BGR frames written by imwrite),
+                // without chroma subsampling.
+                pictures
+                    .keyframes
+                    .map(|d| (d, "_img_1.jpg", "format=bgr24,format=yuvj444p".to_string(), "2")),
+                pictures.thumbnails.map(|d| (d, ".jpg", thumbnail_scale(), "4")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let mut graph = format!("[0:v:0]{},split={}[raw]", filters.join(","), outputs.len() + 1);
+            for i in 0..outputs.len() {
+                graph.push_str(&format!("[p{i}]"));
+            }
+            for (i, (_, _, filter, _)) in outputs.iter().enumerate() {
+                graph.push_str(&format!(";[p{i}]{filter}[jpg{i}]"));
+            }
             std::fs::write(script, graph).with_context(|| format!("{}: cannot write", script.display()))?;
-            let pattern = image2_pattern(dir, "shot_", "_img_1.jpg");
             cmd.arg("-filter_complex_script").arg(script);
             cmd.args(["-map", "[raw]"]).args(raw);
-            cmd.args(["-map", "[jpg]"]).args(IMAGE2_OUT);
-            cmd.args(["-q:v", "2", &pattern]);
+            for (i, (dir, suffix, _, quality)) in outputs.iter().enumerate() {
+                let pattern = image2_pattern(dir, "shot_", suffix);
+                cmd.args(["-map", &format!("[jpg{i}]")]).args(IMAGE2_OUT);
+                cmd.args(["-q:v", quality, &pattern]);
+            }
         }
-        (Some((_, script)), None) => {
+        Some((_, script)) => {
             std::fs::write(script, filters.join(","))
                 .with_context(|| format!("{}: cannot write", script.display()))?;
             cmd.args(["-map", "0:v:0", "-an", "-sn", "-dn"])
@@ -396,7 +430,7 @@ pub fn frames_selected(
                 .arg(script)
                 .args(raw);
         }
-        (None, _) => {
+        None => {
             cmd.args(["-map", "0:v:0", "-an", "-sn", "-dn"]);
             if !filters.is_empty() {
                 cmd.args(["-vf", &filters.join(",")]);
@@ -416,11 +450,11 @@ pub fn frames_selected(
     })
 }
 
-/// Small JPEG pictures of the frames numbered in `only` (ascending, at
-/// the probe's rate), `width` pixels wide: one FFmpeg run that decodes the
+/// Thumbnails ([`THUMBNAIL_WIDTH`] wide JPEGs) of the frames numbered in
+/// `only` (ascending, at the probe's rate): one FFmpeg run that decodes the
 /// stream and scales and encodes those frames alone. A frame past the end
 /// of the stream has none.
-pub fn thumbnails(probe: &Probe, only: &[u64], width: u32) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+pub fn thumbnails(probe: &Probe, only: &[u64]) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
     if only.is_empty() {
         return Ok(Vec::new());
     }
@@ -434,7 +468,7 @@ pub fn thumbnails(probe: &Probe, only: &[u64], width: u32) -> anyhow::Result<Vec
     }
     let terms: Vec<String> = only.iter().map(|n| format!("eq(n,{n})")).collect();
     filters.push(format!("select='{}'", terms.join("+")));
-    filters.push(format!("scale={width}:-2:flags=area"));
+    filters.push(thumbnail_scale());
     let script = scratch.path().join("filters.txt");
     std::fs::write(&script, filters.join(","))
         .with_context(|| format!("{}: cannot write", script.display()))?;

@@ -700,15 +700,34 @@ fn segment_a_video_file() {
         (seen["point_click"]["time"].as_f64().unwrap() - after).abs() < frame,
         "{seen}"
     );
-    let thumbs = seen["thumbnail_diffs"].as_array().unwrap();
-    assert_eq!(thumbs.len(), scenes.len());
-    for (k, t) in thumbs.iter().enumerate() {
-        assert_eq!(t["width"], 160, "{t}");
-        // JPEG and the two area filters differ by a few levels; another
-        // scene's frame by tens.
-        let (own, other) = (t["own"].as_f64().unwrap(), t["nearest_other"].as_f64().unwrap());
-        assert!(own < 12.0 && own < other / 2.0, "scene {k}'s thumbnail: {t}");
-    }
+    // Each thumbnail shows its scene's frame: the extraction's own (its
+    // keyframe pass wrote one a shot), then, for a tree without them, one
+    // FFmpeg pass at page time.
+    let thumbnails = features.join("thumbnails").join(id);
+    assert_eq!(std::fs::read_dir(&thumbnails).unwrap().count(), 4, "one a shot");
+    let assert_thumbnails = |seen: &serde_json::Value| {
+        let thumbs = seen["thumbnail_diffs"].as_array().unwrap();
+        assert_eq!(thumbs.len(), scenes.len());
+        for (k, t) in thumbs.iter().enumerate() {
+            assert_eq!(t["width"], 160, "{t}");
+            // JPEG and the two area filters differ by a few levels; another
+            // scene's frame by tens.
+            let (own, other) = (t["own"].as_f64().unwrap(), t["nearest_other"].as_f64().unwrap());
+            assert!(own < 12.0 && own < other / 2.0, "scene {k}'s thumbnail: {t}");
+        }
+    };
+    assert_thumbnails(&seen);
+    std::fs::remove_dir_all(&thumbnails).unwrap();
+    let pages_again = dir.join("pages-again");
+    segment(&pages_again, &["--html", "--local", "--threshold", "0.001"]);
+    let again = crate::pages::page_check(&[
+        &os("movie"),
+        pages_again.join(format!("{id}.html")).as_os_str(),
+        crate::pages::screenshot("video-page-again.png").as_os_str(),
+        &os("--video"),
+        video.as_os_str(),
+    ]);
+    assert_thumbnails(&again);
     crate::pages::assert_valid_html(&[&page]);
 
     // Models that cannot take video are refused before decoding.
