@@ -126,7 +126,9 @@ function lgssView(root, view) {
   }
   const ticks = 8;
   for (let i = 0; i <= ticks; i++) {
-    const t = svg("text", { x: x((duration * i) / ticks), y: T + PH + 14, "text-anchor": "middle" });
+    // The end labels stay inside the chart.
+    const anchor = i === 0 ? "start" : i === ticks ? "end" : "middle";
+    const t = svg("text", { x: x((duration * i) / ticks), y: T + PH + 14, "text-anchor": anchor });
     t.textContent = clock((duration * i) / ticks).replace(/\.\d+$/, "");
     axis.append(t);
   }
