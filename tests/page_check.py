@@ -15,9 +15,12 @@ frames, scikit-learn scores the movie, the Nu Html Checker (vnu.jar, PyPI
 import argparse
 import base64
 import json
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from selenium import webdriver
@@ -30,7 +33,22 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def browser():
+class Browser:
+    """Chromium with its profile and temporary files in a folder of its
+    own, removed when done (Chromium leaves its singleton socket folders
+    in TMPDIR otherwise)."""
+
+    def __enter__(self):
+        self.scratch = tempfile.mkdtemp(prefix="lgss-chromium-")
+        self.driver = browser(self.scratch)
+        return self.driver
+
+    def __exit__(self, *exc):
+        self.driver.quit()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def browser(scratch):
     o = webdriver.ChromeOptions()
     o.binary_location = CHROMIUM
     # As root in a container, with this machine's network closed: no sandbox,
@@ -42,7 +60,8 @@ def browser():
     ).split():
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=o)
+    env = dict(os.environ, TMPDIR=scratch)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=o)
 
 
 def wait(d, script, timeout=20.0):
@@ -130,8 +149,7 @@ def sklearn_scores(pickle_path, seg):
 
 def check_movie(args):
     page = pathlib.Path(args.page).resolve()
-    d = browser()
-    try:
+    with Browser() as d:
         d.get(page.as_uri())
         wait(d, "return document.getElementById('view').dataset.ready")
         view = json.loads(d.execute_script("return document.getElementById('lgss-data').textContent"))
@@ -210,26 +228,20 @@ def check_movie(args):
             out["sklearn"] = sklearn_scores(args.pickle, seg)
             out["view_scores"] = view["scores"]
         return out
-    finally:
-        d.quit()
 
 
 def check_static(args):
     """A page without a script (the training curves): what it logged and asked for."""
     page = pathlib.Path(args.page).resolve()
-    d = browser()
-    try:
+    with Browser() as d:
         d.get(page.as_uri())
         wait(d, "return document.readyState === 'complete'")
         d.save_screenshot(args.screenshot)
         return {"console": console(d), "requests": requests_made(d), "page_url": page.as_uri()}
-    finally:
-        d.quit()
 
 
 def check_serve(args):
-    d = browser()
-    try:
+    with Browser() as d:
         out = {}
         d.get(args.url)
         wait(d, "return document.getElementById('file') !== null")
@@ -258,8 +270,6 @@ def check_serve(args):
         out["console"] = console(d)
         out["requests"] = requests_made(d)
         return out
-    finally:
-        d.quit()
 
 
 def validate(args):
