@@ -431,7 +431,9 @@ impl<'a> Catalogue<'a> {
             seg.media = Some(v.video);
         }
         let text = phases.time("format", || scene_formats::render(&seg, o.format))?;
-        let truth = movie.ground_truth.as_ref().map(|gt| {
+        // The true scenes, for the pictures only.
+        let pictures = o.plot_dir.is_some() || o.html_dir.is_some();
+        let truth = movie.ground_truth.as_ref().filter(|_| pictures).map(|gt| {
             let p: Vec<f64> = gt.iter().map(|&b| f64::from(u8::from(b))).collect();
             scenes(&p, &movie.shot_end_frame, 0.5, fps)
         });

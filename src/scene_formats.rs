@@ -326,13 +326,17 @@ pub fn otio(
 /// unreserved set and `/` percent-encoded.
 pub fn file_url(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let mut url = String::from("file://");
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            url.push(b as char);
-        } else {
-            url.push_str(&format!("%{b:02X}"));
-        }
-    }
-    url
+    const PATH: &percent_encoding::AsciiSet = &URL_PATH_PART.remove(b'/');
+    format!(
+        "file://{}",
+        percent_encoding::percent_encode(path.as_os_str().as_bytes(), PATH)
+    )
 }
+
+/// What a URL's path part escapes: every byte but letters, digits and
+/// `-._~` (RFC 3986's unreserved characters).
+pub const URL_PATH_PART: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');

@@ -57,19 +57,16 @@ pub fn movie_scores(seg: &Segmentation, truth: &[bool]) -> Result<Scores, Metric
 /// The frame each scene is shown by: the middle keyframe of its middle
 /// shot, as ShotDetect picks a shot's keyframe.
 pub fn scene_frames(scenes: &[Scene], shot_end_frame: &[i64]) -> Vec<u64> {
-    scenes
-        .iter()
-        .zip(middle_shots(scenes))
-        .map(|(_, shot)| {
+    middle_shots(scenes)
+        .map(|shot| {
             let start = if shot == 0 {
                 0
             } else {
                 shot_end_frame[shot - 1] + 1
             };
-            let end = (shot_end_frame[shot] + 1).max(start + 1);
             crate::video::shots::Shot {
                 start: start.max(0) as u64,
-                end: end.max(1) as u64,
+                end: (shot_end_frame[shot] + 1).max(start + 1) as u64,
             }
             .middle()
         })
@@ -140,20 +137,12 @@ pub fn relative_url(page_dir: &Path, target: &Path) -> String {
     }
     let mut parts: Vec<String> = vec!["..".to_string(); from.len() - common];
     for c in &to[common..] {
+        // The name's own bytes, so a name that is not UTF-8 still links.
         let bytes = c.as_os_str().as_encoded_bytes();
-        parts.push(
-            percent_encoding::utf8_percent_encode(&String::from_utf8_lossy(bytes), PATH_PART).to_string(),
-        );
+        parts.push(percent_encoding::percent_encode(bytes, crate::scene_formats::URL_PATH_PART).to_string());
     }
     parts.join("/")
 }
-
-/// What a path part escapes: all but unreserved characters.
-const PATH_PART: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// JSON that can sit inside a `<script>` element: `<`, `>` and `&` escaped,
 /// so no string in the data can close the element.

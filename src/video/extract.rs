@@ -327,18 +327,20 @@ fn keyframe_pass(
         .suffix(".txt")
         .tempfile()
         .context("cannot create a temporary file")?;
-    let staged: Vec<(PathBuf, &Path)> = [jpegs, thumbnails]
-        .into_iter()
-        .flatten()
-        .map(|dir| Ok((staging_for(dir)?, dir)))
-        .collect::<anyhow::Result<_>>()?;
-    let staging_of = |dir: Option<&Path>| {
-        dir.and_then(|d| staged.iter().find(|(_, to)| *to == d).map(|(s, _)| s.as_path()))
-    };
+    let jpegs_staging = jpegs.map(staging_for).transpose()?;
+    let thumbnails_staging = thumbnails.map(staging_for).transpose()?;
     let pictures = ffmpeg::Pictures {
-        keyframes: staging_of(jpegs),
-        thumbnails: staging_of(thumbnails),
+        keyframes: jpegs_staging.as_deref(),
+        thumbnails: thumbnails_staging.as_deref(),
     };
+    // (staging, final folder) of each folder FFmpeg writes.
+    let staged: Vec<(&Path, &Path)> = [
+        (jpegs_staging.as_deref(), jpegs),
+        (thumbnails_staging.as_deref(), thumbnails),
+    ]
+    .into_iter()
+    .filter_map(|(staging, dir)| Some((staging?, dir?)))
+    .collect();
     let mut frames = ffmpeg::frames_selected(probe, Some((&middles, script.path())), pictures)?;
     progress.start("keyframes", shots.len(), 0);
     let mut rows: Vec<ndarray::Array2<f32>> = Vec::new();

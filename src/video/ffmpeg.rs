@@ -359,6 +359,21 @@ pub struct Pictures<'a> {
     pub thumbnails: Option<&'a Path>,
 }
 
+/// The filters numbering `probe`'s frames (by timestamp at the average
+/// rate where the rate varies) and keeping those in `only` (ascending).
+fn selection_filters(probe: &Probe, only: Option<&[u64]>) -> Vec<String> {
+    let mut filters = Vec::new();
+    if probe.variable_rate {
+        // Frames by timestamp: frame n is the picture shown at n / rate.
+        filters.push(format!("fps={}", probe.rate));
+    }
+    if let Some(frames) = only {
+        let terms: Vec<String> = frames.iter().map(|n| format!("eq(n,{n})")).collect();
+        filters.push(format!("select='{}'", terms.join("+")));
+    }
+    filters
+}
+
 /// Starts decoding `probe`'s first video stream, handing over only the
 /// frames numbered in `only` (ascending) when given: FFmpeg still decodes
 /// every frame, but converts and sends those alone. The selection goes to
@@ -372,15 +387,7 @@ pub fn frames_selected(
 ) -> anyhow::Result<Frames> {
     let mut cmd = command_on("ffmpeg", &probe.path)?;
     cmd.args(["-i", INPUT]);
-    let mut filters = Vec::new();
-    if probe.variable_rate {
-        // Frames by timestamp: frame n is the picture shown at n / rate.
-        filters.push(format!("fps={}", probe.rate));
-    }
-    if let Some((frames, _)) = only {
-        let terms: Vec<String> = frames.iter().map(|n| format!("eq(n,{n})")).collect();
-        filters.push(format!("select='{}'", terms.join("+")));
-    }
+    let filters = selection_filters(probe, only.map(|(frames, _)| frames));
     let raw = [
         "-fps_mode",
         "passthrough",
@@ -462,12 +469,7 @@ pub fn thumbnails(probe: &Probe, only: &[u64]) -> anyhow::Result<Vec<Option<Vec<
         .prefix("lgss-thumbnails-")
         .tempdir()
         .context("cannot create a temporary folder")?;
-    let mut filters = Vec::new();
-    if probe.variable_rate {
-        filters.push(format!("fps={}", probe.rate));
-    }
-    let terms: Vec<String> = only.iter().map(|n| format!("eq(n,{n})")).collect();
-    filters.push(format!("select='{}'", terms.join("+")));
+    let mut filters = selection_filters(probe, Some(only));
     filters.push(thumbnail_scale());
     let script = scratch.path().join("filters.txt");
     std::fs::write(&script, filters.join(","))
