@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
         let mut backend = if rust_window_max {
             open(kind, &opts)?
         } else {
-            let b = lgss::runtime::tract::TractBackend::open_with(&onnx, batch, None, false)?;
+            let b = lgss::runtime::tract::TractBackend::open_with(&onnx, &opts, false)?;
             Box::new(b) as Box<dyn lgss::runtime::Backend>
         };
         let open_secs = t_open.elapsed().as_secs_f64();

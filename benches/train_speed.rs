@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
             if i == 1 {
                 t0 = Instant::now();
             }
-            let b = bank.batch(chunk);
+            let b = bank.batch(chunk)?;
             let l = loss(
                 &model.forward(&b.inputs).logits,
                 &b.target,

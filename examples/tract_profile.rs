@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
 
     let whole = args.next().as_deref() == Some("whole");
     let t = Instant::now();
-    let (typed, _, convs) = lgss::runtime::tract::typed_model(&onnx, batch, !whole)?;
+    let (typed, _, _, convs) = lgss::runtime::tract::typed_model(&onnx, batch, false, !whole)?;
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let options = tract_core::runtime::RunOptions {
         executor: (threads > 1).then(|| tract_linalg::multithread::Executor::multithread(threads)),

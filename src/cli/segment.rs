@@ -124,6 +124,7 @@ impl ModelArgs {
             ort_lib: ort_lib.map(Path::to_path_buf),
             batch: self.batch,
             tf32: self.tf32,
+            per_window: false,
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::data::scene318::{self, Split};
 #[cfg(feature = "tch")]
 use crate::model::Config;
 #[cfg(feature = "tch")]
-use crate::train::{train, TrainOptions};
+use crate::train::{train, StoreOptions, TrainOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -83,6 +83,18 @@ pub struct Args {
     /// LSTM-input dropout use one by default).
     #[arg(long)]
     no_cuda_graph: bool,
+    /// Hold at most this much of the training features in memory (e.g.
+    /// `2GiB`, `500MB`): they are read from a feature store on disk, a
+    /// batch at a time, some batches ahead of the step, instead of loaded
+    /// whole; the results are the same bits. The store is built on first
+    /// use (as much disk as the features) and reused while the movies are
+    /// unchanged. The model, its activations and libtorch come on top.
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<bytesize::ByteSize>,
+    /// Where --max-memory's feature store is (default: the workspace's
+    /// cache/features/<a key of the movies and the model's inputs>).
+    #[arg(long, value_name = "DIR", requires = "max_memory")]
+    feature_store: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -166,6 +178,13 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         device,
         out.display()
     );
+    let store = args.max_memory.map(|max| StoreOptions {
+        dir: args
+            .feature_store
+            .clone()
+            .unwrap_or_else(|| ws.feature_store(&store_key(&files, &config))),
+        max_memory: max.as_u64(),
+    });
     let opts = TrainOptions {
         files,
         config,
@@ -179,6 +198,7 @@ pub fn run(args: Args, ws: &super::workspace::Workspace) -> anyhow::Result<()> {
         progress: std::sync::Arc::new(super::progress::Bars::default()),
         profile: args.profile,
         cuda_graph: !args.no_cuda_graph,
+        store,
     };
     let result = train(&opts, stop)?;
     if let Some((phases, wall)) = &result.profile {
@@ -288,4 +308,22 @@ fn split_files(
         anyhow::bail!("{from}: movie {missing} has no file in the data folder");
     }
     Ok(kept)
+}
+
+/// The default store's name: a hash of the movies' paths (made absolute)
+/// and the model's inputs, so other data or another model gets a store of
+/// its own.
+#[cfg(feature = "tch")]
+fn store_key(files: &[PathBuf], config: &Config) -> String {
+    let mut text = String::new();
+    for f in files {
+        let path = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        text.push_str(&path.display().to_string());
+        text.push('\n');
+    }
+    let m = &config.model;
+    for &x in &m.modalities {
+        text.push_str(&format!("{}={}\n", x.key(), m.feature_dims.get(x)));
+    }
+    format!("{:016x}", crate::data::hash::fnv1a64(text.as_bytes()))
 }

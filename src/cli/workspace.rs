@@ -43,6 +43,11 @@ impl Workspace {
         self.root.join("plots")
     }
 
+    /// The feature store of `train --max-memory` named `key`.
+    pub fn feature_store(&self, key: &str) -> PathBuf {
+        self.root.join("cache/features").join(key)
+    }
+
     pub fn runs(&self) -> PathBuf {
         self.root.join("runs")
     }

@@ -10,6 +10,7 @@ pub mod pickle;
 pub mod pickle_write;
 pub mod scene318;
 pub mod stft_image;
+pub mod store;
 pub mod synth;
 pub mod tensor;
 pub mod windows;

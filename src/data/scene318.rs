@@ -367,6 +367,40 @@ pub fn load(root: &Path, id: &str) -> Result<Scene318Movie, LoadError> {
     Ok(tree)
 }
 
+/// Every file movie `id` of the tree at `root` is read from (those that
+/// exist: its shot and label files, each modality's folder of shot files
+/// or its pickle), sorted within each folder: what a feature store checks
+/// to know the movie unchanged.
+pub fn sources(root: &Path, id: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths = vec![root.join("shot_movie318").join(format!("{id}.txt"))];
+    let label = movie_path(root, id);
+    if std::fs::symlink_metadata(&label).is_ok() {
+        paths.push(label);
+    }
+    for m in Modality::ALL {
+        match m {
+            Modality::Place | Modality::Audio => {
+                let dir = root.join(feature_dir(m)).join(id);
+                if !dir.exists() {
+                    continue;
+                }
+                let mut files = std::fs::read_dir(&dir)?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                files.sort();
+                paths.extend(files);
+            }
+            Modality::Cast | Modality::Action => {
+                let file = root.join(feature_dir(m)).join(format!("{id}.pkl"));
+                if file.exists() {
+                    paths.push(file);
+                }
+            }
+        }
+    }
+    Ok(paths)
+}
+
 /// Where a modality's features live in the tree.
 fn feature_dir(m: Modality) -> &'static str {
     match m {

@@ -200,6 +200,13 @@ impl ModelConfig {
         m == crate::data::movie::Modality::Audio && self.audio_input == AudioInput::Stft
     }
 
+    /// Whether modality `m` goes into a run as shots and window rows rather
+    /// than windows (`crate::runtime::input`): a network that embeds each
+    /// shot on its own, SceneSeg's STFT audio CNN, then embeds it once.
+    pub fn takes_shots(&self, m: crate::data::movie::Modality) -> bool {
+        self.is_stft(m)
+    }
+
     /// The shape of modality `m`'s input for `batch` sequences:
     /// `[batch, seq_len, shot_num, D]` (the window interface every runtime
     /// and the ONNX graph share).

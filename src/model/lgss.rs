@@ -69,6 +69,30 @@ impl Bnet {
     }
 }
 
+/// The windows named by `rows` (their `crate::data::windows::batch_rows`,
+/// flattened) gathered from one modality's per-shot features `shots`
+/// (`[n_shots, D]`) on the device they live on: `[rows / (seq_len·shot_num),
+/// seq_len, shot_num, D]`, exactly `crate::data::windows::gather_windows`'s
+/// windows.
+pub fn gather_windows_on(shots: &Tensor, rows: &Tensor, seq_len: usize, shot_num: usize) -> Tensor {
+    let d = shots.size()[1];
+    shots
+        .index_select(0, rows)
+        .view([-1, seq_len as i64, shot_num as i64, d])
+}
+
+/// One modality's input to [`Lgss::forward_inputs`].
+#[derive(Debug, Clone, Copy)]
+pub enum BranchInput<'a> {
+    /// `[batch, seq_len, shot_num, D]`.
+    Windows(&'a Tensor),
+    /// The run's shots `[n, D]` and, for each window position in the
+    /// windows' order, the row of its shot (`[batch · seq_len · shot_num]`,
+    /// int64, on the same device): an STFT branch then embeds each shot
+    /// once (`crate::runtime::input`).
+    Shots { shots: &'a Tensor, rows: &'a Tensor },
+}
+
 /// The model's output for a batch.
 #[derive(Debug)]
 pub struct Output {
@@ -226,6 +250,13 @@ impl Lgss {
     /// Runs the model. `inputs[i]` is `[batch, seq_len, shot_num, D]` for the
     /// i-th configured modality.
     pub fn forward(&self, inputs: &[Tensor]) -> Output {
+        let inputs: Vec<BranchInput> = inputs.iter().map(BranchInput::Windows).collect();
+        self.forward_inputs(&inputs)
+    }
+
+    /// Runs the model on each modality's windows or shots (see
+    /// [`BranchInput`]).
+    pub fn forward_inputs(&self, inputs: &[BranchInput<'_>]) -> Output {
         assert_eq!(inputs.len(), self.branches.len(), "one input per modality");
         let mut branch_logits = Vec::with_capacity(self.branches.len());
         let mut sum: Option<Tensor> = None;
@@ -244,12 +275,15 @@ impl Lgss {
         }
     }
 
-    fn branch_forward(&self, b: &Branch, x: &Tensor, index: u64) -> Tensor {
+    fn branch_forward(&self, b: &Branch, input: &BranchInput<'_>, index: u64) -> Tensor {
         let cfg = &self.config;
         let (k, s) = (cfg.shot_num as i64, cfg.seq_len as i64);
         let c = cfg.sim_channel as i64;
         let d = b.dim;
-        let n = x.size()[0] * x.size()[1];
+        let (n, device) = match input {
+            BranchInput::Windows(x) => (x.size()[0] * x.size()[1], x.device()),
+            BranchInput::Shots { shots, rows } => (rows.size()[0] / k, shots.device()),
+        };
         // Training mode exactly when this call records gradients: cuDNN's
         // RNN backward refuses a forward run in inference mode, inference
         // mode skips the workspace training needs, and BatchNorm then
@@ -264,9 +298,15 @@ impl Lgss {
                 cos_b,
                 active,
             } => {
+                let x = match input {
+                    BranchInput::Windows(x) => x.view([n, k, d]),
+                    BranchInput::Shots { shots, rows } => {
+                        gather_windows_on(shots, rows, cfg.seq_len, cfg.shot_num).view([n, k, d])
+                    }
+                };
                 let x = match cfg.feature_norm {
-                    FeatureNorm::None => x.view([n, k, d]),
-                    FeatureNorm::Rms => rms_normalised(&x.view([n, k, d])),
+                    FeatureNorm::None => x,
+                    FeatureNorm::Rms => rms_normalised(&x),
                 };
                 let (ctx, sim) = match self.formulation {
                     Formulation::Fast => (
@@ -291,7 +331,11 @@ impl Lgss {
                 Tensor::cat(&[ctx, sim], 1)
             }
             Bnet::Stft { audnet, cos_w, cos_b } => {
-                let shots = audnet.forward(&x.view([n * k, d]), train);
+                let shots = match input {
+                    BranchInput::Windows(x) => audnet.forward(&x.view([n * k, d]), train),
+                    // Each shot embedded once, the windows gathered after.
+                    BranchInput::Shots { shots, rows } => audnet.forward(shots, train).index_select(0, rows),
+                };
                 let shots = shots.view([n, k, -1]);
                 match self.formulation {
                     Formulation::Fast => half_window_cosine(&shots, &cos_w.view([c, k / 2]), cos_b),
@@ -306,7 +350,7 @@ impl Lgss {
                 self.lstm_input_dropout,
                 &mut Rng::derive(self.dropout_seed, index),
             );
-            feat * mask.to_device(x.device())
+            feat * mask.to_device(device)
         } else {
             feat
         };

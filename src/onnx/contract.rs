@@ -3,10 +3,24 @@
 //! of the nodes and initializers tract's Rust window max replaces. One
 //! module that both import, so neither imports the other.
 
-/// The version of the window interface (`[batch, seq_len, shot_num, D]`
-/// per modality; see `crate::runtime`); exported models carry it as
-/// [`META_INTERFACE`], and a model of another version is refused.
-pub const INTERFACE: &str = "windows-1";
+/// The version of the run interface (`crate::runtime::input`): windows
+/// `[batch, seq_len, shot_num, D]` per modality, except a modality the
+/// model embeds shot by shot (STFT audio), which takes the run's shots
+/// `[shots, D]` under its own name and their rows `[batch, seq_len,
+/// shot_num]` (int64) as [`rows_input`]. Exported models carry it as
+/// [`META_INTERFACE`], and a model of another version is refused, except
+/// [`INTERFACE_WINDOWS_ONLY`] for a model without such a modality.
+pub const INTERFACE: &str = "windows-2";
+
+/// The first version: every modality as windows. A model without a
+/// per-shot modality has the same graph in both versions.
+pub const INTERFACE_WINDOWS_ONLY: &str = "windows-1";
+
+/// The rows input of per-shot modality `key`: which of the run's shots
+/// fills each window position.
+pub fn rows_input(key: &str) -> String {
+    format!("{key}_rows")
+}
 
 /// Metadata keys written into the model.
 pub const META_CONFIG: &str = "lgss.config";

@@ -1,7 +1,10 @@
 //! LGSS as an ONNX graph of standard opset-17 operators.
 //!
 //! Inputs: one `[batch, seq_len, shot_num, D]` tensor per modality, named
-//! after it. Outputs: `prob` `[batch, seq_len]` (softmax class 1) and
+//! after it; STFT audio, which its CNN embeds shot by shot, instead takes
+//! the run's shots `[shots, D]` under its name and their rows `[batch,
+//! seq_len, shot_num]` (int64, [`rows_input`]): each shot is embedded once
+//! and the windows gather the embeddings (`crate::runtime::input`). Outputs: `prob` `[batch, seq_len]` (softmax class 1) and
 //! `logits` `[batch, seq_len, 2]`. The LSTM uses `layout = 0` with explicit
 //! Transposes (ONNX Runtime refuses layout 1; tract mis-handles it), gates
 //! reordered from PyTorch's i,f,g,o to ONNX's i,o,f,c, bias `[b_ih, b_hh]`.
@@ -13,8 +16,8 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 
 use super::contract::{
-    window_max_name, window_max_weight_names, INTERFACE, META_ACTIVE_CHANNELS, META_CONFIG, META_DATA,
-    META_DECISION_THRESHOLD, META_FEATURE_DIMS, META_GROUPING, META_INTERFACE, META_MODALITIES,
+    rows_input, window_max_name, window_max_weight_names, INTERFACE, META_ACTIVE_CHANNELS, META_CONFIG,
+    META_DATA, META_DECISION_THRESHOLD, META_FEATURE_DIMS, META_GROUPING, META_INTERFACE, META_MODALITIES,
     META_SCENE_LENGTHS, META_VERSION,
 };
 use super::graph::{Attr, Dim, GraphBuilder};
@@ -205,23 +208,22 @@ fn linear(
     Ok(g.node("Add", &[&mm, &bn], vec![]))
 }
 
-/// SceneSeg's audio CNN on each shot's STFT image (`x4`: `[n, k, 257·90]`),
+/// SceneSeg's audio CNN on each shot's STFT image (`shots`: `[n, 257·90]`),
 /// as Conv, BatchNormalization (inference form, PyTorch's ε and running
 /// statistics: the checkpoint's numbers unchanged, runtimes fold them into
 /// the convs themselves), Relu and MaxPool nodes, then the fc. Returns the
-/// shots' embeddings `[n, k, C₆]`.
+/// shots' embeddings `[n, C₆]`.
 fn audnet(
     g: &mut GraphBuilder,
     p: &str,
-    x4: &str,
+    shots: &str,
     channels: &[usize; 6],
-    k: i64,
     get: &WeightLookup<'_>,
 ) -> anyhow::Result<String> {
     use crate::model::config::AudioInput;
     let [h, w] = AudioInput::STFT_SHAPE.map(|d| d as i64);
     let shape = g.ints(&format!("{p}.shape_image"), &[4], &[-1, 1, h, w]);
-    let mut y = g.node("Reshape", &[x4, &shape], vec![]);
+    let mut y = g.node("Reshape", &[shots, &shape], vec![]);
     let mut in_ch = 1i64;
     for (i, (b, &out)) in crate::model::audnet_geometry::BLOCKS
         .iter()
@@ -276,11 +278,9 @@ fn audnet(
         }
         in_ch = out;
     }
-    // [n·k, C₆, 1, 1] -> [n·k, C₆], the fc, then [n, k, C₆].
+    // [n, C₆, 1, 1] -> [n, C₆], then the fc.
     let y = g.node("Flatten", &[&y], vec![("axis", Attr::Int(1))]);
-    let y = linear(g, get, &y, &format!("{p}.bnet.audnet.fc"), in_ch, in_ch)?;
-    let shape = g.ints(&format!("{p}.shape_nkc"), &[3], &[-1, k, in_ch]);
-    Ok(g.node("Reshape", &[&y, &shape], vec![]))
+    linear(g, get, &y, &format!("{p}.bnet.audnet.fc"), in_ch, in_ch)
 }
 
 /// `x·√D / max(‖x‖₂, ε)` over the last axis of `x` (`[n, k, d]`), the
@@ -331,12 +331,18 @@ pub fn build(
     for &m in &config.modalities {
         let d = config.feature_dims.get(m) as i64;
         let p = format!("bnet_{}", m.key());
-        let x = g.input(m.key(), &[batch(), Dim::Fixed(s), Dim::Fixed(k), Dim::Fixed(d)]);
-        let shape = g.ints(&format!("{p}.shape_nkd"), &[3], &[-1, k, d]);
-        let x4 = g.node("Reshape", &[&x, &shape], vec![]);
-        let (feat, input) = if config.is_stft(m) {
-            let shots = audnet(&mut g, &p, &x4, &config.stft_channels, k, &get)?;
+        let (feat, input) = if config.takes_shots(m) {
+            let shots = g.input(
+                m.key(),
+                &[Dim::Named(format!("{}_shots", m.key())), Dim::Fixed(d)],
+            );
+            let rows = g.input_i64(&rows_input(m.key()), &[batch(), Dim::Fixed(s), Dim::Fixed(k)]);
+            let embedded = audnet(&mut g, &p, &shots, &config.stft_channels, &get)?;
             let width = config.stft_channels[5] as i64;
+            // [batch, s, k, C₆] -> [batch·s, k, C₆]: the windows of embeddings.
+            let windows = g.node("Gather", &[&embedded, &rows], vec![("axis", Attr::Int(0))]);
+            let shape = g.ints(&format!("{p}.shape_nkc"), &[3], &[-1, k, width]);
+            let shots = g.node("Reshape", &[&windows, &shape], vec![]);
             let conv = format!("{p}.bnet.conv2");
             let cos_w = get(&format!("{conv}.weight"), &[c, 1, k / 2, 1])?;
             let cos_b = get(&format!("{conv}.bias"), &[c])?;
@@ -345,6 +351,9 @@ pub fn build(
                 c,
             )
         } else {
+            let x = g.input(m.key(), &[batch(), Dim::Fixed(s), Dim::Fixed(k), Dim::Fixed(d)]);
+            let shape = g.ints(&format!("{p}.shape_nkd"), &[3], &[-1, k, d]);
+            let x4 = g.node("Reshape", &[&x, &shape], vec![]);
             let x4 = match config.feature_norm {
                 FeatureNorm::None => x4,
                 FeatureNorm::Rms => rms_normalised(&mut g, &p, &x4, d),

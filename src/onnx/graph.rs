@@ -114,6 +114,13 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// An int64 graph input (indices).
+    pub fn input_i64(&mut self, name: &str, dims: &[Dim]) -> String {
+        self.inputs
+            .push(value_info(name, pb::tensor_proto::DataType::Int64, dims));
+        name.to_string()
+    }
+
     /// Gives `value` a stable name with an Identity node (runtimes fuse it
     /// away) and returns that name.
     pub fn named(&mut self, value: &str, name: &str) -> String {

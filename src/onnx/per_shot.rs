@@ -35,12 +35,16 @@ pub fn per_shot_model(model: &[u8], config: &ModelConfig) -> anyhow::Result<Vec<
     let (s, k) = (config.seq_len as i64, config.shot_num as i64);
     use pb::tensor_proto::DataType;
     let mut prefix = Vec::new();
-    graph.input.push(value_info(
-        ROWS,
-        DataType::Int64,
-        &[Dim::Named("window_positions".into())],
-    ));
-    for &m in &config.modalities {
+    if config.modalities.iter().any(|&m| !config.takes_shots(m)) {
+        graph.input.push(value_info(
+            ROWS,
+            DataType::Int64,
+            &[Dim::Named("window_positions".into())],
+        ));
+    }
+    // A modality that already takes shots (STFT audio) keeps its inputs: its
+    // network embeds the run's shots, so they are bound run by run.
+    for &m in config.modalities.iter().filter(|&&m| !config.takes_shots(m)) {
         let key = m.key();
         let d = config.feature_dims.get(m) as i64;
         let at = graph

@@ -4,16 +4,20 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use super::{Backend, RuntimeOptions};
+use super::{Backend, ModalityInput, RunInput, RuntimeOptions};
 use crate::data::windows::{batch_rows, Sequence};
 use crate::model::checkpoint::{model_from_checkpoint, Checkpoint};
 use crate::model::config::ModelConfig;
+use crate::model::lgss::BranchInput;
 use crate::model::Lgss;
 use crate::phases::Phases;
 
 pub struct TchBackend {
     model: Lgss,
     name: &'static str,
+    /// Each window position's shot embedded on its own
+    /// ([`super::RuntimeOptions::per_window`]).
+    per_window: bool,
 }
 
 impl TchBackend {
@@ -32,6 +36,7 @@ impl TchBackend {
         Ok(TchBackend {
             model,
             name: if cuda { "tch-cuda" } else { "tch" },
+            per_window: opts.per_window,
         })
     }
 }
@@ -45,26 +50,20 @@ impl Backend for TchBackend {
         &self.model.config
     }
 
-    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
-        let c = &self.model.config;
-        let (batch, inputs) = super::checked_inputs(c, inputs)?;
-        let device = self.model.device();
-        let xs: Vec<Tensor> = c
-            .modalities
-            .iter()
-            .zip(&inputs)
-            .map(|(&m, &data)| {
-                let shape = c.input_shape(m, batch).map(|d| d as i64);
-                Tensor::from_slice(data).view(shape).to_device(device)
-            })
-            .collect();
-        let prob = tch::no_grad(|| self.model.forward(&xs).prob());
-        crate::model::f32_values(&prob)
+    fn run_input(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>> {
+        input.check(&self.model.config)?;
+        if self.per_window {
+            self.run_checked(&input.per_window())
+        } else {
+            self.run_checked(input)
+        }
     }
 
     /// The movie's shots go to the model's device once, one copy per
     /// modality; each run's windows are gathered there
-    /// ([`gather_windows_on`]); the probabilities come back once.
+    /// ([`crate::model::lgss::gather_windows_on`]), and a per-shot modality's network embeds
+    /// the run's shots once ([`crate::runtime::input`]); the probabilities
+    /// come back once.
     fn run_movie(
         &mut self,
         shots: &[ndarray::ArrayView2<'_, f32>],
@@ -82,23 +81,37 @@ impl Backend for TchBackend {
                 .map(|(data, f)| shots_on(data, [n_shots as i64, f.ncols() as i64], device))
                 .collect()
         })?;
-        let rows = phases.time("windows", || {
-            Tensor::from_slice(&batch_rows(seqs, &[0], &[n_shots], c.seq_len, c.shot_num)).to_device(device)
-        });
-        let per_run = super::sequences_per_run(&c, device.is_cuda(), batch);
-        let window_rows = (c.seq_len * c.shot_num) as i64;
+        let rows = batch_rows(seqs, &[0], &[n_shots], c.seq_len, c.shot_num);
+        let rows_on_device = phases.time("windows", || Tensor::from_slice(&rows).to_device(device));
+        let per_run = if device.is_cuda() {
+            super::sequences_per_run(&c, true, batch)
+        } else {
+            batch.clamp(1, super::max_sequences_per_run(&c, self.per_window))
+        };
+        let window_rows = c.seq_len * c.shot_num;
         let prob = phases.time("model", || {
             let prob = tch::no_grad(|| {
                 let parts: Vec<Tensor> = (0..seqs.len())
                     .step_by(per_run)
                     .map(|first| {
-                        let n = per_run.min(seqs.len() - first) as i64;
-                        let idx = rows.narrow(0, first as i64 * window_rows, n * window_rows);
-                        let xs: Vec<Tensor> = resident
+                        let n = per_run.min(seqs.len() - first);
+                        let (from, to) = (first * window_rows, (first + n) * window_rows);
+                        let idx = rows_on_device.narrow(0, from as i64, (to - from) as i64);
+                        let run_shots: Vec<Option<(Tensor, Tensor)>> = c
+                            .modalities
                             .iter()
-                            .map(|f| gather_windows_on(f, &idx, c.seq_len, c.shot_num))
+                            .zip(&resident)
+                            .map(|(&m, f)| c.takes_shots(m).then(|| self.run_shots(f, &idx, &rows[from..to])))
                             .collect();
-                        self.model.forward(&xs).prob()
+                        let inputs: Vec<BranchInput> = resident
+                            .iter()
+                            .zip(&run_shots)
+                            .map(|(f, own)| match own {
+                                Some((shots, rows)) => BranchInput::Shots { shots, rows },
+                                None => BranchInput::Shots { shots: f, rows: &idx },
+                            })
+                            .collect();
+                        self.model.forward_inputs(&inputs).prob()
                     })
                     .collect();
                 Tensor::cat(&parts, 0)
@@ -110,6 +123,61 @@ impl Backend for TchBackend {
             prob
         });
         phases.time("device to host", || crate::model::f32_values(&prob))
+    }
+}
+
+impl TchBackend {
+    /// [`Backend::run_input`] of a checked input.
+    fn run_checked(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>> {
+        let c = &self.model.config;
+        let device = self.model.device();
+        let tensors = c
+            .modalities
+            .iter()
+            .zip(input.modalities())
+            .map(|(&m, x)| -> anyhow::Result<(Tensor, Option<Tensor>)> {
+                let not_standard = || anyhow::anyhow!("{m} input is not in standard layout");
+                Ok(match x {
+                    ModalityInput::Windows(w) => {
+                        let shape = c.input_shape(m, input.batch()).map(|d| d as i64);
+                        let data = w.as_slice().ok_or_else(not_standard)?;
+                        (Tensor::from_slice(data).view(shape).to_device(device), None)
+                    }
+                    ModalityInput::Shots { shots, rows } => {
+                        let data = shots.as_slice().ok_or_else(not_standard)?;
+                        let shape = [shots.nrows() as i64, shots.ncols() as i64];
+                        (
+                            Tensor::from_slice(data).view(shape).to_device(device),
+                            Some(Tensor::from_slice(rows).to_device(device)),
+                        )
+                    }
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let inputs: Vec<BranchInput> = tensors
+            .iter()
+            .map(|(t, rows)| match rows {
+                None => BranchInput::Windows(t),
+                Some(rows) => BranchInput::Shots { shots: t, rows },
+            })
+            .collect();
+        let prob = tch::no_grad(|| self.model.forward_inputs(&inputs).prob());
+        crate::model::f32_values(&prob)
+    }
+
+    /// A per-shot modality's input for a run of one movie's consecutive
+    /// sequences (`idx` on the device, `rows` on the host: the same window
+    /// rows into the movie's `shots`): the shots they span, which are
+    /// contiguous, and the rows into that span; or with `per_window`, each
+    /// position's shot on its own.
+    fn run_shots(&self, shots: &Tensor, idx: &Tensor, rows: &[i64]) -> (Tensor, Tensor) {
+        if self.per_window {
+            let positions = Tensor::arange(idx.size()[0], (Kind::Int64, idx.device()));
+            return (shots.index_select(0, idx), positions);
+        }
+        let first = rows.iter().copied().min().unwrap_or(0);
+        let last = rows.iter().copied().max().unwrap_or(0);
+        (shots.narrow(0, first, last - first + 1), idx - first)
     }
 }
 
@@ -147,17 +215,6 @@ fn with_borrowed<R>(data: &[f32], shape: [i64; 2], f: impl FnOnce(&Tensor) -> R)
         )?
     };
     Ok(f(&borrowed))
-}
-
-/// The windows named by `rows` (their [`batch_rows`], flattened) gathered
-/// from one modality's per-shot features `shots` (`[n_shots, D]`) on the
-/// device they live on: `[rows / (seq_len·shot_num), seq_len, shot_num, D]`,
-/// exactly [`crate::data::windows::gather_windows`]'s windows.
-pub fn gather_windows_on(shots: &Tensor, rows: &Tensor, seq_len: usize, shot_num: usize) -> Tensor {
-    let d = shots.size()[1];
-    shots
-        .index_select(0, rows)
-        .view([-1, seq_len as i64, shot_num as i64, d])
 }
 
 #[cfg(test)]

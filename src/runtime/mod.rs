@@ -6,19 +6,25 @@
 //! **The interface is windows** (`[batch, seq_len, shot_num, D]` per
 //! modality, [`ModelConfig::input_shape`]), version [`INTERFACE`], recorded
 //! in each exported model's metadata; a model of another version is refused
-//! with a message. Per-shot features plus window indices would save the
-//! `shot_num`-fold replication of the input, but that replication costs
-//! ~1% of CPU inference here (the windows are assembled from cached rows
-//! while the LSTM's matrix products take the time), and the index form needs
-//! a Gather over a per-movie dynamic axis that tract's fixed-batch plan
-//! (its LSTM refuses a symbolic batch) cannot compile. The file keeps this
-//! interface, and the CPU runtimes use it. On a GPU, where the replication
-//! would cross the bus, both GPU runtimes take a movie's per-shot features
-//! instead ([`Backend::run_movie`]): they cross to the device once and the
-//! same windows are gathered there, by libtorch's own gather (tch-cuda) or
-//! by a Gather that ort-cuda prepends to the graph in memory
-//! ([`crate::onnx::per_shot`]; ONNX Runtime builds the windows itself).
+//! with a message. The one exception is a modality whose network embeds
+//! each shot on its own (SceneSeg's STFT audio CNN): it takes the run's
+//! distinct shots and the row of each window position ([`input`]), so
+//! each shot is embedded once per run rather than once per window it is
+//! in. Per-shot features plus window indices for every modality would save
+//! the `shot_num`-fold replication of the input, but that replication
+//! costs ~1% of CPU inference here (the windows are assembled from cached
+//! rows while the LSTM's matrix products take the time), and the index form
+//! needs a Gather over a per-movie dynamic axis that tract's fixed-batch
+//! plan (its LSTM refuses a symbolic batch) cannot compile. The file keeps
+//! this interface, and the CPU runtimes use it. On a GPU, where the
+//! replication would cross the bus, both GPU runtimes take a movie's
+//! per-shot features instead ([`Backend::run_movie`]): they cross to the
+//! device once and the same windows are gathered there, by libtorch's own
+//! gather (tch-cuda) or by a Gather that ort-cuda prepends to the graph in
+//! memory ([`crate::onnx::per_shot`]; ONNX Runtime builds the windows
+//! itself).
 
+pub mod input;
 #[cfg(feature = "tch")]
 pub mod libtorch;
 pub mod onnx_meta;
@@ -33,9 +39,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::data::windows::{batch_rows, gather_windows, Sequence};
+use crate::data::windows::{batch_rows, Sequence};
 use crate::model::config::ModelConfig;
 use crate::phases::Phases;
+pub use input::{ModalityInput, RunInput};
 
 /// The version of the window interface (see the module's doc).
 pub use crate::onnx::contract::INTERFACE;
@@ -46,18 +53,30 @@ pub trait Backend: Send {
     fn name(&self) -> &str;
     /// The model's configuration (what its inputs look like).
     fn config(&self) -> &ModelConfig;
-    /// Probabilities for `batch` sequences: `inputs[i]` holds the i-th
-    /// configured modality as [`ModelConfig::input_shape`], in standard
-    /// layout, borrowed (runtimes that can read it in place do). Returns
-    /// `[batch * seq_len]`.
-    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>>;
+    /// Probabilities for the run's sequences, `[batch * seq_len]`.
+    fn run_input(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>>;
+
+    /// The most sequences one of [`Backend::run_movie`]'s runs holds on
+    /// the CPU ([`max_sequences_per_run`] of the form it runs).
+    fn max_sequences_per_run(&self) -> usize {
+        max_sequences_per_run(self.config(), false)
+    }
+
+    /// Probabilities for `batch` sequences given as windows: `inputs[i]`
+    /// holds the i-th configured modality as [`ModelConfig::input_shape`],
+    /// in standard layout ([`RunInput::from_windows`]).
+    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
+        let input = RunInput::from_windows(self.config(), inputs)?;
+        self.run_input(&input)
+    }
 
     /// Probabilities of `seqs` (sequences of one movie of `n_shots` shots),
     /// `[seqs.len() * seq_len]`, from the movie's per-shot features
     /// (`shots[i]`: `[n_shots, D]` of the i-th configured modality), in runs
-    /// of at most `batch` sequences. By default each run's windows are
-    /// assembled on the host ([`crate::data::windows`], phase `windows`) and
-    /// given to [`Backend::run`] (phase `model`). libtorch overrides it: the
+    /// of at most `batch` sequences (fewer where [`max_sequences_per_run`]
+    /// says). By default each run's input is assembled on the host
+    /// ([`RunInput::gather`], phase `windows`) and given to
+    /// [`Backend::run_input`] (phase `model`). libtorch overrides it: the
     /// shots go to its device once and the windows are gathered there (a
     /// movie's windows are `shot_num` times its shots).
     fn run_movie(
@@ -72,8 +91,9 @@ pub trait Backend: Send {
     }
 }
 
-/// [`Backend::run_movie`]'s default: each run's windows assembled on the
-/// host (phase `windows`) and given to [`Backend::run`] (phase `model`).
+/// [`Backend::run_movie`]'s default: each run's input assembled on the
+/// host (phase `windows`) and given to [`Backend::run_input`] (phase
+/// `model`).
 pub fn run_movie_by_windows<B: Backend + ?Sized>(
     backend: &mut B,
     shots: &[ndarray::ArrayView2<'_, f32>],
@@ -82,18 +102,17 @@ pub fn run_movie_by_windows<B: Backend + ?Sized>(
     batch: usize,
     phases: &mut Phases,
 ) -> anyhow::Result<Vec<f32>> {
-    let (seq_len, shot_num) = (backend.config().seq_len, backend.config().shot_num);
+    let config = backend.config().clone();
+    checked_shots(&config, shots, n_shots)?;
+    let (seq_len, shot_num) = (config.seq_len, config.shot_num);
+    let per_run = batch.clamp(1, backend.max_sequences_per_run());
     let mut prob = Vec::with_capacity(seqs.len() * seq_len);
-    for run in seqs.chunks(batch.max(1)) {
-        let inputs = phases.time("windows", || {
+    for run in seqs.chunks(per_run) {
+        let input = phases.time("windows", || {
             let rows = batch_rows(run, &[0], &[n_shots], seq_len, shot_num);
-            shots
-                .iter()
-                .map(|f| gather_windows(*f, &rows, seq_len, shot_num))
-                .collect::<Vec<_>>()
+            RunInput::gather(&config, &[(shots, &rows)])
         });
-        let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
-        prob.extend(phases.time("model", || backend.run(&views))?);
+        prob.extend(phases.time("model", || backend.run_input(&input))?);
     }
     Ok(prob)
 }
@@ -115,17 +134,19 @@ pub fn sequences_per_run(c: &ModelConfig, on_device: bool, batch: usize) -> usiz
     batch.max(DEVICE_INPUT_BUDGET / per_sequence.max(1))
 }
 
-/// What one sequence's largest activation of the STFT audio network may
-/// take, summed over a run: a CPU runtime that holds a run's activations at
-/// once (tract's plan) runs at most this much.
+/// What a run's largest activation of the STFT audio network may take: a
+/// CPU runtime holds it (tract's plan holds all of a run's activations at
+/// once), so runs are cut to fit.
 pub const CPU_ACTIVATION_BUDGET: usize = 512 << 20;
 
 /// The most sequences a run may hold on the CPU: unbounded, except for a
 /// model with STFT audio, whose largest conv output (the first's) takes
-/// `seq_len·shot_num` images of C₁×128×88 floats a sequence (115 MB at
-/// SceneSeg's widths: 4 sequences a run).
-pub fn max_sequences_per_run(c: &ModelConfig) -> usize {
-    if !c.is_stft(crate::data::movie::Modality::Audio) {
+/// C₁×128×88 floats an image (2.9 MB at SceneSeg's widths). A run of B
+/// sequences embeds B·seq_len + shot_num − 1 distinct shots ([`input`]):
+/// 18 sequences fit at SceneSeg's widths; `per_window` (each window
+/// position embedded on its own, B·seq_len·shot_num images), 4.
+pub fn max_sequences_per_run(c: &ModelConfig, per_window: bool) -> usize {
+    if !c.modalities.iter().any(|&m| c.takes_shots(m)) {
         return usize::MAX;
     }
     let sizes = crate::model::audnet_geometry::block_sizes(crate::model::config::AudioInput::STFT_SHAPE);
@@ -135,8 +156,13 @@ pub fn max_sequences_per_run(c: &ModelConfig) -> usize {
         .map(|((conv, _), channels)| channels * (conv[0] * conv[1]) as usize)
         .max()
         .unwrap_or(1);
-    let per_sequence = c.seq_len * c.shot_num * largest * std::mem::size_of::<f32>();
-    (CPU_ACTIVATION_BUDGET / per_sequence.max(1)).max(1)
+    let images = CPU_ACTIVATION_BUDGET / (largest * std::mem::size_of::<f32>()).max(1);
+    let sequences = if per_window {
+        images / (c.seq_len * c.shot_num).max(1)
+    } else {
+        images.saturating_sub(c.shot_num.saturating_sub(1)) / c.seq_len.max(1)
+    };
+    sequences.max(1)
 }
 
 /// The batch of `inputs` after checking that they are one per modality of
@@ -302,6 +328,10 @@ pub struct RuntimeOptions {
     pub batch: usize,
     /// Let CUDA runtimes use TF32 (faster, less exact); off: full fp32.
     pub tf32: bool,
+    /// Embed a per-shot modality's shots once per window position they are
+    /// in ([`RunInput::per_window`]), as before they were embedded per
+    /// shot: the same numbers at the old cost, for `benches/inference.rs`.
+    pub per_window: bool,
 }
 
 fn need<'a>(p: &'a Option<PathBuf>, what: &str, kind: RuntimeKind) -> anyhow::Result<&'a Path> {
@@ -350,11 +380,7 @@ pub fn open(kind: RuntimeKind, opts: &RuntimeOptions) -> anyhow::Result<Box<dyn 
         #[cfg(feature = "tract")]
         RuntimeKind::Tract => {
             let model = need(&opts.onnx, "--model (an ONNX file)", kind)?;
-            Ok(Box::new(tract::TractBackend::open(
-                model,
-                opts.batch,
-                opts.threads,
-            )?))
+            Ok(Box::new(tract::TractBackend::open(model, opts)?))
         }
         #[allow(unreachable_patterns)]
         _ => bail!("--runtime {kind} is not in this build of lgss"),
@@ -366,8 +392,10 @@ mod run_size_tests {
     use super::max_sequences_per_run;
     use crate::model::Config;
 
-    /// SceneSeg's widths hold 115 MB a sequence in the first conv: 4 fit
-    /// the budget; the small config's 4 channels, 74; no STFT, no bound.
+    /// SceneSeg's widths take 2.9 MB an image in the first conv: a run of
+    /// B sequences embeds 10·B + 3 images per shot, 40·B per window
+    /// position; the small config's 4 channels fit 74 per-window sequences;
+    /// no STFT, no bound.
     #[test]
     fn stft_models_run_few_sequences_at_once() {
         let load = |name: &str| {
@@ -376,8 +404,10 @@ mod run_size_tests {
                 .join(name);
             Config::load(&path).unwrap().model
         };
-        assert_eq!(max_sequences_per_run(&load("sceneseg.toml")), 4);
-        assert_eq!(max_sequences_per_run(&load("sceneseg-small.toml")), 74);
-        assert_eq!(max_sequences_per_run(&load("lgss-paper.toml")), usize::MAX);
+        let sceneseg = load("sceneseg.toml");
+        assert_eq!(max_sequences_per_run(&sceneseg, false), 18);
+        assert_eq!(max_sequences_per_run(&sceneseg, true), 4);
+        assert_eq!(max_sequences_per_run(&load("sceneseg-small.toml"), true), 74);
+        assert_eq!(max_sequences_per_run(&load("lgss-paper.toml"), false), usize::MAX);
     }
 }

@@ -9,7 +9,8 @@ use tract_onnx::pb;
 use crate::model::checkpoint::StoredChoices;
 use crate::model::config::{Config, ModelConfig};
 use crate::onnx::contract::{
-    META_CONFIG, META_DECISION_THRESHOLD, META_GROUPING, META_INTERFACE, META_SCENE_LENGTHS,
+    INTERFACE_WINDOWS_ONLY, META_CONFIG, META_DECISION_THRESHOLD, META_GROUPING, META_INTERFACE,
+    META_SCENE_LENGTHS,
 };
 
 /// `ModelProto` field numbers this reader needs.
@@ -104,17 +105,6 @@ pub fn stored_choices_of(path: &Path) -> anyhow::Result<StoredChoices> {
 /// Reads the LGSS config from an exported ONNX file.
 pub fn config_of(path: &Path) -> anyhow::Result<ModelConfig> {
     let props = metadata_props(path)?;
-    // Models from before the interface was recorded use windows too.
-    if let Some(p) = props.iter().find(|p| p.key == META_INTERFACE) {
-        if p.value != super::INTERFACE {
-            anyhow::bail!(
-                "{}: the model's input interface is \"{}\", this lgss reads \"{}\": export the checkpoint again with this lgss",
-                path.display(),
-                crate::data::pickle::printable(&p.value),
-                super::INTERFACE
-            );
-        }
-    }
     let text = props
         .iter()
         .find(|p| p.key == META_CONFIG)
@@ -125,9 +115,24 @@ pub fn config_of(path: &Path) -> anyhow::Result<ModelConfig> {
                 path.display()
             )
         })?;
-    Ok(Config::from_toml(&text)
+    let config = Config::from_toml(&text)
         .with_context(|| format!("{}: bad {META_CONFIG}", path.display()))?
-        .model)
+        .model;
+    // Models from before the interface was recorded use windows only.
+    let interface = props
+        .iter()
+        .find(|p| p.key == META_INTERFACE)
+        .map_or(INTERFACE_WINDOWS_ONLY, |p| p.value.as_str());
+    let per_shot = config.modalities.iter().any(|&m| config.takes_shots(m));
+    if interface != super::INTERFACE && (per_shot || interface != INTERFACE_WINDOWS_ONLY) {
+        anyhow::bail!(
+            "{}: the model's input interface is \"{}\", this lgss reads \"{}\": export the checkpoint again with this lgss",
+            path.display(),
+            crate::data::pickle::printable(interface),
+            super::INTERFACE
+        );
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -8,23 +8,27 @@
 //! On CUDA the session runs the model's per-shot form
 //! ([`crate::onnx::per_shot`]) through an I/O binding: a movie's per-shot
 //! features are bound once (ONNX Runtime copies each to the device at
-//! binding), each run binds only its window indices, the windows are
+//! binding), each run binds only its window indices (and a per-shot
+//! modality's run shots, `crate::runtime::input`), the windows are
 //! gathered on the device, and runs are as large as
 //! [`super::DEVICE_INPUT_BUDGET`] allows. The CPU keeps the window
 //! interface: there the windows cost ~1% and the session reads them in
 //! place. ONNX Runtime's CUDA graphs need fixed shapes and addresses, which
 //! movies of different lengths do not have; they are not used.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorRef};
 
-use super::{onnx_meta, ort_lib, Backend, RuntimeOptions};
+use super::input::run_shots;
+use super::{onnx_meta, ort_lib, Backend, ModalityInput, RunInput, RuntimeOptions};
 use crate::data::windows::{batch_rows, Sequence};
 use crate::model::config::ModelConfig;
+use crate::onnx::contract::rows_input;
 use crate::onnx::per_shot::{per_shot_model, shots_input, ROWS};
 use crate::phases::Phases;
 
@@ -36,6 +40,17 @@ pub struct OrtBackend {
     per_shot: bool,
     /// Runs on a device: sequences per run from the memory budget.
     device: bool,
+    /// Each window position's shot embedded on its own
+    /// ([`super::RuntimeOptions::per_window`]).
+    per_window: bool,
+}
+
+/// One run of the per-shot form: the window rows into the movie's shots
+/// bound for the window modalities, and each per-shot modality's run
+/// shots and rows ([`crate::runtime::input`]), in the config's order.
+struct PerShotRun {
+    rows: Vec<i64>,
+    shots: Vec<(ndarray::Array2<f32>, Vec<i64>)>,
 }
 
 impl OrtBackend {
@@ -88,33 +103,33 @@ impl OrtBackend {
             name: if cuda { "ort-cuda" } else { "ort-cpu" },
             per_shot,
             device: cuda,
+            per_window: opts.per_window,
         })
     }
 
-    /// Probabilities from per-shot features `shots` (`[n_shots, D]` per
-    /// modality) with the per-shot form: the features bound once, then
-    /// each of `runs` (window indices, [`batch_rows`]) bound and run.
+    /// Probabilities with the per-shot form: the window modalities'
+    /// per-shot features (`movie`, `[n_shots, D]` each, in the config's
+    /// order) bound once, then each of `runs` bound and run.
     fn run_per_shot(
         &mut self,
-        shots: &[ndarray::ArrayView2<'_, f32>],
-        n_shots: usize,
-        mut runs: impl Iterator<Item = Vec<i64>>,
+        movie: &[ndarray::ArrayView2<'_, f32>],
+        mut runs: impl Iterator<Item = PerShotRun>,
         phases: &mut Phases,
     ) -> anyhow::Result<Vec<f32>> {
-        let c = &self.config;
-        let data = super::checked_shots(c, shots, n_shots)?;
+        let c = self.config.clone();
+        let window_modalities: Vec<_> = c.modalities.iter().filter(|&&m| !c.takes_shots(m)).collect();
+        let shot_modalities: Vec<_> = c.modalities.iter().filter(|&&m| c.takes_shots(m)).collect();
         let ort_err = |what: &str| {
             let what = what.to_string();
             move |e: ort::Error| anyhow!("{what}: {e}")
         };
         let mut binding = self.session.create_binding().map_err(ort_err("ort binding"))?;
         phases.time("shots to device", || -> anyhow::Result<()> {
-            for ((data, f), &m) in data.iter().zip(shots).zip(&c.modalities) {
+            for (f, &m) in movie.iter().zip(&window_modalities) {
                 // Owned: ort 2.0.0-rc.15 deadlocks binding a borrowed tensor
                 // it decides to copy (`Value::clone` re-enters the lock of
                 // its copy sessions). One host copy of the movie's shots.
-                let t = Tensor::from_array(([n_shots, f.ncols()], data.to_vec()))
-                    .map_err(ort_err(&format!("ort input {m}")))?;
+                let t = Tensor::from_array(f.to_owned()).map_err(ort_err(&format!("ort input {m}")))?;
                 binding
                     .bind_input(shots_input(m.key()), &t)
                     .map_err(ort_err(&format!("ort input {m}")))?;
@@ -133,15 +148,23 @@ impl OrtBackend {
             .map_err(ort_err("ort output"))?;
         let mut prob = Vec::new();
         loop {
-            let Some(rows) = phases.time("windows", || {
-                runs.next()
-                    .map(|rows| Tensor::from_array(([rows.len()], rows)).map_err(ort_err("ort rows")))
-                    .transpose()
-            })?
-            else {
+            let Some(run) = phases.time("windows", || runs.next()) else {
                 break;
             };
-            binding.bind_input(ROWS, &rows).map_err(ort_err("ort rows"))?;
+            let positions = [run.rows.len() / (c.seq_len * c.shot_num), c.seq_len, c.shot_num];
+            if !window_modalities.is_empty() {
+                let rows = Tensor::from_array(([run.rows.len()], run.rows)).map_err(ort_err("ort rows"))?;
+                binding.bind_input(ROWS, &rows).map_err(ort_err("ort rows"))?;
+            }
+            for ((shots, rows), &m) in run.shots.into_iter().zip(&shot_modalities) {
+                let what = format!("ort input {m}");
+                let t = Tensor::from_array(shots).map_err(ort_err(&what))?;
+                binding.bind_input(m.key(), &t).map_err(ort_err(&what))?;
+                let r = Tensor::from_array((positions, rows)).map_err(ort_err(&what))?;
+                binding
+                    .bind_input(rows_input(m.key()), &r)
+                    .map_err(ort_err(&what))?;
+            }
             phases.time("model", || -> anyhow::Result<()> {
                 let outputs = self.session.run_binding(&binding).map_err(ort_err("ort run"))?;
                 let (_, p) = outputs["prob"]
@@ -155,6 +178,62 @@ impl OrtBackend {
     }
 }
 
+impl OrtBackend {
+    /// [`Backend::run_input`] of a checked input.
+    fn run_checked(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>> {
+        let c = self.config.clone();
+        if self.per_shot {
+            // Windows given whole: each window position is its own "shot",
+            // taken in order.
+            let positions = input.batch() * c.seq_len * c.shot_num;
+            let mut movie = Vec::new();
+            let mut shots = Vec::new();
+            for x in input.modalities() {
+                match x {
+                    ModalityInput::Windows(w) => {
+                        let d = w.dim().3;
+                        movie.push(
+                            w.view()
+                                .into_shape_with_order((positions, d))
+                                .map_err(|e| anyhow!("ort input: {e}"))?,
+                        );
+                    }
+                    ModalityInput::Shots { shots: s, rows } => shots.push((s.to_owned(), rows.clone())),
+                }
+            }
+            let run = PerShotRun {
+                rows: (0..positions as i64).collect(),
+                shots,
+            };
+            return self.run_per_shot(&movie, std::iter::once(run), &mut Phases::new());
+        }
+        let mut values = Vec::with_capacity(input.modalities().len() + 1);
+        // The graph's inputs are named after the modalities (onnx::export);
+        // ONNX Runtime reads the caller's arrays in place.
+        for (&m, x) in c.modalities.iter().zip(input.modalities()) {
+            let err = |e: ort::Error| anyhow!("ort input {m}: {e}");
+            match x {
+                ModalityInput::Windows(w) => {
+                    let t = TensorRef::from_array_view(w.view()).map_err(err)?;
+                    values.push((Cow::from(m.key()), SessionInputValue::from(t)));
+                }
+                ModalityInput::Shots { shots, rows } => {
+                    let t = TensorRef::from_array_view(shots.view()).map_err(err)?;
+                    values.push((Cow::from(m.key()), SessionInputValue::from(t)));
+                    let positions = [input.batch(), c.seq_len, c.shot_num];
+                    let r = Tensor::from_array((positions, rows.clone())).map_err(err)?;
+                    values.push((Cow::from(rows_input(m.key())), SessionInputValue::from(r)));
+                }
+            }
+        }
+        let outputs = self.session.run(values).map_err(|e| anyhow!("ort run: {e}"))?;
+        let (_, prob) = outputs["prob"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| anyhow!("ort output: {e}"))?;
+        Ok(prob.to_vec())
+    }
+}
+
 impl Backend for OrtBackend {
     fn name(&self) -> &str {
         self.name
@@ -164,40 +243,17 @@ impl Backend for OrtBackend {
         &self.config
     }
 
-    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
-        let c = &self.config;
-        let (batch, _) = super::checked_inputs(c, inputs)?;
-        if self.per_shot {
-            // Windows given whole: each window position is its own "shot",
-            // taken in order.
-            let positions = batch * c.seq_len * c.shot_num;
-            let shots = inputs
-                .iter()
-                .map(|x| {
-                    let d = x.dim().3;
-                    x.view()
-                        .into_shape_with_order((positions, d))
-                        .map_err(|e| anyhow!("ort input: {e}"))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let rows = (0..positions as i64).collect();
-            return self.run_per_shot(&shots, positions, std::iter::once(rows), &mut Phases::new());
+    fn run_input(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>> {
+        input.check(&self.config)?;
+        if self.per_window {
+            self.run_checked(&input.per_window())
+        } else {
+            self.run_checked(input)
         }
-        let mut values = Vec::with_capacity(inputs.len());
-        // The graph's inputs are named after the modalities (onnx::export);
-        // ONNX Runtime reads the caller's arrays in place.
-        for (&m, x) in c.modalities.iter().zip(inputs) {
-            let t = TensorRef::from_array_view(x.view()).map_err(|e| anyhow!("ort input {m}: {e}"))?;
-            values.push((
-                std::borrow::Cow::from(m.key()),
-                ort::session::SessionInputValue::from(t),
-            ));
-        }
-        let outputs = self.session.run(values).map_err(|e| anyhow!("ort run: {e}"))?;
-        let (_, prob) = outputs["prob"]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| anyhow!("ort output: {e}"))?;
-        Ok(prob.to_vec())
+    }
+
+    fn max_sequences_per_run(&self) -> usize {
+        super::max_sequences_per_run(&self.config, self.per_window)
     }
 
     /// The per-shot form where the session has it (CUDA), else windows on
@@ -214,10 +270,23 @@ impl Backend for OrtBackend {
             return super::run_movie_by_windows(self, shots, n_shots, seqs, batch, phases);
         }
         let c = self.config.clone();
+        super::checked_shots(&c, shots, n_shots)?;
         let per_run = super::sequences_per_run(&c, self.device, batch);
-        let runs = seqs
-            .chunks(per_run)
-            .map(|run| batch_rows(run, &[0], &[n_shots], c.seq_len, c.shot_num));
-        self.run_per_shot(shots, n_shots, runs, phases)
+        let (movie, per_shot): (Vec<_>, Vec<_>) = c
+            .modalities
+            .iter()
+            .zip(shots)
+            .partition(|(&m, _)| !c.takes_shots(m));
+        let movie: Vec<ndarray::ArrayView2<f32>> = movie.into_iter().map(|(_, f)| f.view()).collect();
+        let per_window = self.per_window;
+        let runs = seqs.chunks(per_run).map(|run| {
+            let rows = batch_rows(run, &[0], &[n_shots], c.seq_len, c.shot_num);
+            let shots = per_shot
+                .iter()
+                .map(|(_, f)| run_shots(f.view(), &rows, per_window))
+                .collect();
+            PerShotRun { rows, shots }
+        });
+        self.run_per_shot(&movie, runs, phases)
     }
 }

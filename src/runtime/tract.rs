@@ -21,7 +21,7 @@ use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use super::{onnx_meta, Backend};
+use super::{onnx_meta, Backend, ModalityInput, RunInput};
 use crate::model::config::{FeatureNorm, ModelConfig};
 use crate::onnx::contract::{window_max_name, window_max_weight_names};
 
@@ -30,11 +30,40 @@ type Plan = std::sync::Arc<TypedRunnableModel>;
 pub struct TractBackend {
     plan: Plan,
     config: ModelConfig,
-    batch: usize,
+    /// The plan's shapes.
+    shape: PlanShape,
     /// Per modality, the window conv's rows that can win, when the window
     /// max runs in Rust (`None` for a branch without one: STFT audio).
     window_max: Option<BranchConvs>,
     threads: usize,
+    /// Each window position's shot embedded on its own
+    /// ([`super::RuntimeOptions::per_window`]).
+    per_window: bool,
+}
+
+/// What a plan is compiled for: `batch` sequences, and for a per-shot
+/// modality `shots` shots (zero-padded, like a short batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanShape {
+    pub batch: usize,
+    pub shots: usize,
+}
+
+impl PlanShape {
+    /// `batch` sequences, or fewer where an STFT model's activations would
+    /// not fit ([`super::max_sequences_per_run`]); room for the shots of
+    /// that many consecutive sequences of one movie, or with `per_window`
+    /// for each of their window positions.
+    pub fn for_model(config: &ModelConfig, batch: usize, per_window: bool) -> PlanShape {
+        let batch = batch.min(super::max_sequences_per_run(config, per_window)).max(1);
+        let (s, k) = (config.seq_len, config.shot_num);
+        let shots = if per_window {
+            batch * s * k
+        } else {
+            batch * s + k - 1
+        };
+        PlanShape { batch, shots }
+    }
 }
 
 /// Per modality, the window conv a Rust window max computes from (`None`
@@ -51,29 +80,21 @@ pub struct WindowConv {
 
 impl TractBackend {
     /// The backend as `--runtime tract` uses it: window max in Rust.
-    pub fn open(model: &Path, batch: usize, threads: Option<usize>) -> anyhow::Result<TractBackend> {
-        Self::open_with(model, batch, threads, true)
+    pub fn open(model: &Path, opts: &super::RuntimeOptions) -> anyhow::Result<TractBackend> {
+        Self::open_with(model, opts, true)
     }
 
     /// `rust_window_max: false` leaves the whole graph to tract.
     pub fn open_with(
         model: &Path,
-        batch: usize,
-        threads: Option<usize>,
+        opts: &super::RuntimeOptions,
         rust_window_max: bool,
     ) -> anyhow::Result<TractBackend> {
         let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
-        let (m, config, window_max) = typed_model(model, batch, rust_window_max)?;
-        // The plan's batch: `batch`, or fewer where the model's activations
-        // would not fit (see [`typed_model`]).
-        let batch = m
-            .input_fact(0)
-            .map_err(err)?
-            .shape
-            .as_concrete()
-            .and_then(|s| s.first().copied())
-            .unwrap_or(batch);
-        let threads = threads
+        let (m, config, shape, window_max) =
+            typed_model(model, opts.batch, opts.per_window, rust_window_max)?;
+        let threads = opts
+            .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |t| t.get()))
             .max(1);
         // tract runs its matrix products on one thread unless given a pool.
@@ -85,23 +106,25 @@ impl TractBackend {
         Ok(TractBackend {
             plan,
             config,
-            batch,
+            shape,
             window_max,
             threads,
+            per_window: opts.per_window,
         })
     }
 }
 
-/// The optimised tract model the backend runs for `batch` sequences: the
-/// ONNX file's graph, less each branch's window max when
-/// `rust_window_max` (those become inputs `[batch·seq_len, d]` after the
-/// modalities', in their order; an STFT audio branch has none), with the
-/// conv rows to compute them from.
+/// The optimised tract model the backend runs, with the shape it is
+/// compiled for ([`PlanShape::for_model`]): the ONNX file's graph, less
+/// each branch's window max when `rust_window_max` (those become inputs
+/// `[batch·seq_len, d]` after the graph's own, in the modalities' order;
+/// an STFT audio branch has none), with the conv rows to compute them from.
 pub fn typed_model(
     model: &Path,
     batch: usize,
+    per_window: bool,
     rust_window_max: bool,
-) -> anyhow::Result<(TypedModel, ModelConfig, Option<BranchConvs>)> {
+) -> anyhow::Result<(TypedModel, ModelConfig, PlanShape, Option<BranchConvs>)> {
     let config = onnx_meta::config_of(model)?;
     let err = |e: TractError| anyhow!("{}: tract: {e:#}", model.display());
     let bytes =
@@ -111,12 +134,12 @@ pub fn typed_model(
     // A plan holds its activations for the whole batch at once: an STFT
     // audio network's would need gigabytes at 32 sequences (and padding a
     // short movie to them multiplies its work).
-    let batch = batch.min(super::max_sequences_per_run(&config)).max(1);
-    let n = batch * config.seq_len;
+    let shape = PlanShape::for_model(&config, batch, per_window);
+    let n = shape.batch * config.seq_len;
     let window_max = if rust_window_max {
         let mut convs = Vec::new();
         for &m in &config.modalities {
-            if config.is_stft(m) {
+            if config.takes_shots(m) {
                 convs.push(None);
                 continue;
             }
@@ -134,26 +157,34 @@ pub fn typed_model(
         None
     };
     let mut m = tract_onnx::onnx().model_for_proto_model(&proto).map_err(err)?;
-    for (i, &md) in config.modalities.iter().enumerate() {
-        let shape = [
-            batch,
-            config.seq_len,
-            config.shot_num,
-            config.feature_dims.get(md),
-        ];
-        m = m.with_input_fact(i, f32::fact(shape).into()).map_err(err)?;
+    let mut input = 0;
+    for &md in &config.modalities {
+        let d = config.feature_dims.get(md);
+        if config.takes_shots(md) {
+            m = m
+                .with_input_fact(input, f32::fact([shape.shots, d]).into())
+                .map_err(err)?;
+            let rows = [shape.batch, config.seq_len, config.shot_num];
+            m = m
+                .with_input_fact(input + 1, i64::fact(rows).into())
+                .map_err(err)?;
+            input += 2;
+        } else {
+            let windows = config.input_shape(md, shape.batch);
+            m = m.with_input_fact(input, f32::fact(windows).into()).map_err(err)?;
+            input += 1;
+        }
     }
     if let Some(convs) = &window_max {
-        let mut input = config.modalities.len();
         for (&md, conv) in config.modalities.iter().zip(convs) {
             if conv.is_some() {
-                let shape = [n, config.feature_dims.get(md)];
-                m = m.with_input_fact(input, f32::fact(shape).into()).map_err(err)?;
+                let maxes = [n, config.feature_dims.get(md)];
+                m = m.with_input_fact(input, f32::fact(maxes).into()).map_err(err)?;
                 input += 1;
             }
         }
     }
-    Ok((m.into_optimized().map_err(err)?, config, window_max))
+    Ok((m.into_optimized().map_err(err)?, config, shape, window_max))
 }
 
 /// Removes the node that names branch `p`'s window max, makes that name a
@@ -358,49 +389,104 @@ impl Backend for TractBackend {
         &self.config
     }
 
-    fn run(&mut self, inputs: &[ndarray::ArrayView4<'_, f32>]) -> anyhow::Result<Vec<f32>> {
-        let c = &self.config;
-        let (batch, _) = super::checked_inputs(c, inputs)?;
-        if batch > self.batch {
-            // More sequences than the plan's batch: run them in its chunks.
-            let mut out = Vec::with_capacity(batch * c.seq_len);
-            for start in (0..batch).step_by(self.batch) {
-                let end = (start + self.batch).min(batch);
-                let part: Vec<ndarray::ArrayView4<'_, f32>> = inputs
-                    .iter()
-                    .map(|a| a.slice_axis(ndarray::Axis(0), (start..end).into()))
-                    .collect();
-                out.extend(self.run(&part)?);
+    /// Runs of more sequences than the plan's batch, or (from several
+    /// movies) of more shots than it has room for, are cut into runs that
+    /// fit.
+    fn run_input(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>> {
+        input.check(&self.config)?;
+        let batch = input.batch();
+        let mut out = Vec::with_capacity(batch * self.config.seq_len);
+        for start in (0..batch).step_by(self.shape.batch) {
+            let end = (start + self.shape.batch).min(batch);
+            if start == 0 && end == batch {
+                self.run_fitting(input, &mut out)?;
+            } else {
+                self.run_fitting(&input.sequences(start..end, &self.config), &mut out)?;
             }
-            return Ok(out);
         }
-        let (batch, inputs) = super::checked_inputs(c, inputs)?;
+        Ok(out)
+    }
+}
+
+impl TractBackend {
+    /// A run of at most the plan's batch, halved until its shots fit.
+    fn run_fitting(&mut self, input: &RunInput<'_>, out: &mut Vec<f32>) -> anyhow::Result<()> {
+        let shots = input.max_shots();
+        let batch = input.batch();
+        let fits = if self.per_window {
+            true
+        } else {
+            shots <= self.shape.shots
+        };
+        if fits || batch <= 1 {
+            let prob = if self.per_window {
+                self.run_plan(&input.per_window())?
+            } else {
+                self.run_plan(input)?
+            };
+            out.extend(prob);
+            return Ok(());
+        }
+        let half = batch / 2;
+        self.run_fitting(&input.sequences(0..half, &self.config), out)?;
+        self.run_fitting(&input.sequences(half..batch, &self.config), out)
+    }
+
+    /// One plan run: the input padded to the plan's shapes (zero windows,
+    /// zero shots, row 0), the padding's probabilities dropped.
+    fn run_plan(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>> {
+        let c = &self.config;
+        let (plan_batch, plan_shots) = (self.shape.batch, self.shape.shots);
+        let batch = input.batch();
         let mut values: TVec<TValue> = TVec::new();
         let mut maxes: TVec<TValue> = TVec::new();
-        for (i, (&m, &data)) in c.modalities.iter().zip(&inputs).enumerate() {
+        let tensor_err = |e: TractError| anyhow!("tract input: {e}");
+        for (i, (&m, x)) in c.modalities.iter().zip(input.modalities()).enumerate() {
             let d = c.feature_dims.get(m);
-            let shape = c.input_shape(m, self.batch);
-            // Only a short last batch is copied, to pad it to the plan's batch.
-            let padded: std::borrow::Cow<[f32]> = if data.len() == shape.iter().product::<usize>() {
-                std::borrow::Cow::Borrowed(data)
-            } else {
-                let mut v = data.to_vec();
-                v.resize(shape.iter().product(), 0.0);
-                std::borrow::Cow::Owned(v)
-            };
-            if let Some(Some(conv)) = self.window_max.as_ref().map(|convs| &convs[i]) {
-                // The graph normalises its own input; the cut-out window max
-                // must see the rows as the graph would have passed them.
-                let ctx = match c.feature_norm {
-                    FeatureNorm::None => window_max(conv, &padded, d, self.threads),
-                    FeatureNorm::Rms => window_max(conv, &rms_normalised(&padded, d), d, self.threads),
-                };
-                let t = Tensor::from_shape(&[self.batch * c.seq_len, d], &ctx)
-                    .map_err(|e| anyhow!("tract input: {e}"))?;
-                maxes.push(t.into());
+            match x {
+                ModalityInput::Windows(_) => {
+                    let data = input.windows_slice(i)?;
+                    let shape = c.input_shape(m, plan_batch);
+                    let padded = padded(data, shape.iter().product());
+                    if let Some(Some(conv)) = self.window_max.as_ref().map(|convs| &convs[i]) {
+                        // The graph normalises its own input; the cut-out window
+                        // max must see the rows as the graph would have passed them.
+                        let ctx = match c.feature_norm {
+                            FeatureNorm::None => window_max(conv, &padded, d, self.threads),
+                            FeatureNorm::Rms => {
+                                window_max(conv, &rms_normalised(&padded, d), d, self.threads)
+                            }
+                        };
+                        let t = Tensor::from_shape(&[plan_batch * c.seq_len, d], &ctx).map_err(tensor_err)?;
+                        maxes.push(t.into());
+                    }
+                    values.push(Tensor::from_shape(&shape, &padded).map_err(tensor_err)?.into());
+                }
+                ModalityInput::Shots { shots, rows } => {
+                    anyhow::ensure!(
+                        shots.nrows() <= plan_shots,
+                        "{m}: {} shots in a run, the plan holds {plan_shots}",
+                        shots.nrows()
+                    );
+                    let data = shots
+                        .as_slice()
+                        .ok_or_else(|| anyhow!("{m} shots are not in standard layout"))?;
+                    let padded_shots = padded(data, plan_shots * d);
+                    values.push(
+                        Tensor::from_shape(&[plan_shots, d], &padded_shots)
+                            .map_err(tensor_err)?
+                            .into(),
+                    );
+                    let positions = [plan_batch, c.seq_len, c.shot_num];
+                    let mut padded_rows = rows.clone();
+                    padded_rows.resize(positions.iter().product(), 0);
+                    values.push(
+                        Tensor::from_shape(&positions, &padded_rows)
+                            .map_err(tensor_err)?
+                            .into(),
+                    );
+                }
             }
-            let t = Tensor::from_shape(&shape, &padded).map_err(|e| anyhow!("tract input: {e}"))?;
-            values.push(t.into());
         }
         values.extend(maxes);
         let out = self.plan.run(values).map_err(|e| anyhow!("tract run: {e:#}"))?;
@@ -408,5 +494,16 @@ impl Backend for TractBackend {
             .to_plain_array_view::<f32>()
             .map_err(|e| anyhow!("tract output: {e}"))?;
         Ok(prob.iter().take(batch * c.seq_len).copied().collect())
+    }
+}
+
+/// `data` zero-padded to `len` values; copied only when short.
+fn padded(data: &[f32], len: usize) -> std::borrow::Cow<'_, [f32]> {
+    if data.len() == len {
+        std::borrow::Cow::Borrowed(data)
+    } else {
+        let mut v = data.to_vec();
+        v.resize(len, 0.0);
+        std::borrow::Cow::Owned(v)
     }
 }

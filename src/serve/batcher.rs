@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
 use crate::data::movie::Movie;
-use crate::data::windows::{batch_rows, gather_windows_stacked, sequences, Sequence};
-use crate::runtime::Backend;
+use crate::data::windows::{batch_rows, sequences, Sequence};
+use crate::runtime::{Backend, RunInput};
 use crate::segment::{model_features, place_probabilities};
 
 /// A movie's boundary probabilities, or why the runtime could not give them.
@@ -206,19 +206,17 @@ fn run_once(
                 config.shot_num,
             ));
         }
-        // One array per modality: the parts' windows one after another.
-        let inputs: Vec<ndarray::Array4<f32>> = (0..config.modalities.len())
-            .map(|m| {
-                let stacked: Vec<(ndarray::ArrayView2<f32>, &[i64])> = feats
-                    .iter()
-                    .zip(&rows)
-                    .map(|(f, r)| (f[m].view(), r.as_slice()))
-                    .collect();
-                gather_windows_stacked(&stacked, config.seq_len, config.shot_num)
-            })
+        // The parts' windows (and a per-shot modality's shots) one after another.
+        let views: Vec<Vec<ndarray::ArrayView2<f32>>> = feats
+            .iter()
+            .map(|f| f.iter().map(|x| x.view()).collect())
             .collect();
-        let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
-        backend.run(&views)
+        let parts: Vec<(&[ndarray::ArrayView2<f32>], &[i64])> = views
+            .iter()
+            .zip(&rows)
+            .map(|(f, r)| (f.as_slice(), r.as_slice()))
+            .collect();
+        backend.run_input(&RunInput::gather(config, &parts))
     })();
     let sequences_run = batch - room;
     metrics.batch_sequences.observe(sequences_run as f64);

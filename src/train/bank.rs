@@ -1,13 +1,20 @@
-//! The training data in memory: every movie's shot features stacked into one
-//! tensor per modality (on the training device), loaded once; batches are
-//! gathered from it by row index.
+//! The training data: every movie's shot features stacked, one
+//! `[total_shots, D]` table per modality; batches are gathered from it by
+//! row index. In memory (a tensor per modality on the training device,
+//! loaded once), or read from a feature store on disk batch by batch
+//! ([`crate::data::store`]), a reader thread some batches ahead of the
+//! step: the same rows gathered the same way, so training gives the same
+//! bits either way.
 
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use tch::{Device, Tensor};
 
 use crate::data::movie::{Movie, Schema};
+use crate::data::store::FeatureStore;
 use crate::data::windows::{batch_rows, sequences, Sequence};
 use crate::model::config::ModelConfig;
 use crate::model::lgss::loss;
@@ -34,14 +41,30 @@ impl MovieInfo {
 }
 
 pub struct Bank {
-    /// One `[total_shots, D]` tensor per configured modality.
-    pub features: Vec<Tensor>,
+    features: Features,
+    device: Device,
     /// First row of each movie.
     pub offsets: Vec<usize>,
     pub movies: Vec<MovieInfo>,
     pub seq_len: usize,
     pub shot_num: usize,
 }
+
+/// Where a bank's feature rows are.
+enum Features {
+    /// One `[total_shots, D]` tensor per configured modality, on the
+    /// training device.
+    Resident(Vec<Tensor>),
+    /// In a store on disk, read a batch at a time, at most `read_ahead`
+    /// batches ahead of the one in use.
+    Streamed {
+        store: Arc<FeatureStore>,
+        read_ahead: usize,
+    },
+}
+
+/// Sequences in a batch of [`Bank::predict`] (validation and test).
+pub const PREDICT_BATCH: usize = 64;
 
 /// Batches' window rows and targets on the training device ([`Bank::plan`]).
 pub struct EpochPlan {
@@ -50,6 +73,48 @@ pub struct EpochPlan {
     /// Every batch's targets (-100 on padding), concatenated.
     target: Tensor,
     spans: Vec<BatchSpan>,
+    /// A streamed bank's reader of the plan's batches, in order.
+    reader: Option<Mutex<Reader>>,
+}
+
+/// The thread reading a plan's batches from the store, and what it sent.
+struct Reader {
+    /// Declared before `thread`: dropped first, so a reader blocked on a
+    /// full channel stops.
+    batches: Option<Receiver<anyhow::Result<ReadBatch>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The batch the next message holds.
+    next: usize,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One batch's distinct rows as read from the store, and its window rows
+/// renumbered into them.
+struct ReadBatch {
+    /// Per modality, `[distinct, D]`.
+    shots: Vec<Vec<f32>>,
+    distinct: usize,
+    rows: Vec<i64>,
+}
+
+/// The distinct rows of `rows`, increasing, and `rows` renumbered into them.
+fn distinct_rows(rows: &[i64]) -> (Vec<usize>, Vec<i64>) {
+    let mut distinct: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let local = rows
+        .iter()
+        .map(|&r| distinct.partition_point(|&d| d < r as usize) as i64)
+        .collect();
+    (distinct, local)
 }
 
 impl EpochPlan {
@@ -170,7 +235,8 @@ impl Bank {
             })
             .collect();
         Ok(Bank {
-            features,
+            features: Features::Resident(features),
+            device,
             offsets,
             movies,
             seq_len: config.seq_len,
@@ -178,8 +244,64 @@ impl Bank {
         })
     }
 
+    /// A bank that reads `store` (built for `config`'s modalities) batch by
+    /// batch, holding at most `max_memory` bytes of read rows: as many
+    /// batches ahead of the step as fit, up to 4. Batches of the larger of
+    /// `batch_size` and [`PREDICT_BATCH`] sequences must fit twice (the
+    /// one in use and the one being read).
+    pub fn streamed(
+        store: FeatureStore,
+        config: &ModelConfig,
+        batch_size: usize,
+        device: Device,
+        max_memory: u64,
+    ) -> anyhow::Result<Bank> {
+        let mut movies = Vec::with_capacity(store.movies.len());
+        for m in &store.movies {
+            movies.push(MovieInfo {
+                file: m.file.clone(),
+                imdb_id: m.imdb_id.clone(),
+                n_shots: m.n_shots,
+                ground_truth: m
+                    .ground_truth
+                    .clone()
+                    .with_context(|| format!("{}: no ground truth", m.file.display()))?,
+                shot_end_frame: m.shot_end_frame.clone(),
+                provided_prediction: m.prediction(),
+                scored: m.scored.clone(),
+            });
+        }
+        let width: usize = store.dims().iter().sum();
+        let sequences = batch_size.max(PREDICT_BATCH);
+        let per_batch = (sequences * (config.seq_len + config.shot_num - 1) * width * 4) as u64;
+        let fits = max_memory / per_batch.max(1);
+        if fits < 2 {
+            bail!(
+                "--max-memory {}: a batch of {sequences} sequences reads up to {} of features, and two must fit",
+                bytesize::ByteSize(max_memory).display().iec(),
+                bytesize::ByteSize(per_batch).display().iec()
+            );
+        }
+        Ok(Bank {
+            offsets: store.offsets.clone(),
+            features: Features::Streamed {
+                store: Arc::new(store),
+                read_ahead: (fits as usize - 2).min(4),
+            },
+            device,
+            movies,
+            seq_len: config.seq_len,
+            shot_num: config.shot_num,
+        })
+    }
+
     pub fn device(&self) -> Device {
-        self.features[0].device()
+        self.device
+    }
+
+    /// Whether batches are read from a store on disk.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.features, Features::Streamed { .. })
     }
 
     /// All sequences of the given movies, in order.
@@ -209,7 +331,7 @@ impl Bank {
     }
 
     /// Gathers model inputs and targets for `batch`.
-    pub fn batch(&self, batch: &[Sequence]) -> Batch {
+    pub fn batch(&self, batch: &[Sequence]) -> anyhow::Result<Batch> {
         self.planned_batch(&self.plan(&[batch]), 0)
     }
 
@@ -253,21 +375,70 @@ impl Bank {
                 windows,
             });
         }
+        let reader = match &self.features {
+            Features::Resident(_) => None,
+            Features::Streamed { store, read_ahead } => {
+                let per_batch: Vec<Vec<i64>> = spans
+                    .iter()
+                    .map(|s| rows[s.rows.0 as usize..(s.rows.0 + s.rows.1) as usize].to_vec())
+                    .collect();
+                Some(Mutex::new(read_batches(store.clone(), per_batch, *read_ahead)))
+            }
+        };
         EpochPlan {
             rows: Tensor::from_slice(&rows).to_device(self.device()),
             target: Tensor::from_slice(&target).to_device(self.device()),
             spans,
+            reader,
         }
     }
 
-    /// The `i`-th batch of `plan`, gathered on the device.
-    pub fn planned_batch(&self, plan: &EpochPlan, i: usize) -> Batch {
+    /// The `i`-th batch of `plan`, gathered on the device. A streamed
+    /// bank's batches come in order, from the plan's reader.
+    pub fn planned_batch(&self, plan: &EpochPlan, i: usize) -> anyhow::Result<Batch> {
         let span = &plan.spans[i];
-        self.gather(
-            &plan.rows.narrow(0, span.rows.0, span.rows.1),
-            plan.target.narrow(0, span.target.0, span.target.1),
-            span.windows,
-        )
+        let target = plan.target.narrow(0, span.target.0, span.target.1);
+        let Some(reader) = &plan.reader else {
+            return Ok(self.gather(
+                &plan.rows.narrow(0, span.rows.0, span.rows.1),
+                target,
+                span.windows,
+            ));
+        };
+        let mut reader = reader
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the feature reader panicked"))?;
+        anyhow::ensure!(
+            reader.next == i,
+            "bug: batch {i} asked of a store reader at batch {}",
+            reader.next
+        );
+        let read = reader
+            .batches
+            .as_ref()
+            .and_then(|rx| rx.recv().ok())
+            .ok_or_else(|| anyhow::anyhow!("the feature reader stopped"))??;
+        reader.next += 1;
+        let (s, k) = (self.seq_len as i64, self.shot_num as i64);
+        let rows = Tensor::from_slice(&read.rows).to_device(self.device);
+        let b = rows.size()[0] / (s * k);
+        let inputs = read
+            .shots
+            .iter()
+            .map(|data| {
+                let d = (data.len() / read.distinct.max(1)) as i64;
+                Tensor::from_slice(data)
+                    .view([read.distinct as i64, d])
+                    .to_device(self.device)
+                    .index_select(0, &rows)
+                    .view([b, s, k, d])
+            })
+            .collect();
+        Ok(Batch {
+            inputs,
+            target,
+            windows: span.windows,
+        })
     }
 
     /// The batch held in `batch`'s buffers (whatever was last copied in).
@@ -280,8 +451,10 @@ impl Bank {
     fn gather(&self, rows: &Tensor, target: Tensor, windows: usize) -> Batch {
         let (s, k) = (self.seq_len as i64, self.shot_num as i64);
         let b = rows.size()[0] / (s * k);
-        let inputs = self
-            .features
+        let Features::Resident(features) = &self.features else {
+            unreachable!("a streamed bank's batches come from its reader");
+        };
+        let inputs = features
             .iter()
             .map(|f| f.index_select(0, rows).view([b, s, k, f.size()[1]]))
             .collect();
@@ -308,9 +481,11 @@ impl Bank {
             .map(|m| vec![f64::NAN; m.n_shots - 1])
             .collect();
         let (mut loss_sum, mut in_loss) = (0.0, 0usize);
+        let chunks: Vec<&[Sequence]> = seqs.chunks(batch_size.max(1)).collect();
+        let plan = self.plan(&chunks);
         tch::no_grad(|| -> anyhow::Result<()> {
-            for chunk in seqs.chunks(batch_size.max(1)) {
-                let b = self.batch(chunk);
+            for (i, chunk) in chunks.iter().enumerate() {
+                let b = self.planned_batch(&plan, i)?;
                 let out = model.forward(&b.inputs);
                 // A batch whose boundaries are all left out has no loss.
                 if chunk.iter().any(|q| self.has_scored(q)) {
@@ -340,4 +515,36 @@ pub struct Prediction {
     pub probs: Vec<Vec<f64>>,
     /// Mean loss over the sequences.
     pub loss: f64,
+}
+
+/// Starts a thread reading `batches` (each a batch's window rows into the
+/// store's stacked shots) in order, each as its distinct rows, at most
+/// `read_ahead` batches ahead of the one taken.
+fn read_batches(store: Arc<FeatureStore>, batches: Vec<Vec<i64>>, read_ahead: usize) -> Reader {
+    let (tx, rx) = sync_channel(read_ahead);
+    let thread = std::thread::spawn(move || {
+        for rows in batches {
+            let (distinct, local) = distinct_rows(&rows);
+            let read = (0..store.dims().len())
+                .map(|m| {
+                    let mut out = Vec::with_capacity(distinct.len() * store.dims()[m]);
+                    store.read_rows(m, &distinct, &mut out).map(|()| out)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+                .map(|shots| ReadBatch {
+                    shots,
+                    distinct: distinct.len(),
+                    rows: local,
+                });
+            let failed = read.is_err();
+            if tx.send(read).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Reader {
+        batches: Some(rx),
+        thread: Some(thread),
+        next: 0,
+    }
 }

@@ -192,7 +192,7 @@ impl Learner {
         let mut clock = StepClock::start(self.profile.is_some(), self.model.device());
         let last_phase = match path {
             StepPath::Eager | StepPath::Warmup => {
-                let b = bank.planned_batch(plan, i);
+                let b = bank.planned_batch(plan, i)?;
                 clock.lap(&mut self.profile, "batch assembly");
                 self.update(&b, Some(&mut clock))?;
                 "optimizer"
@@ -390,7 +390,7 @@ mod tests {
         let mut order = train.to_vec();
         Rng::derive(l.seed ^ EPOCH_STREAM, l.pos.epoch as u64).shuffle(&mut order);
         for batch in order.chunks(l.config.train.batch_size) {
-            let b = bank.batch(batch);
+            let b = bank.batch(batch).unwrap();
             l.model.dropout_seed = Rng::derive(l.seed ^ DROPOUT_STREAM, l.adam.step as u64).next_u64();
             let out = l.model.forward(&b.inputs);
             let loss = loss(&out.logits, &b.target, l.config.train.class_weights);
@@ -470,7 +470,7 @@ mod tests {
         for i in 0..full {
             plan.copy_batch(i, &mut buffers);
             let copied = bank.static_batch(&buffers, plan.windows(i));
-            let planned = bank.planned_batch(&plan, i);
+            let planned = bank.planned_batch(&plan, i).unwrap();
             assert!(copied.target.equal(&planned.target), "batch {i}: targets");
             for (a, b) in copied.inputs.iter().zip(&planned.inputs) {
                 assert!(a.equal(b), "batch {i}: inputs");

@@ -25,6 +25,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
+use crate::data::store::{FeatureStore, Opened};
 use crate::metrics::Scores;
 use crate::model::checkpoint::Checkpoint;
 use crate::model::Config;
@@ -59,6 +60,18 @@ pub struct TrainOptions {
     /// On CUDA, replay full batches' steps as a captured CUDA graph
     /// (`train --no-cuda-graph` turns it off).
     pub cuda_graph: bool,
+    /// Read the features from a store on disk, batch by batch, instead of
+    /// holding them all in memory (`train --max-memory`).
+    pub store: Option<StoreOptions>,
+}
+
+/// Training from a feature store ([`crate::data::store`]).
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The store's folder: built there, or reused when current.
+    pub dir: PathBuf,
+    /// The most bytes of features held in memory at once.
+    pub max_memory: u64,
 }
 
 /// One line of `metrics.jsonl`.
@@ -182,7 +195,10 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         None => Split::new(&bank, t.test_fraction, opts.val_movies, t.val_fraction, seed)?,
     };
     let run = Run::new(opts, &config, &bank, &split)?;
-    let mut learner = Learner::new(&config, opts.device, seed, resume.as_ref(), opts.cuda_graph)?;
+    // A streamed bank's batches come from its reader, not from device
+    // buffers a captured graph reads.
+    let graphs = opts.cuda_graph && !bank.is_streamed();
+    let mut learner = Learner::new(&config, opts.device, seed, resume.as_ref(), graphs)?;
     if opts.profile {
         let mut phases = crate::phases::Phases::new();
         phases.add("load data", loaded);
@@ -220,12 +236,38 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     })
 }
 
-/// The movies in memory; a resumed run must be on the data it started on.
+/// The movies in memory, or their features in a store on disk; a resumed
+/// run must be on the data it started on.
 fn load_bank(opts: &TrainOptions, config: &Config, resume: Option<&Checkpoint>) -> anyhow::Result<Bank> {
     let progress = opts.progress.as_ref();
-    progress.start("load", opts.files.len(), 0);
-    let bank = Bank::load(&opts.files, &config.model, opts.device, &|| progress.advance(1))?;
-    progress.finish();
+    let m = &config.model;
+    let bank = match &opts.store {
+        None => {
+            progress.start("load", opts.files.len(), 0);
+            let bank = Bank::load(&opts.files, m, opts.device, &|| progress.advance(1))?;
+            progress.finish();
+            bank
+        }
+        Some(s) => {
+            let modalities: Vec<_> = m.modalities.iter().map(|&x| (x, m.feature_dims.get(x))).collect();
+            let schema = crate::data::Schema {
+                require_ground_truth: true,
+                ..crate::segment::schema_for(m)
+            };
+            progress.start("feature store", opts.files.len(), 0);
+            let (store, opened) =
+                FeatureStore::open_or_build(&s.dir, &opts.files, &modalities, &schema, &|| {
+                    progress.advance(1)
+                })?;
+            progress.finish();
+            let size = bytesize::ByteSize(store.bytes()).display().iec();
+            progress.note(&match opened {
+                Opened::Reused => format!("feature store {} ({size}) reused", s.dir.display()),
+                Opened::Built(why) => format!("feature store {} ({size}) built: {why}", s.dir.display()),
+            });
+            Bank::streamed(store, m, config.train.batch_size, opts.device, s.max_memory)?
+        }
+    };
     if let Some(c) = resume {
         let data = state::data_summary(&bank);
         if c.metadata.get("data").map(String::as_str) != Some(data.as_str()) {

@@ -63,10 +63,25 @@ fn assert_runtimes_reproduce(ck: &Path, onnx: &Path, io: &Checkpoint) {
         };
         backends.push((kind.to_string(), open(kind, &opts).unwrap()));
     }
-    let whole = TractBackend::open_with(onnx, 2, None, false).unwrap();
+    let whole = TractBackend::open_with(
+        onnx,
+        &RuntimeOptions {
+            batch: 2,
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
     backends.push(("tract, whole graph".into(), Box::new(whole)));
     // A plan for fewer sequences than a run brings runs them in its chunks.
-    let chunked = TractBackend::open(onnx, 1, None).unwrap();
+    let chunked = TractBackend::open(
+        onnx,
+        &RuntimeOptions {
+            batch: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     backends.push(("tract, a plan of 1 sequence".into(), Box::new(chunked)));
     assert!(
         inputs[0].shape()[0] > 1,
@@ -117,7 +132,14 @@ fn rms_feature_norm_reproduces_pytorch_in_every_runtime() {
     assert_runtimes_reproduce(&ck, &onnx, &io);
     // The raw model on these inputs is far from PyTorch's: the check can fail.
     let (_, raw) = fixture_model_files(&dir);
-    let mut plain = lgss::runtime::tract::TractBackend::open(&raw, 2, None).unwrap();
+    let mut plain = lgss::runtime::tract::TractBackend::open(
+        &raw,
+        &RuntimeOptions {
+            batch: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let inputs = window_inputs(&io);
     let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
     assert!(
@@ -372,8 +394,24 @@ fn tract_window_max_in_rust_equals_the_onnx_subgraph() {
 
     let io = fixture_io();
     let inputs = window_inputs(&io);
-    let mut rust = TractBackend::open_with(&onnx, 2, None, true).unwrap();
-    let mut whole = TractBackend::open_with(&onnx, 2, None, false).unwrap();
+    let mut rust = TractBackend::open_with(
+        &onnx,
+        &RuntimeOptions {
+            batch: 2,
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap();
+    let mut whole = TractBackend::open_with(
+        &onnx,
+        &RuntimeOptions {
+            batch: 2,
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
     let views: Vec<ndarray::ArrayView4<f32>> = inputs.iter().map(|a| a.view()).collect();
     let (a, z) = (rust.run(&views).unwrap(), whole.run(&views).unwrap());
     let dp = a.iter().zip(&z).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
@@ -525,7 +563,7 @@ fn edl_refuses_what_timecode_cannot_count() {
 #[test]
 fn tch_gathers_windows_where_the_shots_live_exactly_as_data_windows() {
     use lgss::data::windows::{batch_rows, gather_windows, sequences};
-    use lgss::runtime::libtorch::gather_windows_on;
+    use lgss::model::lgss::gather_windows_on;
 
     let (n, d, seq_len, shot_num) = (53usize, 7usize, 10usize, 8usize);
     let shots = ndarray::Array2::from_shape_fn((n, d), |(i, j)| (i * 31 + j) as f32 * 0.5 - 3.0);

@@ -166,6 +166,161 @@ fn sceneseg_checkpoints_import_from_both_formats_and_match_pytorch() {
     }
 }
 
+/// Each shot's audio CNN once (`runtime::input`): on each of the tree's
+/// movies, every CPU runtime, and ort-cuda's per-shot form run on the CPU,
+/// give the per-window form's probabilities (each window position embedded
+/// on its own, as before) and PyTorch's within verify's fp32 bound, for runs
+/// that do and do not divide the movie; a run holding two movies'
+/// sequences (as `lgss serve` batches them) gives each its own, also
+/// through a tract plan of one sequence that must cut it. The exported
+/// graph passes the ONNX checker with the audio input per shot.
+#[test]
+fn stft_runtimes_embed_each_shot_once_with_the_per_window_numbers() {
+    use lgss::runtime::onnxruntime::OrtBackend;
+    use lgss::runtime::{open, Backend, RunInput, RuntimeKind, RuntimeOptions};
+
+    let dir = tempdir("sceneseg-per-shot");
+    let ckpt = dir.join("ckpt.safetensors");
+    assert!(import("model_best.pth.tar", &ckpt).status.success());
+    let onnx = dir.join("model.onnx");
+    let out = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let inputs = crate::common::run_python(
+        r#"
+import sys, onnx
+m = onnx.load(sys.argv[1])
+onnx.checker.check_model(m, full_check=True)
+for i in m.graph.input:
+    t = i.type.tensor_type
+    print(i.name, t.elem_type, [d.dim_param or d.dim_value for d in t.shape.dim])
+"#,
+        &[&onnx],
+    );
+    assert!(inputs.contains("audio 1 ['audio_shots', 23130]"), "{inputs}");
+    assert!(inputs.contains("audio_rows 7 ['batch', 10, 4]"), "{inputs}");
+    assert!(inputs.contains("place 1 ['batch', 10, 4, 64]"), "{inputs}");
+
+    let truth = reference_json()["probabilities"].clone();
+    let bound = max_dp_bound(false);
+    let diff = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() as f64)
+            .fold(0.0, f64::max)
+    };
+    let movies: Vec<(String, Movie)> = truth
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|id| {
+            let path = reference().join("tree/label318").join(format!("{id}.txt"));
+            (id.clone(), Movie::load(&path, &Schema::any()).unwrap())
+        })
+        .collect();
+    let options = |batch: usize, per_window: bool| RuntimeOptions {
+        onnx: Some(onnx.clone()),
+        checkpoint: Some(ckpt.clone()),
+        batch,
+        per_window,
+        ..Default::default()
+    };
+    // Each runtime per shot, and per window.
+    type Pair = (String, Box<dyn Backend>, Box<dyn Backend>);
+    let mut backends: Vec<Pair> = Vec::new();
+    for kind in [RuntimeKind::Tch, RuntimeKind::OrtCpu, RuntimeKind::Tract] {
+        backends.push((
+            kind.to_string(),
+            open(kind, &options(4, false)).unwrap(),
+            open(kind, &options(4, true)).unwrap(),
+        ));
+    }
+    backends.push((
+        "ort per-shot form".into(),
+        Box::new(OrtBackend::open_with(&onnx, false, true, &options(4, false)).unwrap()),
+        Box::new(OrtBackend::open_with(&onnx, false, true, &options(4, true)).unwrap()),
+    ));
+    let mut phases = lgss::phases::Phases::new();
+    for (name, per_shot, per_window) in &mut backends {
+        let config = per_shot.config().clone();
+        for (id, movie) in &movies {
+            let feats = lgss::segment::model_features(&config, movie).unwrap();
+            let views: Vec<ndarray::ArrayView2<f32>> = feats.iter().map(|f| f.view()).collect();
+            let n = movie.n_shots();
+            let seqs = sequences(0, n, config.seq_len);
+            let want = per_window.run_movie(&views, n, &seqs, 4, &mut phases).unwrap();
+            let torch: Vec<f32> = truth[id]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect();
+            let real = |p: &[f32]| -> Vec<f32> {
+                seqs.iter()
+                    .enumerate()
+                    .flat_map(|(i, s)| p[i * config.seq_len..i * config.seq_len + s.valid].to_vec())
+                    .collect()
+            };
+            let d = diff(&real(&want), &torch);
+            assert!(d <= bound, "{name} {id} per window vs PyTorch: {d:e}");
+            for batch in [1, 3, seqs.len()] {
+                let got = per_shot.run_movie(&views, n, &seqs, batch, &mut phases).unwrap();
+                let d = diff(&got, &want);
+                assert!(d <= bound, "{name} {id} batch {batch}: max|Δp| {d:e} > {bound:e}");
+            }
+        }
+        // Two movies' sequences in one run, as serve's batcher makes it.
+        let config = per_shot.config().clone();
+        // Each movie's features, rows, and probabilities alone.
+        type Part<'a> = (Vec<ndarray::ArrayView2<'a, f32>>, Vec<i64>, Vec<f32>);
+        let parts: Vec<Part> = movies[..2]
+            .iter()
+            .map(|(_, movie)| {
+                let feats = lgss::segment::model_features(&config, movie).unwrap();
+                let views: Vec<ndarray::ArrayView2<f32>> = feats.iter().map(|f| f.view()).collect();
+                let n = movie.n_shots();
+                let seqs = sequences(0, n, config.seq_len);
+                let alone = per_shot.run_movie(&views, n, &seqs, 4, &mut phases).unwrap();
+                (
+                    views,
+                    batch_rows(&seqs, &[0], &[n], config.seq_len, config.shot_num),
+                    alone,
+                )
+            })
+            .collect();
+        let both: Vec<(&[ndarray::ArrayView2<f32>], &[i64])> = parts
+            .iter()
+            .map(|(v, r, _)| (v.as_slice(), r.as_slice()))
+            .collect();
+        let input = RunInput::gather(&config, &both);
+        let want: Vec<f32> = parts.iter().flat_map(|(_, _, p)| p.clone()).collect();
+        let d = diff(&per_shot.run_input(&input).unwrap(), &want);
+        assert!(d <= bound, "{name}, two movies in a run: {d:e}");
+        let d = diff(&per_window.run_input(&input).unwrap(), &want);
+        assert!(d <= bound, "{name}, two movies in a per-window run: {d:e}");
+    }
+    let mut one = open(RuntimeKind::Tract, &options(1, false)).unwrap();
+    let config = one.config().clone();
+    let (_, movie) = &movies[0];
+    let feats = lgss::segment::model_features(&config, movie).unwrap();
+    let views: Vec<ndarray::ArrayView2<f32>> = feats.iter().map(|f| f.view()).collect();
+    let n = movie.n_shots();
+    let seqs = sequences(0, n, config.seq_len);
+    let rows = batch_rows(&seqs, &[0], &[n], config.seq_len, config.shot_num);
+    let other = batch_rows(&seqs[..1], &[0], &[n], config.seq_len, config.shot_num);
+    let input = RunInput::gather(&config, &[(&views, &rows), (&views, &other)]);
+    let mut want = backends[2].1.run_movie(&views, n, &seqs, 4, &mut phases).unwrap();
+    want.extend_from_within(..config.seq_len);
+    let d = diff(&one.run_input(&input).unwrap(), &want);
+    assert!(d <= bound, "tract, a plan of one sequence: {d:e}");
+}
+
 /// One training-mode forward from the imported state: BatchNorm normalises
 /// by the batch's statistics and updates the running ones with PyTorch's
 /// momentum and unbiased variance.

@@ -31,6 +31,7 @@ fn options(data: &std::path::Path, out: &std::path::Path, config: Config) -> Tra
         progress: std::sync::Arc::new(lgss::progress::Silent),
         profile: false,
         cuda_graph: true,
+        store: None,
     }
 }
 
