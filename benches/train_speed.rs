@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
             }
             let b = bank.batch(chunk)?;
             let l = loss(
-                &model.forward(&b.inputs).logits,
+                &model.forward_inputs(&b.inputs()).logits,
                 &b.target,
                 config.train.class_weights,
             );

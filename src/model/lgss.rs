@@ -88,8 +88,10 @@ pub enum BranchInput<'a> {
     Windows(&'a Tensor),
     /// The run's shots `[n, D]` and, for each window position in the
     /// windows' order, the row of its shot (`[batch · seq_len · shot_num]`,
-    /// int64, on the same device): an STFT branch then embeds each shot
-    /// once (`crate::runtime::input`).
+    /// int64, on the same device). In evaluation an STFT branch embeds
+    /// each shot once (`crate::runtime::input`); in training it embeds the
+    /// windows' shots, so BatchNorm normalises over every window's shots
+    /// as SceneSeg's does.
     Shots { shots: &'a Tensor, rows: &'a Tensor },
 }
 
@@ -333,7 +335,14 @@ impl Lgss {
             Bnet::Stft { audnet, cos_w, cos_b } => {
                 let shots = match input {
                     BranchInput::Windows(x) => audnet.forward(&x.view([n * k, d]), train),
-                    // Each shot embedded once, the windows gathered after.
+                    // Training normalises BatchNorm over every window's
+                    // shots, as SceneSeg does: the windows first.
+                    BranchInput::Shots { shots, rows } if train => {
+                        let windows = gather_windows_on(shots, rows, cfg.seq_len, cfg.shot_num);
+                        audnet.forward(&windows.view([n * k, d]), train)
+                    }
+                    // In evaluation each sample is normalised alone: each
+                    // shot embedded once, the windows gathered after.
                     BranchInput::Shots { shots, rows } => audnet.forward(shots, train).index_select(0, rows),
                 };
                 let shots = shots.view([n, k, -1]);

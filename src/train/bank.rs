@@ -17,7 +17,7 @@ use crate::data::movie::{Movie, Schema};
 use crate::data::store::FeatureStore;
 use crate::data::windows::{batch_rows, sequences, Sequence};
 use crate::model::config::ModelConfig;
-use crate::model::lgss::loss;
+use crate::model::lgss::{loss, BranchInput};
 use crate::model::Lgss;
 
 /// What is kept of a movie besides its features.
@@ -105,6 +105,31 @@ struct ReadBatch {
     rows: Vec<i64>,
 }
 
+/// How many batches a streamed bank reads ahead of the step while holding
+/// at most `max_memory` bytes of read rows: as many as fit, up to 4. A
+/// batch of the larger of `batch_size` and [`PREDICT_BATCH`] sequences
+/// reads at most `sequences · (seq_len + shot_num − 1)` shots; two must
+/// fit (the one in use and the one being read), else an error naming
+/// `--max-memory`.
+pub fn read_ahead(config: &ModelConfig, batch_size: usize, max_memory: u64) -> anyhow::Result<usize> {
+    let width: usize = config
+        .modalities
+        .iter()
+        .map(|&m| config.feature_dims.get(m))
+        .sum();
+    let sequences = batch_size.max(PREDICT_BATCH);
+    let per_batch = (sequences * (config.seq_len + config.shot_num - 1) * width * 4) as u64;
+    let fits = max_memory / per_batch.max(1);
+    if fits < 2 {
+        bail!(
+            "--max-memory {}: a batch of {sequences} sequences reads up to {} of features, and two must fit",
+            bytesize::ByteSize(max_memory).display().iec(),
+            bytesize::ByteSize(per_batch).display().iec()
+        );
+    }
+    Ok((fits as usize - 2).min(4))
+}
+
 /// The distinct rows of `rows`, increasing, and `rows` renumbered into them.
 fn distinct_rows(rows: &[i64]) -> (Vec<usize>, Vec<i64>) {
     let mut distinct: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
@@ -172,14 +197,33 @@ struct BatchSpan {
     windows: usize,
 }
 
-/// A gathered batch.
+/// A batch: its shots and the row of each window position.
 pub struct Batch {
-    /// `[batch, seq_len, shot_num, D]` per modality.
-    pub inputs: Vec<Tensor>,
+    /// Per modality, the batch's distinct shots `[n, D]` (a captured
+    /// step's: the whole bank's).
+    pub shots: Vec<Tensor>,
+    /// Each window position's row of `shots`, `[batch · seq_len ·
+    /// shot_num]`, the same for every modality.
+    pub rows: Tensor,
     /// `[batch * seq_len]`, -100 on padding.
     pub target: Tensor,
     /// Real (unpadded) boundaries in the batch.
     pub windows: usize,
+}
+
+impl Batch {
+    /// The model's inputs: the model gathers the windows (and, in
+    /// evaluation, embeds an STFT branch's shots once; see
+    /// [`crate::model::lgss::BranchInput`]).
+    pub fn inputs(&self) -> Vec<BranchInput<'_>> {
+        self.shots
+            .iter()
+            .map(|shots| BranchInput::Shots {
+                shots,
+                rows: &self.rows,
+            })
+            .collect()
+    }
 }
 
 impl Bank {
@@ -245,16 +289,12 @@ impl Bank {
     }
 
     /// A bank that reads `store` (built for `config`'s modalities) batch by
-    /// batch, holding at most `max_memory` bytes of read rows: as many
-    /// batches ahead of the step as fit, up to 4. Batches of the larger of
-    /// `batch_size` and [`PREDICT_BATCH`] sequences must fit twice (the
-    /// one in use and the one being read).
+    /// batch, `read_ahead` batches ahead of the step ([`read_ahead`]).
     pub fn streamed(
         store: FeatureStore,
         config: &ModelConfig,
-        batch_size: usize,
         device: Device,
-        max_memory: u64,
+        read_ahead: usize,
     ) -> anyhow::Result<Bank> {
         let mut movies = Vec::with_capacity(store.movies.len());
         for m in &store.movies {
@@ -271,22 +311,11 @@ impl Bank {
                 scored: m.scored.clone(),
             });
         }
-        let width: usize = store.dims().iter().sum();
-        let sequences = batch_size.max(PREDICT_BATCH);
-        let per_batch = (sequences * (config.seq_len + config.shot_num - 1) * width * 4) as u64;
-        let fits = max_memory / per_batch.max(1);
-        if fits < 2 {
-            bail!(
-                "--max-memory {}: a batch of {sequences} sequences reads up to {} of features, and two must fit",
-                bytesize::ByteSize(max_memory).display().iec(),
-                bytesize::ByteSize(per_batch).display().iec()
-            );
-        }
         Ok(Bank {
             offsets: store.offsets.clone(),
             features: Features::Streamed {
                 store: Arc::new(store),
-                read_ahead: (fits as usize - 2).min(4),
+                read_ahead,
             },
             device,
             movies,
@@ -393,17 +422,27 @@ impl Bank {
         }
     }
 
-    /// The `i`-th batch of `plan`, gathered on the device. A streamed
-    /// bank's batches come in order, from the plan's reader.
+    /// The `i`-th batch of `plan` on the device: its distinct shots and
+    /// the rows into them. A streamed bank's batches come in order, from
+    /// the plan's reader.
     pub fn planned_batch(&self, plan: &EpochPlan, i: usize) -> anyhow::Result<Batch> {
         let span = &plan.spans[i];
         let target = plan.target.narrow(0, span.target.0, span.target.1);
         let Some(reader) = &plan.reader else {
-            return Ok(self.gather(
-                &plan.rows.narrow(0, span.rows.0, span.rows.1),
+            let Features::Resident(features) = &self.features else {
+                bail!("bug: a streamed bank's plan without its reader");
+            };
+            // The batch's distinct rows, increasing, and the rows into them.
+            let (distinct, rows, _) = plan
+                .rows
+                .narrow(0, span.rows.0, span.rows.1)
+                .internal_unique2(true, true, false);
+            return Ok(Batch {
+                shots: features.iter().map(|f| f.index_select(0, &distinct)).collect(),
+                rows,
                 target,
-                span.windows,
-            ));
+                windows: span.windows,
+            });
         };
         let mut reader = reader
             .lock()
@@ -419,10 +458,7 @@ impl Bank {
             .and_then(|rx| rx.recv().ok())
             .ok_or_else(|| anyhow::anyhow!("the feature reader stopped"))??;
         reader.next += 1;
-        let (s, k) = (self.seq_len as i64, self.shot_num as i64);
-        let rows = Tensor::from_slice(&read.rows).to_device(self.device);
-        let b = rows.size()[0] / (s * k);
-        let inputs = read
+        let shots = read
             .shots
             .iter()
             .map(|data| {
@@ -430,37 +466,26 @@ impl Bank {
                 Tensor::from_slice(data)
                     .view([read.distinct as i64, d])
                     .to_device(self.device)
-                    .index_select(0, &rows)
-                    .view([b, s, k, d])
             })
             .collect();
         Ok(Batch {
-            inputs,
+            shots,
+            rows: Tensor::from_slice(&read.rows).to_device(self.device),
             target,
             windows: span.windows,
         })
     }
 
-    /// The batch held in `batch`'s buffers (whatever was last copied in).
+    /// The batch held in `batch`'s buffers (whatever was last copied in),
+    /// its shots the whole bank's: a captured training step gathers them.
     pub fn static_batch(&self, batch: &StaticBatch, windows: usize) -> Batch {
-        self.gather(&batch.rows, batch.target.shallow_clone(), windows)
-    }
-
-    /// Model inputs gathered on the device from window `rows` (a batch's
-    /// [`batch_rows`]).
-    fn gather(&self, rows: &Tensor, target: Tensor, windows: usize) -> Batch {
-        let (s, k) = (self.seq_len as i64, self.shot_num as i64);
-        let b = rows.size()[0] / (s * k);
         let Features::Resident(features) = &self.features else {
-            unreachable!("a streamed bank's batches come from its reader");
+            unreachable!("a streamed bank never captures a step");
         };
-        let inputs = features
-            .iter()
-            .map(|f| f.index_select(0, rows).view([b, s, k, f.size()[1]]))
-            .collect();
         Batch {
-            inputs,
-            target,
+            shots: features.iter().map(Tensor::shallow_clone).collect(),
+            rows: batch.rows.shallow_clone(),
+            target: batch.target.shallow_clone(),
             windows,
         }
     }
@@ -486,7 +511,7 @@ impl Bank {
         tch::no_grad(|| -> anyhow::Result<()> {
             for (i, chunk) in chunks.iter().enumerate() {
                 let b = self.planned_batch(&plan, i)?;
-                let out = model.forward(&b.inputs);
+                let out = model.forward_inputs(&b.inputs());
                 // A batch whose boundaries are all left out has no loss.
                 if chunk.iter().any(|q| self.has_scored(q)) {
                     loss_sum +=

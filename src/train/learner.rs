@@ -249,7 +249,7 @@ impl Learner {
         };
         // Each step's masks from its own seed: a resumed run draws the same.
         self.model.dropout_seed = Rng::derive(self.seed ^ DROPOUT_STREAM, self.adam.step as u64).next_u64();
-        let out = self.model.forward(&b.inputs);
+        let out = self.model.forward_inputs(&b.inputs());
         let l = weighted_loss(&out.logits, &b.target, &self.class_weights);
         lap(&mut self.profile, "forward");
         self.adam.zero_grad();
@@ -379,7 +379,7 @@ fn lr_at(config: &Config, epoch: usize) -> f64 {
 mod tests {
     use super::*;
     use crate::data::synth::{write_dataset, SynthSpec};
-    use crate::model::lgss::loss;
+    use crate::model::lgss::{gather_windows_on, loss};
     use crate::progress::Silent;
 
     /// The epoch as it ran before the loop stopped waiting for the device:
@@ -392,7 +392,7 @@ mod tests {
         for batch in order.chunks(l.config.train.batch_size) {
             let b = bank.batch(batch).unwrap();
             l.model.dropout_seed = Rng::derive(l.seed ^ DROPOUT_STREAM, l.adam.step as u64).next_u64();
-            let out = l.model.forward(&b.inputs);
+            let out = l.model.forward_inputs(&b.inputs());
             let loss = loss(&out.logits, &b.target, l.config.train.class_weights);
             l.adam.zero_grad();
             loss.backward();
@@ -472,8 +472,13 @@ mod tests {
             let copied = bank.static_batch(&buffers, plan.windows(i));
             let planned = bank.planned_batch(&plan, i).unwrap();
             assert!(copied.target.equal(&planned.target), "batch {i}: targets");
-            for (a, b) in copied.inputs.iter().zip(&planned.inputs) {
-                assert!(a.equal(b), "batch {i}: inputs");
+            let (s, k) = (config.model.seq_len, config.model.shot_num);
+            for (a, b) in copied.shots.iter().zip(&planned.shots) {
+                let a = gather_windows_on(a, &copied.rows, s, k);
+                assert!(
+                    a.equal(&gather_windows_on(b, &planned.rows, s, k)),
+                    "batch {i}: inputs"
+                );
             }
             assert_eq!(copied.windows, planned.windows);
         }

@@ -186,8 +186,17 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         ),
         None => (opts.config.clone(), opts.seed),
     };
+    // A limit too small for two batches is refused before anything is written.
+    let read_ahead = match &opts.store {
+        Some(s) => Some(bank::read_ahead(
+            &config.model,
+            config.train.batch_size,
+            s.max_memory,
+        )?),
+        None => None,
+    };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
-    let bank = load_bank(opts, &config, resume.as_ref())?;
+    let bank = load_bank(opts, &config, read_ahead, resume.as_ref())?;
     let loaded = wall.elapsed();
     let t = &config.train;
     let split = match &opts.split {
@@ -238,17 +247,22 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
 
 /// The movies in memory, or their features in a store on disk; a resumed
 /// run must be on the data it started on.
-fn load_bank(opts: &TrainOptions, config: &Config, resume: Option<&Checkpoint>) -> anyhow::Result<Bank> {
+fn load_bank(
+    opts: &TrainOptions,
+    config: &Config,
+    read_ahead: Option<usize>,
+    resume: Option<&Checkpoint>,
+) -> anyhow::Result<Bank> {
     let progress = opts.progress.as_ref();
     let m = &config.model;
-    let bank = match &opts.store {
-        None => {
+    let bank = match (&opts.store, read_ahead) {
+        (None, _) | (_, None) => {
             progress.start("load", opts.files.len(), 0);
             let bank = Bank::load(&opts.files, m, opts.device, &|| progress.advance(1))?;
             progress.finish();
             bank
         }
-        Some(s) => {
+        (Some(s), Some(read_ahead)) => {
             let modalities: Vec<_> = m.modalities.iter().map(|&x| (x, m.feature_dims.get(x))).collect();
             let schema = crate::data::Schema {
                 require_ground_truth: true,
@@ -265,7 +279,7 @@ fn load_bank(opts: &TrainOptions, config: &Config, resume: Option<&Checkpoint>) 
                 Opened::Reused => format!("feature store {} ({size}) reused", s.dir.display()),
                 Opened::Built(why) => format!("feature store {} ({size}) built: {why}", s.dir.display()),
             });
-            Bank::streamed(store, m, config.train.batch_size, opts.device, s.max_memory)?
+            Bank::streamed(store, m, opts.device, read_ahead)?
         }
     };
     if let Some(c) = resume {

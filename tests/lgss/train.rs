@@ -495,3 +495,133 @@ fn early_stopping_ends_on_a_plateau() {
         log
     );
 }
+
+/// Peak resident memory (kB) of `lgss args…`, measured by Python's
+/// `resource` as the kernel counts it for the one child it ran; its
+/// stdout goes to `stdout`, its stderr comes back.
+fn lgss_peak_rss_kb(args: &[&std::ffi::OsStr], stdout: &Path) -> (u64, String) {
+    let code = r#"
+import resource, subprocess, sys
+with open(sys.argv[1], "wb") as out:
+    r = subprocess.run(sys.argv[2:], stdout=out, stderr=subprocess.PIPE)
+sys.stderr.buffer.write(r.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(r.returncode)
+"#;
+    let out = std::process::Command::new(crate::common::python())
+        .arg("-c")
+        .arg(code)
+        .arg(stdout)
+        .arg(env!("CARGO_BIN_EXE_lgss"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (String::from_utf8_lossy(&out.stdout).trim().parse().unwrap(), err)
+}
+
+/// `train --max-memory` on a scene318 tree with STFT audio whose features
+/// are larger than the limit: the store is built and read a batch at a
+/// time, the run gives in-memory training's checkpoint bit for bit and its
+/// scores, and its peak resident memory stays below in-memory training's
+/// by at least half of what it did not hold (features − limit). A limit
+/// that cannot hold two batches is refused, naming the flag, before
+/// anything is built.
+#[test]
+fn training_from_a_feature_store_is_bit_identical_in_bounded_memory() {
+    let dir = tempdir("train-store");
+    let tree = dir.join("tree");
+    let out = lgss()
+        .args([
+            "synth", "--layout", "scene318", "--audio", "stft", "--size", "small",
+        ])
+        .args(["--shots", "150..250", "--movies", "20", "--seed", "3", "--out"])
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/sceneseg-small.toml");
+    let run = |name: &str, extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec!["train".into(), "--data".into(), tree.clone().into()];
+        args.extend([
+            "--config".into(),
+            config.clone().into(),
+            "--epochs".into(),
+            "1".into(),
+        ]);
+        args.extend(["--json".into(), "--out".into(), dir.join(name).into()]);
+        args.extend(extra.iter().map(Into::into));
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        lgss_peak_rss_kb(&args, &dir.join(format!("{name}.json")))
+    };
+    let limit: u64 = 160 << 20;
+    let store = dir.join("store");
+    let store_flag = store.to_str().unwrap();
+    let (in_memory, _) = run("memory", &[]);
+    let (streamed, log) = run(
+        "store",
+        &["--max-memory", "160MiB", "--feature-store", store_flag],
+    );
+    assert!(log.contains("feature store") && log.contains("built"), "{log}");
+    let features: u64 = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "f32"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        features > 2 * limit,
+        "the tree's features ({features} B) must exceed the limit"
+    );
+
+    let (a, b) = (
+        Checkpoint::load(&dir.join("memory/last.safetensors")).unwrap(),
+        Checkpoint::load(&dir.join("store/last.safetensors")).unwrap(),
+    );
+    assert_eq!(a.tensors, b.tensors, "the same weights, bit for bit");
+    let summary = |name: &str| {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).unwrap();
+        let mut j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let o = j.as_object_mut().unwrap();
+        for key in ["run", "best_checkpoint", "last_checkpoint"] {
+            o.remove(key);
+        }
+        for epoch in o["history"].as_array_mut().unwrap() {
+            let e = epoch.as_object_mut().unwrap();
+            e.remove("seconds");
+            e.remove("windows_per_s");
+        }
+        j
+    };
+    assert_eq!(summary("memory"), summary("store"));
+    // kB as the kernel reports them.
+    eprintln!("peak RSS: {in_memory} kB in memory, {streamed} kB from the store; features {features} B");
+    let saved = (in_memory as i64 - streamed as i64) * 1024;
+    assert!(
+        saved >= (features - limit) as i64 / 2,
+        "peak RSS {in_memory} kB in memory, {streamed} kB from the store, features {features} B"
+    );
+
+    let out = lgss()
+        .args(["train", "--data"])
+        .arg(&tree)
+        .arg("--config")
+        .arg(&config)
+        .args(["--max-memory", "1MiB", "--feature-store"])
+        .arg(dir.join("small-store"))
+        .arg("--out")
+        .arg(dir.join("small"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--max-memory 1.0 MiB"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("small-store").exists() && !dir.join("small").exists(),
+        "nothing written"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
