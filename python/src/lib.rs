@@ -229,6 +229,7 @@ impl Model {
             ort_lib: ort_lib_for(kind, ort_lib),
             batch,
             tf32: false,
+            per_window: false,
         };
         let opened = py.detach(|| -> anyhow::Result<_> {
             let stored = lgss::runtime::onnx_meta::stored_choices_of(&path)?;
