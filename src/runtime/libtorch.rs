@@ -86,7 +86,13 @@ impl Backend for TchBackend {
         let per_run = if device.is_cuda() {
             super::sequences_per_run(&c, true, batch)
         } else {
-            batch.clamp(1, super::max_sequences_per_run(&c, self.per_window))
+            // The per-window form runs whole `--batch` runs, as it did.
+            let most = if self.per_window {
+                usize::MAX
+            } else {
+                super::max_sequences_per_run(&c, false)
+            };
+            batch.clamp(1, most)
         };
         let window_rows = c.seq_len * c.shot_num;
         let prob = phases.time("model", || {

@@ -328,9 +328,11 @@ pub struct RuntimeOptions {
     pub batch: usize,
     /// Let CUDA runtimes use TF32 (faster, less exact); off: full fp32.
     pub tf32: bool,
-    /// Embed a per-shot modality's shots once per window position they are
-    /// in ([`RunInput::per_window`]), as before they were embedded per
-    /// shot: the same numbers at the old cost, for `benches/inference.rs`.
+    /// Run as before shots were embedded once: a per-shot modality's shots
+    /// embedded once per window position they are in
+    /// ([`RunInput::per_window`]), ort and tch in whole `--batch` runs,
+    /// tract in its plan of [`max_sequences_per_run`]`(…, true)`. The same
+    /// numbers at the old cost, for `benches/per_shot_audio.rs`.
     pub per_window: bool,
 }
 

@@ -252,8 +252,13 @@ impl Backend for OrtBackend {
         }
     }
 
+    /// The per-window form runs whole `--batch` runs, as it did.
     fn max_sequences_per_run(&self) -> usize {
-        super::max_sequences_per_run(&self.config, self.per_window)
+        if self.per_window {
+            usize::MAX
+        } else {
+            super::max_sequences_per_run(&self.config, false)
+        }
     }
 
     /// The per-shot form where the session has it (CUDA), else windows on

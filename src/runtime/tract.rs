@@ -41,8 +41,10 @@ pub struct TractBackend {
     per_window: bool,
 }
 
-/// What a plan is compiled for: `batch` sequences, and for a per-shot
-/// modality `shots` shots (zero-padded, like a short batch).
+/// What a plan is compiled for: `batch` sequences (a short run is
+/// zero-padded), and for a per-shot modality at most `shots` shots a run
+/// (the plan's shot count is symbolic: a run embeds its own shots, none
+/// padded; the bound keeps a run's activations in the budget).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanShape {
     pub batch: usize,
@@ -161,8 +163,11 @@ pub fn typed_model(
     for &md in &config.modalities {
         let d = config.feature_dims.get(md);
         if config.takes_shots(md) {
+            // The shot count is symbolic (only the CNN and the gather see
+            // it): a run embeds its own shots, none padded.
+            let shots = m.sym("shots").to_dim();
             m = m
-                .with_input_fact(input, f32::fact([shape.shots, d]).into())
+                .with_input_fact(input, f32::fact([shots, d.to_dim()]).into())
                 .map_err(err)?;
             let rows = [shape.batch, config.seq_len, config.shot_num];
             m = m
@@ -432,8 +437,8 @@ impl TractBackend {
         self.run_fitting(&input.sequences(half..batch, &self.config), out)
     }
 
-    /// One plan run: the input padded to the plan's shapes (zero windows,
-    /// zero shots, row 0), the padding's probabilities dropped.
+    /// One plan run: the input padded to the plan's batch (zero windows,
+    /// row 0), the padding's probabilities dropped.
     fn run_plan(&mut self, input: &RunInput<'_>) -> anyhow::Result<Vec<f32>> {
         let c = &self.config;
         let (plan_batch, plan_shots) = (self.shape.batch, self.shape.shots);
@@ -471,9 +476,8 @@ impl TractBackend {
                     let data = shots
                         .as_slice()
                         .ok_or_else(|| anyhow!("{m} shots are not in standard layout"))?;
-                    let padded_shots = padded(data, plan_shots * d);
                     values.push(
-                        Tensor::from_shape(&[plan_shots, d], &padded_shots)
+                        Tensor::from_shape(&[shots.nrows(), d], data)
                             .map_err(tensor_err)?
                             .into(),
                     );
