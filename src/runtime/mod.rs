@@ -165,36 +165,6 @@ pub fn max_sequences_per_run(c: &ModelConfig, per_window: bool) -> usize {
     sequences.max(1)
 }
 
-/// The batch of `inputs` after checking that they are one per modality of
-/// `config`, each of its [`ModelConfig::input_shape`] for that batch and in
-/// standard layout, each as a slice.
-pub fn checked_inputs<'a>(
-    config: &ModelConfig,
-    inputs: &'a [ndarray::ArrayView4<'_, f32>],
-) -> anyhow::Result<(usize, Vec<&'a [f32]>)> {
-    anyhow::ensure!(
-        inputs.len() == config.modalities.len(),
-        "{} inputs for a model of {} modalities",
-        inputs.len(),
-        config.modalities.len()
-    );
-    let batch = inputs.first().map_or(0, |x| x.dim().0);
-    let mut slices = Vec::with_capacity(inputs.len());
-    for (&m, x) in config.modalities.iter().zip(inputs) {
-        let want = config.input_shape(m, batch);
-        anyhow::ensure!(
-            x.shape() == want,
-            "{m} input has shape {:?}, the model takes {want:?}",
-            x.shape()
-        );
-        slices.push(
-            x.to_slice()
-                .ok_or_else(|| anyhow::anyhow!("{m} input is not in standard layout"))?,
-        );
-    }
-    Ok((batch, slices))
-}
-
 /// A movie's per-shot features (`shots`, [`Backend::run_movie`]'s) after
 /// checking that they are one per modality of `config`, each `[n_shots, D]`
 /// and in standard layout, each as a slice.
