@@ -498,3 +498,54 @@ fn a_place_audio_sceneseg_checkpoint_imports_and_matches_pytorch() {
         }
     }
 }
+
+/// `lgss serve` with an STFT model: movies of the tree, as pickles with
+/// SceneSeg's STFT images as their audio, posted together (one run holds
+/// several movies' sequences, each shot embedded once) come back with
+/// PyTorch's probabilities within verify's fp32 bound.
+#[test]
+fn serve_segments_stft_movies_as_pytorch_does() {
+    let dir = tempdir("sceneseg-serve");
+    let ckpt = dir.join("ckpt.safetensors");
+    assert!(import("model_best.pth.tar", &ckpt).status.success());
+    let onnx = dir.join("model.onnx");
+    let out = lgss()
+        .args(["export", "--onnx"])
+        .arg(&onnx)
+        .arg("--checkpoint")
+        .arg(&ckpt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let truth = reference_json()["probabilities"].clone();
+    let server = crate::serve::Server::start(&onnx, &["--batch", "4", "--batch-wait-ms", "200"]);
+    let posts: Vec<_> = truth
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|id| {
+            let movie = Movie::load(
+                &reference().join("tree/label318").join(format!("{id}.txt")),
+                &Schema::any(),
+            )
+            .unwrap();
+            let pickle = dir.join(format!("{id}.pkl"));
+            lgss::data::pickle_write::write_movie(&pickle, &movie).unwrap();
+            // The threshold rule: its probabilities are the model's own.
+            let url = server.url("/v1/segment?rule=local");
+            let id = id.clone();
+            std::thread::spawn(move || {
+                let body = format!("@{}", pickle.display());
+                (id, crate::serve::curl(&["--data-binary", &body, &url]))
+            })
+        })
+        .collect();
+    let bound = max_dp_bound(false);
+    for post in posts {
+        let (id, (status, body)) = post.join().unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let d = max_abs_diff(&answer["boundary_probabilities"], &truth[&id]);
+        assert!(d <= bound, "{id}: max|Δp| {d:e} > {bound:e}");
+    }
+}
