@@ -10,13 +10,11 @@
 //! each shot on its own (SceneSeg's STFT audio CNN): it takes the run's
 //! distinct shots and the row of each window position ([`input`]), so
 //! each shot is embedded once per run rather than once per window it is
-//! in. Per-shot features plus window indices for every modality would save
-//! the `shot_num`-fold replication of the input, but that replication
-//! costs ~1% of CPU inference here (the windows are assembled from cached
-//! rows while the LSTM's matrix products take the time), and the index form
-//! needs a Gather over a per-movie dynamic axis that tract's fixed-batch
-//! plan (its LSTM refuses a symbolic batch) cannot compile. The file keeps
-//! this interface, and the CPU runtimes use it. On a GPU, where the
+//! in. The other modalities stay windows: shots plus window indices would
+//! save the `shot_num`-fold replication of their input, but that costs ~1%
+//! of CPU inference here (the windows are assembled from cached rows while
+//! the LSTM's matrix products take the time). The file keeps this
+//! interface, and the CPU runtimes use it. On a GPU, where the
 //! replication would cross the bus, both GPU runtimes take a movie's
 //! per-shot features instead ([`Backend::run_movie`]): they cross to the
 //! device once and the same windows are gathered there, by libtorch's own

@@ -2,7 +2,9 @@
 //!
 //! tract 0.23.9 panics on an LSTM whose batch dimension is symbolic, so the
 //! plan is compiled for a fixed batch and shorter batches are zero-padded
-//! (zero windows are well defined: cosine similarity clamps the norm).
+//! (zero windows are well defined: cosine similarity clamps the norm). An
+//! STFT audio branch's shot count is symbolic (only its CNN and the gather
+//! of its windows see it), so a run embeds exactly its own shots.
 //!
 //! Each branch's window max (the max over channels of the window conv,
 //! `[n, d, k+1] × [k+1, C']` then ReduceMax) is a skinny MatMul that tract
