@@ -57,6 +57,20 @@ pub fn batch_rows(
     rows
 }
 
+/// The distinct rows that window `rows` name, increasing, and `rows`
+/// renumbered into them: what a network that embeds each shot once needs
+/// (each distinct shot embedded, the windows gathered from the embeddings).
+pub fn distinct_rows(rows: &[i64]) -> (Vec<usize>, Vec<i64>) {
+    let mut distinct: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let local = rows
+        .iter()
+        .map(|&r| distinct.partition_point(|&d| d < r as usize) as i64)
+        .collect();
+    (distinct, local)
+}
+
 /// The model input of `n_sequences` sequences from one movie's per-shot
 /// features `[n_shots, D]`: the rows [`batch_rows`] names, gathered, as
 /// `[n_sequences, seq_len, shot_num, D]`.

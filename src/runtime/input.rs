@@ -19,7 +19,7 @@ use std::ops::Range;
 use anyhow::{ensure, Context};
 use ndarray::{Array2, ArrayView2, ArrayView4, Axis, CowArray, Ix2, Ix4};
 
-use crate::data::windows::gather_windows_stacked;
+use crate::data::windows::{distinct_rows, gather_windows_stacked};
 use crate::model::config::ModelConfig;
 
 /// One modality's part of a run.
@@ -267,16 +267,8 @@ pub fn run_shots(features: ArrayView2<'_, f32>, rows: &[i64], per_window: bool) 
 /// The distinct rows of `features` that `rows` name, in increasing order,
 /// and `rows` renumbered into them.
 fn compact(features: ArrayView2<'_, f32>, rows: &[i64]) -> (Array2<f32>, Vec<i64>) {
-    let mut distinct = rows.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let index: Vec<usize> = distinct.iter().map(|&r| r as usize).collect();
-    let shots = features.select(Axis(0), &index);
-    let rows = rows
-        .iter()
-        .map(|r| distinct.partition_point(|d| d < r) as i64)
-        .collect();
-    (shots, rows)
+    let (distinct, rows) = distinct_rows(rows);
+    (features.select(Axis(0), &distinct), rows)
 }
 
 /// Several parts' compacted shots stacked, each part's rows offset by the

@@ -15,7 +15,7 @@ use tch::{Device, Tensor};
 
 use crate::data::movie::{Movie, Schema};
 use crate::data::store::FeatureStore;
-use crate::data::windows::{batch_rows, sequences, Sequence};
+use crate::data::windows::{batch_rows, distinct_rows, sequences, Sequence};
 use crate::model::config::ModelConfig;
 use crate::model::lgss::{loss, BranchInput};
 use crate::model::Lgss;
@@ -128,18 +128,6 @@ pub fn read_ahead(config: &ModelConfig, batch_size: usize, max_memory: u64) -> a
         );
     }
     Ok((fits as usize - 2).min(4))
-}
-
-/// The distinct rows of `rows`, increasing, and `rows` renumbered into them.
-fn distinct_rows(rows: &[i64]) -> (Vec<usize>, Vec<i64>) {
-    let mut distinct: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let local = rows
-        .iter()
-        .map(|&r| distinct.partition_point(|&d| d < r as usize) as i64)
-        .collect();
-    (distinct, local)
 }
 
 impl EpochPlan {
