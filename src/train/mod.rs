@@ -187,16 +187,15 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
         None => (opts.config.clone(), opts.seed),
     };
     // A limit too small for two batches is refused before anything is written.
-    let read_ahead = match &opts.store {
-        Some(s) => Some(bank::read_ahead(
-            &config.model,
-            config.train.batch_size,
-            s.max_memory,
-        )?),
+    let store = match &opts.store {
+        Some(s) => Some((
+            s,
+            bank::read_ahead(&config.model, config.train.batch_size, s.max_memory)?,
+        )),
         None => None,
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("{}: cannot create", opts.out.display()))?;
-    let bank = load_bank(opts, &config, read_ahead, resume.as_ref())?;
+    let bank = load_bank(opts, &config, store, resume.as_ref())?;
     let loaded = wall.elapsed();
     let t = &config.train;
     let split = match &opts.split {
@@ -245,24 +244,25 @@ pub fn train(opts: &TrainOptions, stop: Arc<AtomicBool>) -> anyhow::Result<Train
     })
 }
 
-/// The movies in memory, or their features in a store on disk; a resumed
-/// run must be on the data it started on.
+/// The movies in memory, or their features in a store on disk (`store`:
+/// where, and how many batches to read ahead); a resumed run must be on
+/// the data it started on.
 fn load_bank(
     opts: &TrainOptions,
     config: &Config,
-    read_ahead: Option<usize>,
+    store: Option<(&StoreOptions, usize)>,
     resume: Option<&Checkpoint>,
 ) -> anyhow::Result<Bank> {
     let progress = opts.progress.as_ref();
     let m = &config.model;
-    let bank = match (&opts.store, read_ahead) {
-        (None, _) | (_, None) => {
+    let bank = match store {
+        None => {
             progress.start("load", opts.files.len(), 0);
             let bank = Bank::load(&opts.files, m, opts.device, &|| progress.advance(1))?;
             progress.finish();
             bank
         }
-        (Some(s), Some(read_ahead)) => {
+        Some((s, read_ahead)) => {
             let modalities: Vec<_> = m.modalities.iter().map(|&x| (x, m.feature_dims.get(x))).collect();
             let schema = crate::data::Schema {
                 require_ground_truth: true,
