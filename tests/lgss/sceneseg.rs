@@ -61,6 +61,27 @@ fn import(file: &str, out: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `lgss export --onnx` of `checkpoint` to `onnx`.
+fn export(checkpoint: &Path, onnx: &Path) {
+    let out = lgss()
+        .args(["export", "--onnx"])
+        .arg(onnx)
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Movie `id` of the reference tree.
+fn tree_movie(id: &str) -> Movie {
+    Movie::load(
+        &reference().join("tree/label318").join(format!("{id}.txt")),
+        &Schema::any(),
+    )
+    .unwrap()
+}
+
 /// Each movie's probabilities from `lgss segment` on the tree.
 fn segment(dir: &Path, runtime: &str, model: (&str, &Path)) -> serde_json::Map<String, serde_json::Value> {
     let out_dir = dir.join(format!("seg-{runtime}"));
@@ -120,14 +141,7 @@ fn sceneseg_checkpoints_import_from_both_formats_and_match_pytorch() {
     assert!(!a.tensors.contains_key("bnet_audio.bnet.conv1.weight"));
 
     let onnx = dir.join("model.onnx");
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&legacy)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    export(&legacy, &onnx);
     // verify: the runtimes agree, SceneSeg's metrics included.
     let out = lgss()
         .args([
@@ -183,14 +197,7 @@ fn stft_runtimes_embed_each_shot_once_with_the_per_window_numbers() {
     let ckpt = dir.join("ckpt.safetensors");
     assert!(import("model_best.pth.tar", &ckpt).status.success());
     let onnx = dir.join("model.onnx");
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    export(&ckpt, &onnx);
     let inputs = crate::common::run_python(
         r#"
 import sys, onnx
@@ -219,10 +226,7 @@ for i in m.graph.input:
         .as_object()
         .unwrap()
         .keys()
-        .map(|id| {
-            let path = reference().join("tree/label318").join(format!("{id}.txt"));
-            (id.clone(), Movie::load(&path, &Schema::any()).unwrap())
-        })
+        .map(|id| (id.clone(), tree_movie(id)))
         .collect();
     let options = |batch: usize, per_window: bool| RuntimeOptions {
         onnx: Some(onnx.clone()),
@@ -333,11 +337,7 @@ fn stft_training_mode_matches_pytorch_batchnorm() {
     let model = model_from_checkpoint(&ckpt, Device::Cpu).unwrap();
     let r = reference_json();
     let id = r["train_forward"]["movie"].as_str().unwrap();
-    let movie = Movie::load(
-        &reference().join("tree/label318").join(format!("{id}.txt")),
-        &Schema::any(),
-    )
-    .unwrap();
+    let movie = tree_movie(id);
     let (k, s) = (model.config.shot_num, model.config.seq_len);
     let n = movie.n_shots();
     let seqs = sequences(0, n, s);
@@ -509,14 +509,7 @@ fn serve_segments_stft_movies_as_pytorch_does() {
     let ckpt = dir.join("ckpt.safetensors");
     assert!(import("model_best.pth.tar", &ckpt).status.success());
     let onnx = dir.join("model.onnx");
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(&onnx)
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    export(&ckpt, &onnx);
     let truth = reference_json()["probabilities"].clone();
     let server = crate::serve::Server::start(&onnx, &["--batch", "4", "--batch-wait-ms", "200"]);
     let posts: Vec<_> = truth
@@ -524,11 +517,7 @@ fn serve_segments_stft_movies_as_pytorch_does() {
         .unwrap()
         .keys()
         .map(|id| {
-            let movie = Movie::load(
-                &reference().join("tree/label318").join(format!("{id}.txt")),
-                &Schema::any(),
-            )
-            .unwrap();
+            let movie = tree_movie(id);
             let pickle = dir.join(format!("{id}.pkl"));
             lgss::data::pickle_write::write_movie(&pickle, &movie).unwrap();
             // The threshold rule: its probabilities are the model's own.
