@@ -81,8 +81,11 @@ impl Backend for TchBackend {
                 .map(|(data, f)| shots_on(data, [n_shots as i64, f.ncols() as i64], device))
                 .collect()
         })?;
-        let rows = batch_rows(seqs, &[0], &[n_shots], c.seq_len, c.shot_num);
-        let rows_on_device = phases.time("windows", || Tensor::from_slice(&rows).to_device(device));
+        let (rows, rows_on_device) = phases.time("windows", || {
+            let rows = batch_rows(seqs, &[0], &[n_shots], c.seq_len, c.shot_num);
+            let on_device = Tensor::from_slice(&rows).to_device(device);
+            (rows, on_device)
+        });
         let per_run = if device.is_cuda() {
             super::sequences_per_run(&c, true, batch)
         } else {
