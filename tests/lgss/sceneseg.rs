@@ -12,7 +12,7 @@ use lgss::data::{Movie, Schema};
 use lgss::model::checkpoint::{model_from_checkpoint, Checkpoint};
 use tch::{Device, Tensor};
 
-use crate::common::{lgss, python, tempdir};
+use crate::common::{export_onnx, lgss, python, tempdir};
 
 const CONFIG: &str = "models/sceneseg-small.toml";
 
@@ -59,18 +59,6 @@ fn import(file: &str, out: &Path) -> std::process::Output {
         .arg(out)
         .output()
         .unwrap()
-}
-
-/// `lgss export --onnx` of `checkpoint` to `onnx`.
-fn export(checkpoint: &Path, onnx: &Path) {
-    let out = lgss()
-        .args(["export", "--onnx"])
-        .arg(onnx)
-        .arg("--checkpoint")
-        .arg(checkpoint)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Movie `id` of the reference tree.
@@ -141,7 +129,7 @@ fn sceneseg_checkpoints_import_from_both_formats_and_match_pytorch() {
     assert!(!a.tensors.contains_key("bnet_audio.bnet.conv1.weight"));
 
     let onnx = dir.join("model.onnx");
-    export(&legacy, &onnx);
+    export_onnx(&legacy, &onnx);
     // verify: the runtimes agree, SceneSeg's metrics included.
     let out = lgss()
         .args([
@@ -197,7 +185,7 @@ fn stft_runtimes_embed_each_shot_once_with_the_per_window_numbers() {
     let ckpt = dir.join("ckpt.safetensors");
     assert!(import("model_best.pth.tar", &ckpt).status.success());
     let onnx = dir.join("model.onnx");
-    export(&ckpt, &onnx);
+    export_onnx(&ckpt, &onnx);
     let inputs = crate::common::run_python(
         r#"
 import sys, onnx
@@ -482,7 +470,7 @@ fn a_place_audio_sceneseg_checkpoint_imports_and_matches_pytorch() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let onnx = dir.join("model.onnx");
-    crate::common::export_onnx(&ckpt, &onnx);
+    export_onnx(&ckpt, &onnx);
     let truth: serde_json::Value =
         serde_json::from_slice(&std::fs::read(torch_dir.join("reference.json")).unwrap()).unwrap();
     let bound = max_dp_bound(false);
@@ -509,7 +497,7 @@ fn serve_segments_stft_movies_as_pytorch_does() {
     let ckpt = dir.join("ckpt.safetensors");
     assert!(import("model_best.pth.tar", &ckpt).status.success());
     let onnx = dir.join("model.onnx");
-    export(&ckpt, &onnx);
+    export_onnx(&ckpt, &onnx);
     let truth = reference_json()["probabilities"].clone();
     let server = crate::serve::Server::start(&onnx, &["--batch", "4", "--batch-wait-ms", "200"]);
     let posts: Vec<_> = truth
